@@ -60,6 +60,8 @@ class SuiteConfig:
     n_pref_train: int = 2000
     n_pref_eval: int = 200
     n_pretrain_docs: int = 20000
+    n_format_train: int = 200
+    n_format_eval: int = 40
     format: str = "jsonl"
 
 
@@ -219,7 +221,6 @@ class SmokeConfig:
     prompt: str = "What is 3 + 4?"
     group_size: int = 4
     max_tokens: int = 24
-    lr: float = 1e-3
     logprob_tol: float = 1e-4
 
 

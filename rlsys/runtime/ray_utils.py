@@ -34,7 +34,10 @@ def init_ray(
     object_store_memory: int | None = None,
     env_vars: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Start a local Ray on loopback, or join `address` ("auto" or host:port).
+    """Start a local Ray (dashboard off unless asked), or join `address` ("auto" or host:port).
+
+    Ray 2.60 resolves a loopback node address to the machine's own IP and its gRPC servers
+    listen on all interfaces; nothing here can narrow that, so run on a trusted network.
 
     Returns the cluster's total resources. Idempotent within a process.
     """
@@ -50,7 +53,6 @@ def init_ray(
                 namespace=namespace,
                 object_store_memory=object_store_memory,
                 runtime_env=runtime_env,
-                _node_ip_address="127.0.0.1",
             )
     resources = ray.cluster_resources()
     log.info("ray resources: %s", {k: v for k, v in resources.items() if not k.startswith("node:")})

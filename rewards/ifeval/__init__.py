@@ -1,0 +1,144 @@
+"""Verifiable instruction-following constraints (25 types) and the `ifeval` reward.
+
+Public API: `Constraint`, `CONSTRAINTS`, `sample_constraints`, `check_constraints`, `ifeval_reward`.
+Stdlib only, so the task generator can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from rewards._common import answer_part
+from rewards.ifeval._base import Constraint
+from rewards.ifeval.content import CONTENT_CONSTRAINTS
+from rewards.ifeval.layout import LAYOUT_CONSTRAINTS
+
+__all__ = [
+    "CONSTRAINTS",
+    "Constraint",
+    "are_compatible",
+    "check_constraints",
+    "ifeval_reward",
+    "sample_constraints",
+]
+
+CONSTRAINTS: dict[str, Constraint] = {c.name: c for c in CONTENT_CONSTRAINTS + LAYOUT_CONSTRAINTS}
+
+# Types that fix the whole response (one exact option, a JSON object, a verbatim echo first) combine with
+# only a few others; listing what they allow is shorter and safer than listing what they forbid.
+_ONLY_WITH: dict[str, frozenset[str]] = {
+    "answer_options": frozenset({"keyword_exclude", "no_commas", "no_digits"}),
+    "json_format": frozenset({
+        "word_count", "sentence_count", "keyword_include", "keyword_exclude", "keyword_frequency",
+        "letter_frequency", "all_lowercase", "all_uppercase", "capital_word_frequency", "no_digits",
+    }),
+    # The echoed request carries the other instructions' own text (commas, digits, capitals, the
+    # forbidden words), so only constraints that such an echo cannot break are allowed.
+    "repeat_prompt": frozenset({
+        "keyword_include", "keyword_frequency", "letter_frequency", "highlighted_sections",
+        "placeholders", "postscript", "title", "ends_with",
+    }),
+}
+_PAIR_CONFLICTS: frozenset[frozenset[str]] = frozenset(
+    frozenset(pair)
+    for pair in (
+        ("all_lowercase", "all_uppercase"),
+        ("all_lowercase", "starts_with"),
+        ("all_lowercase", "ends_with"),
+        ("all_lowercase", "capital_word_frequency"),
+        ("all_lowercase", "sections"),
+        ("all_uppercase", "starts_with"),
+        ("all_uppercase", "ends_with"),
+        ("all_uppercase", "capital_word_frequency"),
+        ("capital_word_frequency", "sections"),
+        ("no_digits", "sections"),
+        ("paragraph_count", "sections"),
+        ("paragraph_count", "two_responses"),
+        ("sections", "two_responses"),
+        ("bullet_points", "two_responses"),
+        ("wrapped_in_quotes", "starts_with"),
+        ("wrapped_in_quotes", "ends_with"),
+        ("ends_with", "postscript"),
+    )
+)
+
+
+def are_compatible(a: str, b: str) -> bool:
+    """Whether constraint types `a` and `b` can be satisfied by one response."""
+    if a == b:
+        return False
+    for x, y in ((a, b), (b, a)):
+        if x in _ONLY_WITH and y not in _ONLY_WITH[x]:
+            return False
+    return frozenset((a, b)) not in _PAIR_CONFLICTS
+
+
+def sample_constraints(rng: random.Random, k: int) -> list[dict]:
+    """Draw `k` distinct, mutually compatible constraint types with parameters.
+
+    Returns `[{"type": name, "params": {...}}, ...]`; the result depends only on the state of `rng`.
+    """
+    if not 1 <= k <= len(CONSTRAINTS):
+        raise ValueError(f"k must be in [1, {len(CONSTRAINTS)}], got {k}")
+    names = sorted(CONSTRAINTS)
+    for _ in range(100):
+        rng.shuffle(names)
+        chosen: list[str] = []
+        for name in names:
+            if all(are_compatible(name, other) for other in chosen):
+                chosen.append(name)
+                if len(chosen) == k:
+                    return [{"type": n, "params": CONSTRAINTS[n].sample_params(rng)} for n in chosen]
+    raise ValueError(f"could not find {k} mutually compatible constraint types")
+
+
+def _parse_constraints(constraints: list[dict] | str) -> list[dict]:
+    # Rows stored in parquet/JSONL often carry the list serialised as a JSON string.
+    if isinstance(constraints, str):
+        constraints = json.loads(constraints)
+    if not isinstance(constraints, list):
+        raise TypeError(f"constraints must be a list of dicts, got {type(constraints).__name__}")
+    return constraints
+
+
+def check_constraints(response: str, constraints: list[dict] | str, prompt: str = "") -> list[bool]:
+    """Pass/fail of each `{"type", "params"}` entry against `response`, in order."""
+    results: list[bool] = []
+    for entry in _parse_constraints(constraints):
+        name = entry["type"]
+        if name not in CONSTRAINTS:
+            raise KeyError(f"unknown IF constraint type {name!r}")
+        results.append(bool(CONSTRAINTS[name].check(response, entry.get("params") or {}, prompt)))
+    return results
+
+
+def ifeval_reward(prompt: str, completion: str, constraints: list[dict] | str, **_: object) -> dict:
+    """Share of constraints the final answer satisfies, plus `constraint/<type>` 0/1 per constraint.
+
+    Only the text after the reasoning block is judged; an empty or unfinished answer satisfies nothing.
+    """
+    parsed = _parse_constraints(constraints)
+    if not parsed:
+        raise ValueError("ifeval_reward needs at least one constraint")
+    answer = answer_part(completion)
+    if answer is None or not answer.strip():
+        passed = [False] * len(parsed)
+    else:
+        passed = check_constraints(answer.strip(), parsed, prompt)
+    out: dict = {"score": sum(passed) / len(passed)}
+    for entry, ok in zip(parsed, passed):
+        out[f"constraint/{entry['type']}"] = float(ok)
+    return out
+
+
+def _check_table() -> None:
+    # Guard against editing one of the two constraint files without updating the compatibility tables.
+    known = set(CONSTRAINTS)
+    listed = set(_ONLY_WITH) | {n for allowed in _ONLY_WITH.values() for n in allowed}
+    listed |= {n for pair in _PAIR_CONFLICTS for n in pair}
+    if len(CONSTRAINTS) != 25 or not listed <= known:
+        raise RuntimeError(f"IF constraint tables out of sync: unknown names {sorted(listed - known)}")
+
+
+_check_table()

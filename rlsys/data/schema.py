@@ -1,0 +1,139 @@
+"""Row schemas of the data kinds rlsys reads, and the validator that names file, row and field.
+
+Kinds (docs/DATA.md has examples):
+- `rl`: prompt-only rows for online RL. `id` str; `prompt` non-empty str or `messages` (chat turns ending
+  with a user turn); `data_source` str (default "user"); `task` str (default "math" when `answer` is
+  given, "ifeval" when `constraints` are, else "generic"); `answer` str (required when task is math; a JSON number is accepted and turned into text);
+  `hints` list[str] (optional, level 1 first); `constraints` list of {"type": str, "params": dict}.
+- `ifeval`: an `rl` row whose `constraints` list is required and non-empty.
+- `sft`: `id` str and either `prompt` + `response` (non-empty str) or `messages` with an assistant turn.
+- `preference`: `id`, `prompt`, `chosen`, `rejected` (non-empty str, chosen != rejected).
+- `pretrain`: `id` str, `text` non-empty str.
+
+Unknown extra fields are kept untouched (reward functions receive them as keyword arguments). A null
+value counts as an absent field: columnar formats (parquet, and datasets' JSON loader) fill every
+missing column with null.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+KINDS = ("rl", "ifeval", "sft", "preference", "pretrain")
+ROLES = ("system", "user", "assistant")
+
+
+class DataError(ValueError):
+    """A data file or row that does not match its schema; the message names file, row and field."""
+
+
+def _fail(where: str, message: str) -> DataError:
+    return DataError(f"{where}: {message}")
+
+
+def _nonempty_str(row: dict, name: str, where: str) -> str:
+    value = row.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, f"field '{name}' must be a non-empty string")
+    return value
+
+
+def _opt_str(row: dict, name: str, where: str) -> None:
+    if name in row and not isinstance(row[name], str):
+        raise _fail(where, f"field '{name}' must be a string, got {type(row[name]).__name__}")
+
+
+def _messages(row: dict, where: str, need_assistant: bool, end_with_user: bool) -> None:
+    msgs = row.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise _fail(where, "field 'messages' must be a non-empty list of {role, content} objects")
+    for i, msg in enumerate(msgs):
+        if not isinstance(msg, dict):
+            raise _fail(where, f"field 'messages[{i}]' must be an object with 'role' and 'content'")
+        if msg.get("role") not in ROLES:
+            raise _fail(where, f"field 'messages[{i}].role' must be one of {list(ROLES)}, got {msg.get('role')!r}")
+        if not isinstance(msg.get("content"), str):
+            raise _fail(where, f"field 'messages[{i}].content' must be a string")
+    if need_assistant and not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
+        raise _fail(where, "field 'messages' needs at least one non-empty assistant turn")
+    if end_with_user and msgs[-1]["role"] != "user":
+        raise _fail(where, "field 'messages' must end with a user turn (the model answers it)")
+
+
+def _constraints(row: dict, where: str, required: bool) -> None:
+    if "constraints" not in row:
+        if required:
+            raise _fail(where, "field 'constraints' must be a non-empty list of {type, params} objects")
+        return
+    value = row["constraints"]
+    if not isinstance(value, list) or (required and not value):
+        raise _fail(where, "field 'constraints' must be a non-empty list of {type, params} objects")
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            raise _fail(where, f"field 'constraints[{i}].type' must be a string")
+        if not isinstance(entry.get("params", {}), dict):
+            raise _fail(where, f"field 'constraints[{i}].params' must be an object")
+
+
+def drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+def validate_row(kind: str, row: Any, where: str) -> dict:
+    """Check `row` against `kind`; return a normalised copy (nulls dropped, defaults filled).
+
+    Raises `DataError("<where>: field '<name>' ...")`; `where` is e.g. "data/train.jsonl row 17".
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown data kind {kind!r}; expected one of {list(KINDS)}")
+    if not isinstance(row, dict):
+        raise _fail(where, f"row must be a JSON object, got {type(row).__name__}")
+    row = drop_nulls(row)
+    _nonempty_str(row, "id", where)
+    if kind in ("rl", "ifeval"):
+        _validate_rl(row, where, constraints_required=kind == "ifeval")
+    elif kind == "sft":
+        if "messages" in row:
+            _messages(row, where, need_assistant=True, end_with_user=False)
+        else:
+            _nonempty_str(row, "prompt", where)
+            _nonempty_str(row, "response", where)
+        _opt_str(row, "data_source", where)
+        row.setdefault("data_source", "user")
+    elif kind == "preference":
+        for name in ("prompt", "chosen", "rejected"):
+            _nonempty_str(row, name, where)
+        if row["chosen"] == row["rejected"]:
+            raise _fail(where, "fields 'chosen' and 'rejected' must differ")
+        _opt_str(row, "data_source", where)
+        row.setdefault("data_source", "user")
+    else:
+        _nonempty_str(row, "text", where)
+    return row
+
+
+def _validate_rl(row: dict, where: str, constraints_required: bool) -> None:
+    if "messages" in row and "prompt" not in row:
+        _messages(row, where, need_assistant=False, end_with_user=True)
+    else:
+        _nonempty_str(row, "prompt", where)
+    answer = row.get("answer")
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        # A bare JSON number is the obvious way to write an integer answer; math-verify wants text.
+        row["answer"] = str(answer)
+    for name in ("data_source", "task", "answer", "solution"):
+        _opt_str(row, name, where)
+    _constraints(row, where, required=constraints_required)
+    if "task" not in row:
+        row["task"] = "math" if "answer" in row else "ifeval" if row.get("constraints") else "generic"
+    if row["task"] == "math" and not (isinstance(row.get("answer"), str) and row["answer"].strip()):
+        raise _fail(where, "field 'answer' must be a non-empty string when task is 'math'")
+    if "hints" in row:
+        hints = row["hints"]
+        if not isinstance(hints, list) or not all(isinstance(h, str) and h.strip() for h in hints):
+            raise _fail(where, "field 'hints' must be a list of non-empty strings (level 1 first)")
+    row.setdefault("data_source", "user")

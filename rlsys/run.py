@@ -1,0 +1,65 @@
+"""Entry point: `python -m rlsys.run +exp=NAME [key=value ...]`.
+
+Hydra composes conf/ against the structured schema (rlsys/config/schema.py), so unknown keys
+and wrong types fail before anything starts. Each run writes to runs/<exp>/<time>/.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from rlsys.config.store import register_configs
+from rlsys.config.validate import ConfigError, validate_config
+from rlsys.runtime.rundir import write_run_metadata
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+# job name -> "module:function"; imported lazily so `--help` and config errors stay fast.
+JOBS = {
+    "smoke": "rlsys.controller.smoke:run",
+}
+
+log = logging.getLogger("rlsys")
+
+
+def normalize_overrides(args: list[str]) -> list[str]:
+    """`+exp=NAME` -> `+exp@_global_=NAME`.
+
+    Experiment files override keys anywhere in the config, so they belong to the global package.
+    Hydra only reads that from a `# @package` header on a file's first line, and the first line of
+    every exp file is its launch command instead; the package is given here, once, for all of them.
+    """
+    return [("+exp@_global_=" + a[len("+exp="):]) if a.startswith("+exp=") else a for a in args]
+
+
+def run_job(cfg: DictConfig) -> object:
+    if cfg.job not in JOBS:
+        raise SystemExit(f"config key 'job' = {cfg.job!r}: unknown job; known: {sorted(JOBS)}")
+    module_name, fn_name = JOBS[cfg.job].split(":")
+    return getattr(importlib.import_module(module_name), fn_name)(cfg)
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    cfg.run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        validate_config(cfg)
+    except ConfigError as exc:
+        raise SystemExit(f"config error: {exc}") from None
+    write_run_metadata(cfg.run_dir, OmegaConf.to_yaml(cfg, resolve=True), {"exp": cfg.exp_name, "job": cfg.job})
+    log.info("run dir: %s", cfg.run_dir)
+    run_job(cfg)
+
+
+register_configs()
+
+if __name__ == "__main__":
+    sys.argv = normalize_overrides(sys.argv)
+    main()
