@@ -87,6 +87,10 @@ def format_reward(prompt: str, completion: str, mode: str = "think", **fields: o
     out: dict = {"tags": float(tags)}
     score = tags
     wanted = fields.get("format")
+    if wanted == "think":
+        # A think row asks for the tags themselves: judge it in think mode whatever `mode` says.
+        tags = think_format_ok(prompt, completion, "think")
+        return {"score": float(tags), "tags": float(tags)}
     if wanted:
         if wanted not in FORMAT_CHECKERS:
             raise ValueError(f"unknown format {wanted!r}; expected one of {sorted(FORMAT_CHECKERS)}")

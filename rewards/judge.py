@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -74,6 +75,21 @@ def parse_judge_score(text: str, score_min: float = 0.0, score_max: float = 10.0
     return None
 
 
+def _check_settings(
+    score_min: float, score_max: float, max_concurrency: int, max_retries: int, api_key_env: str | None,
+    prompt_template: str,
+) -> None:
+    if score_max <= score_min:
+        raise ValueError(f"score_max ({score_max}) must exceed score_min ({score_min})")
+    if max_concurrency < 1 or max_retries < 0:
+        raise ValueError("max_concurrency must be >= 1 and max_retries >= 0")
+    if api_key_env and api_key_env not in os.environ:
+        raise ValueError(f"environment variable {api_key_env!r} (judge API key) is not set")
+    # Unknown template fields raise KeyError here rather than on the first sample.
+    prompt_template.format(question="q", response="r", reference="", constraints="", score_min=score_min,
+                           score_max=score_max)
+
+
 class JudgeReward:
     """Reward from an LLM judge; configure with `_target_: rewards.judge.JudgeReward` plus kwargs.
 
@@ -99,12 +115,7 @@ class JudgeReward:
         temperature: float = 0.0,
         max_tokens: int = 512,
     ) -> None:
-        if score_max <= score_min:
-            raise ValueError(f"score_max ({score_max}) must exceed score_min ({score_min})")
-        if max_concurrency < 1 or max_retries < 0:
-            raise ValueError("max_concurrency must be >= 1 and max_retries >= 0")
-        if api_key_env and api_key_env not in os.environ:
-            raise ValueError(f"environment variable {api_key_env!r} (judge API key) is not set")
+        _check_settings(score_min, score_max, max_concurrency, max_retries, api_key_env, prompt_template)
         self.base_url = base_url
         self.model = model
         self.api_key_env = api_key_env
@@ -120,11 +131,21 @@ class JudgeReward:
         self.fallback_score = fallback_score
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self._render("q", "r", {})  # fail at start-up, not mid-training, on a template with unknown fields
         self._semaphore = threading.BoundedSemaphore(max_concurrency)
         self._client_lock = threading.Lock()
         self._client: openai.OpenAI | None = None
         self._last_warning = -math.inf
+
+    @classmethod
+    def validate_static(cls, kwargs: dict) -> None:
+        """The checks that need no client, for `load_reward_fns` to run where the config is loaded (and
+        the reward workers to repeat in their own environment): a missing key variable or a template with
+        unknown fields then fails at start-up, naming the entry, instead of at the first batch."""
+        bound = inspect.signature(cls).bind(**kwargs)
+        bound.apply_defaults()
+        args = bound.arguments
+        _check_settings(args["score_min"], args["score_max"], args["max_concurrency"], args["max_retries"],
+                        args["api_key_env"], args["prompt_template"])
 
     def __repr__(self) -> str:
         return (

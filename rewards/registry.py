@@ -10,6 +10,7 @@ BUILTINS: dict[str, str] = {
     "ifeval": "rewards.ifeval.ifeval_reward",
     "length": "rewards.length.length_penalty",
     "judge": "rewards.judge.JudgeReward",
+    "reward_model": "rewards.reward_model.RewardModelReward",
 }
 
 

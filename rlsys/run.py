@@ -24,6 +24,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 # job name -> "module:function"; imported lazily so `--help` and config errors stay fast.
 JOBS = {
     "smoke": "rlsys.controller.smoke:run",
+    "pipeline": "rlsys.controller.stages:run",
 }
 
 log = logging.getLogger("rlsys")

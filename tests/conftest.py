@@ -22,3 +22,15 @@ def ray_session():
     init_ray(num_cpus=6, env_vars={"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A randomly initialised tiny Qwen3 + locally trained tokenizer, saved as an HF directory."""
+    from rlsys_testing import TinyArch, tiny_texts
+
+    from rlsys.model.tiny import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    build_tiny_model(out, TinyArch, tiny_texts(), seed=0)
+    return str(out)

@@ -131,6 +131,9 @@ class OptimConfig:
     schedule: str = "constant"
     total_steps: int = 1000
     grad_clip: float = 1.0
+    # Annealing tail (Keye SFT): the last `anneal_fraction` of steps run at lr * anneal_lr_ratio.
+    anneal_fraction: float = 0.0
+    anneal_lr_ratio: float = 0.1
 
 
 @dataclass
@@ -147,6 +150,9 @@ class LearnerConfig:
     # Micro-batches are packed/length-grouped up to this many tokens.
     max_tokens_per_micro: int = 4096
     gradient_checkpointing: bool = False
+    # torch threads per learner actor (CPU); null = max(1, cpus_per_actor). Rollout and learner
+    # take turns in a synchronous RL step, so each may use every core while Ray counts fewer.
+    num_threads: int | None = None
     # "auto" picks nccl on CUDA and gloo on CPU.
     dist_backend: str = "auto"
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -225,6 +231,63 @@ class SmokeConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of a pipeline (pretrain, sft, mpo, rm, merge, rl, ...).
+
+    A stage reads the model produced by `input` (another stage's name; null = the base model) and
+    writes an HF checkpoint. Its artifact is cached under artifacts_dir by a hash of everything
+    it depends on, and reused when nothing changed (`cache: false` always reruns it).
+    """
+
+    kind: str = "sft"
+    input: str | None = None
+    cache: bool = True
+    # Registered loss name and its keyword arguments (see rlsys/algorithms).
+    loss: str = "sft"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Task-suite split (e.g. "sft_train", "pretrain", "pref_train") or user files (data.*_files).
+    data: str = "sft_train"
+    eval_data: str | None = None
+    epochs: float = 1.0
+    # > 0 caps the optimizer steps (overrides epochs).
+    max_steps: int = -1
+    # Sequences (or pairs) per optimizer step, across all data-parallel ranks.
+    batch_size: int = 32
+    # Max tokens per training sequence; pretraining packs documents into blocks of this length.
+    seq_len: int = 256
+    lr: float = 1e-4
+    warmup_ratio: float = 0.03
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    anneal_fraction: float = 0.0
+    anneal_lr_ratio: float = 0.1
+    # Reward model: drop pairs whose longer answer exceeds the shorter by this ratio; then one
+    # extra annealing epoch on pairs whose chosen answer is the shorter one (Keye §4.2).
+    max_length_ratio: float = 3.0
+    length_anneal_epochs: float = 0.0
+    # Merge stage: task-vector merge of `experts` (stage names) into `input`.
+    experts: list[str] = field(default_factory=list)
+    merge_method: str = "ties"
+    merge_weights: list[float] = field(default_factory=list)
+    merge_density: float = 0.5
+    # Evaluate the output on the held-out split (math accuracy per tier; preference accuracy).
+    evaluate: bool = True
+    log_every: int = 10
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation: greedy math accuracy per tier, IF pass rate, preference accuracy."""
+
+    max_math: int = 300
+    max_ifeval: int = 100
+    max_pairs: int = 200
+    max_tokens: int = 160
+
+
+@dataclass
 class Config:
     """Root config of every rlsys run."""
 
@@ -246,3 +309,7 @@ class Config:
     ray: RayConfig = field(default_factory=RayConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Stage definitions by name, and the ordered list of stages a pipeline job runs.
+    stages: dict[str, StageConfig] = field(default_factory=dict)
+    pipeline: list[str] = field(default_factory=list)

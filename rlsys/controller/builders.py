@@ -35,6 +35,18 @@ def build_metrics(cfg: Any, filename: str = "metrics.jsonl") -> MetricsLogger:
     )
 
 
+def build_metrics_at(cfg: Any, out_dir: Any, name: str) -> MetricsLogger:
+    """Metrics of one stage, written into that stage's own directory."""
+    return MetricsLogger(
+        out_dir,
+        wandb_enabled=cfg.logging.wandb,
+        wandb_project=cfg.logging.wandb_project,
+        wandb_mode=cfg.logging.wandb_mode,
+        run_name=f"{cfg.exp_name}-{name}",
+        config=as_dict(cfg),
+    )
+
+
 def build_learners(cfg: Any, model_path: str, *, model_kind: str = "causal_lm", total_steps: int | None = None,
                    name: str = "learner") -> LearnerGroup:
     learner_cfg = as_dict(cfg.learner)

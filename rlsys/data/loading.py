@@ -153,8 +153,13 @@ def load_rows(
         else:
             rows.extend(_load_parquet(path, kind, tally, cache_dir))
         if tally.files[path]["skipped"]:
-            log.warning("%s: skipped %d bad %s rows (kept %d)", path, tally.files[path]["skipped"], kind,
-                        tally.files[path]["rows"])
+            log.warning(
+                "%s: skipped %d bad %s rows (kept %d)",
+                path,
+                tally.files[path]["skipped"],
+                kind,
+                tally.files[path]["rows"],
+            )
     stats = {
         "kind": kind,
         "rows": sum(f["rows"] for f in tally.files.values()),
@@ -198,8 +203,12 @@ def write_rows(path: str, rows: list[dict], cache_dir: str | None = None) -> str
         if quiet:
             datasets.disable_progress_bars()
         try:
-            ds = datasets.load_dataset("json", data_files=[str(staged)], split="train",
-                                       cache_dir=cache_dir or str(Path(tmp) / "cache"))
+            ds = datasets.load_dataset(
+                "json",
+                data_files=[str(staged)],
+                split="train",
+                cache_dir=cache_dir or str(Path(tmp) / "cache"),
+            )
             ds.to_parquet(str(out))
         finally:
             if quiet:
@@ -235,13 +244,18 @@ def sft_messages(row: dict, system_prompt: str | None = None) -> list[dict]:
     if row.get("messages"):
         messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
     else:
-        messages = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["response"]}]
+        messages = [
+            {"role": "user", "content": row["prompt"]},
+            {"role": "assistant", "content": row["response"]},
+        ]
     if system_prompt and messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": system_prompt})
     return messages
 
 
-def render_prompt(tokenizer: Any, row: dict, system_prompt: str | None = None, hint: str | None = None) -> str:
+def render_prompt(
+    tokenizer: Any, row: dict, system_prompt: str | None = None, hint: str | None = None
+) -> str:
     """The row's prompt through the tokenizer's chat template, ending with the assistant turn opened."""
     messages = prompt_messages(row, system_prompt, hint)
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

@@ -3,8 +3,9 @@
 Kinds (docs/DATA.md has examples):
 - `rl`: prompt-only rows for online RL. `id` str; `prompt` non-empty str or `messages` (chat turns ending
   with a user turn); `data_source` str (default "user"); `task` str (default "math" when `answer` is
-  given, "ifeval" when `constraints` are, else "generic"); `answer` str (required when task is math; a JSON number is accepted and turned into text);
-  `hints` list[str] (optional, level 1 first); `constraints` list of {"type": str, "params": dict}.
+  given, "ifeval" when `constraints` are, else "generic"); `answer` str (required when task is math; a
+  JSON number is accepted and turned into text); `hints` list[str] (optional, level 1 first);
+  `constraints` list of {"type": str, "params": dict}.
 - `ifeval`: an `rl` row whose `constraints` list is required and non-empty.
 - `sft`: `id` str and either `prompt` + `response` (non-empty str) or `messages` with an assistant turn.
 - `preference`: `id`, `prompt`, `chosen`, `rejected` (non-empty str, chosen != rejected).
@@ -51,7 +52,9 @@ def _messages(row: dict, where: str, need_assistant: bool, end_with_user: bool) 
         if not isinstance(msg, dict):
             raise _fail(where, f"field 'messages[{i}]' must be an object with 'role' and 'content'")
         if msg.get("role") not in ROLES:
-            raise _fail(where, f"field 'messages[{i}].role' must be one of {list(ROLES)}, got {msg.get('role')!r}")
+            raise _fail(
+                where, f"field 'messages[{i}].role' must be one of {list(ROLES)}, got {msg.get('role')!r}"
+            )
         if not isinstance(msg.get("content"), str):
             raise _fail(where, f"field 'messages[{i}].content' must be a string")
     if need_assistant and not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):

@@ -29,7 +29,7 @@ class LearnerGroup:
         res = resources or ActorResources(
             num_cpus=learner_cfg["cpus_per_actor"], num_gpus=learner_cfg["gpus_per_actor"]
         )
-        threads = max(1, int(res.num_cpus)) if res.num_gpus == 0 else None
+        threads = learner_cfg.get("num_threads") or max(1, int(res.num_cpus))
         self.world_size = n
         self.model_path = model_path
         self.cfg = learner_cfg

@@ -83,6 +83,8 @@ class LearnerWorker:
             total_steps=optim["total_steps"],
             schedule=optim["schedule"],
             min_lr_ratio=optim["min_lr_ratio"],
+            anneal_fraction=optim.get("anneal_fraction", 0.0),
+            anneal_lr_ratio=optim.get("anneal_lr_ratio", 0.1),
         )
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
             model=model,

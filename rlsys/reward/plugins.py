@@ -153,6 +153,7 @@ def _build_spec(index: int, entry: Mapping, raw_target: str) -> RewardSpec:
     is_class = inspect.isclass(obj)
     if is_class:
         style, call = _class_style(obj, kwargs, explicit)
+        _validate_static(obj, kwargs)
     elif callable(obj):
         style = COLUMNS if (explicit if explicit is not None else getattr(obj, "batched", False)) else SAMPLE
         call = obj
@@ -171,6 +172,26 @@ def _build_spec(index: int, entry: Mapping, raw_target: str) -> RewardSpec:
         is_async=inspect.iscoroutinefunction(call),
         is_class=is_class,
     )
+
+
+def _validate_static(cls: type, kwargs: dict) -> None:
+    # A class may check its kwargs cheaply where the config is loaded (a missing API-key variable, a
+    # model directory that does not exist) instead of failing in the worker at the first batch.
+    validate = getattr(cls, "validate_static", None)
+    if callable(validate):
+        validate(kwargs)
+
+
+def check_static(spec: RewardSpec, where: str = "reward.fns") -> None:
+    """Re-run a class target's `validate_static(kwargs)` here (e.g. inside a reward worker on another
+    node, whose environment may differ from the driver's); raises RewardConfigError naming the entry."""
+    if not spec.is_class:
+        return
+    try:
+        _validate_static(import_target(spec.target), spec.kwargs)
+    except (TypeError, ValueError, KeyError, ImportError, AttributeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise RewardConfigError(f"{where}[{spec.index}] ({spec.target!r}): {message}") from exc
 
 
 def load_reward_fns(entries: Sequence[object] | None, where: str = "reward.fns") -> list[RewardSpec]:
@@ -198,6 +219,11 @@ class LoadedReward:
         obj = import_target(spec.target)
         if spec.is_class:
             instance = obj(**spec.kwargs)
+            # Heavy state (a model) is built here, inside the manager's load budget, not in the first
+            # scoring call, whose budget is per sample.
+            setup = getattr(instance, "setup", None)
+            if callable(setup):
+                setup()
             self._fn = instance.score_batch if spec.style == ROWS else instance
             self._kwargs: dict = {}
         else:

@@ -39,7 +39,9 @@ class CorpusBuilder:
     ) -> None:
         self.rng = random.Random(f"corpus|{seed}")
         self.salt, self.eval_fraction = salt, eval_fraction
-        self.streams = {t: iter_problems(t, "train", seed, salt, eval_fraction, stream="corpus") for t in (1, 2, 3)}
+        self.streams = {
+            t: iter_problems(t, "train", seed, salt, eval_fraction, stream="corpus") for t in (1, 2, 3)
+        }
         self.if_rows, self.format_rows = if_rows, format_rows
         self.used_keys: set[str] = set()
 
@@ -76,14 +78,20 @@ class CorpusBuilder:
         lines: list[str] = []
         if kind == "times":
             lines.append(f"The {k} times table:")
-            lines += [f"{k} * {j} = {k * j}." for j in range(13) if self._train_key(f"*:{min(k, j)}:{max(k, j)}")]
+            lines += [
+                f"{k} * {j} = {k * j}." for j in range(13) if self._train_key(f"*:{min(k, j)}:{max(k, j)}")
+            ]
         elif kind == "add":
             lines.append(f"Adding to {k}:")
-            lines += [f"{k} + {j} = {k + j}." for j in range(10) if self._train_key(f"+:{min(k, j)}:{max(k, j)}")]
+            lines += [
+                f"{k} + {j} = {k + j}." for j in range(10) if self._train_key(f"+:{min(k, j)}:{max(k, j)}")
+            ]
         elif kind == "sub":
             top = self.rng.randint(k, k + 9)
             lines.append(f"Taking away from {top}:")
-            lines += [f"{top} - {j} = {top - j}." for j in range(min(top, 9) + 1) if self._train_key(f"-:{top}:{j}")]
+            lines += [
+                f"{top} - {j} = {top - j}." for j in range(min(top, 9) + 1) if self._train_key(f"-:{top}:{j}")
+            ]
         else:
             lines.append(f"Dividing by {max(k, 2)}:")
             b = max(k, 2)
@@ -114,7 +122,9 @@ class CorpusBuilder:
             yield {"id": f"pretrain-{i:07d}", "text": text}
 
 
-def pretrain_rows(n_docs: int, seed: int, if_rows: list[dict], format_rows: list[dict]) -> tuple[list[dict], set[str]]:
+def pretrain_rows(
+    n_docs: int, seed: int, if_rows: list[dict], format_rows: list[dict]
+) -> tuple[list[dict], set[str]]:
     """`n_docs` documents and the set of math keys they contain (all train-split)."""
     builder = CorpusBuilder(seed, if_rows, format_rows)
     docs = list(builder.docs(n_docs))

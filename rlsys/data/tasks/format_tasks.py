@@ -93,8 +93,14 @@ def format_rows(
             key = f"{fmt}:{problem.key}"
             prompt, response = _math_row(fmt, problem, rng)
         seen.add(key)
-        rows.append({
-            "id": f"format-{split}-{len(rows):06d}", "data_source": DATA_SOURCE, "task": "format",
-            "format": fmt, "prompt": prompt, "response": response,
-        })
+        rows.append(
+            {
+                "id": f"format-{split}-{len(rows):06d}",
+                "data_source": DATA_SOURCE,
+                "task": "format",
+                "format": fmt,
+                "prompt": prompt,
+                "response": response,
+            }
+        )
     return rows

@@ -20,83 +20,115 @@ from rlsys.data.tasks.math_tasks import split_of
 DATA_SOURCE = "rlsys/ifeval"
 # Words the keyword_exclude pool may forbid never appear in these pools (checked by the tests).
 PROCEDURES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "add": ("how to add two numbers", (
-        "Write the two numbers one above the other.",
-        "Line up the ones and the tens.",
-        "Start with the ones column on the right.",
-        "Add the digits in each column.",
-        "When a column makes ten or more you carry one to the next column.",
-        "Keep going until every column is done.",
-        "The digits you wrote make the sum.",
-        "You can check the sum by adding in the other order.",
-    )),
-    "subtract": ("how to subtract one number from another", (
-        "Put the bigger number on top.",
-        "Start with the ones column.",
-        "Take the bottom digit away from the top digit.",
-        "If the top digit is too small you borrow one from the next column.",
-        "The borrowed one is worth ten in the column you are working on.",
-        "Move left one column at a time.",
-        "The digits you wrote make the difference.",
-        "You can check the result by adding it back.",
-    )),
-    "carry": ("what a carry is in column addition", (
-        "A carry happens when a column adds up to ten or more.",
-        "You write the last digit of the column sum.",
-        "The one ten that is left goes to the next column.",
-        "That one is called the carry.",
-        "The next column adds its digits and the carry.",
-        "A carry can happen in any column.",
-        "Forgetting the carry is a common slip.",
-    )),
-    "equation": ("how to solve a simple equation", (
-        "An equation says that two sides are equal.",
-        "The unknown number is often called x.",
-        "Do the same step to both sides so they stay equal.",
-        "First undo any number that was added or taken away.",
-        "Then undo the multiplication by dividing.",
-        "When x stands alone you have the answer.",
-        "Put the answer back in to check it.",
-    )),
-    "story": ("how to read a word problem", (
-        "Read the whole story slowly.",
-        "Find the numbers in the story.",
-        "Ask what the question wants to know.",
-        "Decide which operation each part of the story needs.",
-        "Do one step at a time and write each result.",
-        "Check that the answer makes sense for the story.",
-    )),
-    "times": ("what the times table is", (
-        "The times table lists the products of small numbers.",
-        "Each row counts up by the same step.",
-        "Knowing it by heart makes multiplication quick.",
-        "Multiplication is the same as adding equal groups.",
-        "The order of the two numbers does not change the product.",
-        "Division can be done by reading the table backwards.",
-    )),
-    "share": ("how to share things equally", (
-        "Count how many things there are in total.",
-        "Count how many people will share them.",
-        "Give each person one at a time.",
-        "Keep going until nothing is left.",
-        "Each person then has the same amount.",
-        "Dividing the total by the number of people gives the same result.",
-    )),
+    "add": (
+        "how to add two numbers",
+        (
+            "Write the two numbers one above the other.",
+            "Line up the ones and the tens.",
+            "Start with the ones column on the right.",
+            "Add the digits in each column.",
+            "When a column makes ten or more you carry one to the next column.",
+            "Keep going until every column is done.",
+            "The digits you wrote make the sum.",
+            "You can check the sum by adding in the other order.",
+        ),
+    ),
+    "subtract": (
+        "how to subtract one number from another",
+        (
+            "Put the bigger number on top.",
+            "Start with the ones column.",
+            "Take the bottom digit away from the top digit.",
+            "If the top digit is too small you borrow one from the next column.",
+            "The borrowed one is worth ten in the column you are working on.",
+            "Move left one column at a time.",
+            "The digits you wrote make the difference.",
+            "You can check the result by adding it back.",
+        ),
+    ),
+    "carry": (
+        "what a carry is in column addition",
+        (
+            "A carry happens when a column adds up to ten or more.",
+            "You write the last digit of the column sum.",
+            "The one ten that is left goes to the next column.",
+            "That one is called the carry.",
+            "The next column adds its digits and the carry.",
+            "A carry can happen in any column.",
+            "Forgetting the carry is a common slip.",
+        ),
+    ),
+    "equation": (
+        "how to solve a simple equation",
+        (
+            "An equation says that two sides are equal.",
+            "The unknown number is often called x.",
+            "Do the same step to both sides so they stay equal.",
+            "First undo any number that was added or taken away.",
+            "Then undo the multiplication by dividing.",
+            "When x stands alone you have the answer.",
+            "Put the answer back in to check it.",
+        ),
+    ),
+    "story": (
+        "how to read a word problem",
+        (
+            "Read the whole story slowly.",
+            "Find the numbers in the story.",
+            "Ask what the question wants to know.",
+            "Decide which operation each part of the story needs.",
+            "Do one step at a time and write each result.",
+            "Check that the answer makes sense for the story.",
+        ),
+    ),
+    "times": (
+        "what the times table is",
+        (
+            "The times table lists the products of small numbers.",
+            "Each row counts up by the same step.",
+            "Knowing it by heart makes multiplication quick.",
+            "Multiplication is the same as adding equal groups.",
+            "The order of the two numbers does not change the product.",
+            "Division can be done by reading the table backwards.",
+        ),
+    ),
+    "share": (
+        "how to share things equally",
+        (
+            "Count how many things there are in total.",
+            "Count how many people will share them.",
+            "Give each person one at a time.",
+            "Keep going until nothing is left.",
+            "Each person then has the same amount.",
+            "Dividing the total by the number of people gives the same result.",
+        ),
+    ),
 }
 _REQUESTS = (
-    "Describe {topic}.", "Explain {topic}.", "Write a short note about {topic}.", "Tell me {topic}.",
+    "Describe {topic}.",
+    "Explain {topic}.",
+    "Write a short note about {topic}.",
+    "Tell me {topic}.",
 )
 _NUMBER_REQUESTS = (
-    "Write a short note about the number {n}.", "Tell me a few facts about the number {n}.",
-    "Describe the number {n}.", "What can you say about the number {n}?",
+    "Write a short note about the number {n}.",
+    "Tell me a few facts about the number {n}.",
+    "Describe the number {n}.",
+    "What can you say about the number {n}?",
 )
 _KEYWORD_SENTENCES = (
-    "This makes me think of {kw}.", "Picture {kw} while you read this.", "Think of {kw} as well.",
+    "This makes me think of {kw}.",
+    "Picture {kw} while you read this.",
+    "Think of {kw} as well.",
     "I can see {kw} in my mind.",
 )
 _EXTRA_SENTENCES = (
-    "Practice makes this easy.", "Go slowly and check each step.", "It is a useful skill.",
-    "Numbers are fun to learn.", "Look closely at all the little details.", "Small steps lead to solid results.",
+    "Practice makes this easy.",
+    "Go slowly and check each step.",
+    "It is a useful skill.",
+    "Numbers are fun to learn.",
+    "Look closely at all the little details.",
+    "Small steps lead to solid results.",
 )
 
 
@@ -140,8 +172,9 @@ def _group(sentences: list[str], n: int) -> list[list[str]]:
     return out
 
 
-def build_response(request: str, title: str, sentences: list[str], constraints: list[dict],
-                   rng: random.Random) -> str:
+def build_response(
+    request: str, title: str, sentences: list[str], constraints: list[dict], rng: random.Random
+) -> str:
     """Shape `sentences` (already chosen and ordered) into a response meant to satisfy `constraints`."""
     c = {entry["type"]: entry["params"] for entry in constraints}
     if "answer_options" in c:
@@ -155,7 +188,9 @@ def build_response(request: str, title: str, sentences: list[str], constraints: 
         phrase = " and ".join(f"the {kw}" for kw in keywords)
         body.insert(rng.randint(0, len(body)), rng.choice(_KEYWORD_SENTENCES).format(kw=phrase))
     if "placeholders" in c:
-        body.append("Sign it with [name] on [date]." if c["placeholders"]["n"] > 1 else "Sign it with [name].")
+        body.append(
+            "Sign it with [name] on [date]." if c["placeholders"]["n"] > 1 else "Sign it with [name]."
+        )
     if c.get("capital_word_frequency", {}).get("relation") == "at least":
         body = _capitalise_words(body, c["capital_word_frequency"]["n"], rng)
     if "highlighted_sections" in c:
@@ -194,8 +229,12 @@ def build_response(request: str, title: str, sentences: list[str], constraints: 
 
 
 def _capitalise_words(body: list[str], n: int, rng: random.Random) -> list[str]:
-    spots = [(i, j) for i, s in enumerate(body) for j, w in enumerate(s.split())
-             if sum(ch.isalpha() for ch in w) >= 3 and w.isalpha()]
+    spots = [
+        (i, j)
+        for i, s in enumerate(body)
+        for j, w in enumerate(s.split())
+        if sum(ch.isalpha() for ch in w) >= 3 and w.isalpha()
+    ]
     chosen = set(rng.sample(spots, min(n, len(spots))))
     out = []
     for i, s in enumerate(body):
@@ -212,7 +251,7 @@ def _layout(body: list[str], c: dict) -> list[str]:
         return [" ".join(first) + "\n******\n" + " ".join(second)]
     n_groups = c.get("sections", c.get("paragraph_count", {})).get("n", 1)
     n_bullets = c.get("bullet_points", {}).get("n", 0)
-    bullets = [f"* {s}" for s in body[len(body) - n_bullets:]] if n_bullets else []
+    bullets = [f"* {s}" for s in body[len(body) - n_bullets :]] if n_bullets else []
     rest = body[: len(body) - n_bullets]
     blocks = [" ".join(g) for g in _group(rest, n_groups)]
     if bullets:
@@ -309,11 +348,18 @@ def ifeval_rows(
         if not respond(d, rng):
             dropped += 1
             if dropped > 20 * n + 100:
-                raise RuntimeError(f"could not build verified IF rows: {dropped} dropped for {len(rows)} kept")
+                raise RuntimeError(
+                    f"could not build verified IF rows: {dropped} dropped for {len(rows)} kept"
+                )
             continue
         seen.add(key)
         row = d.row()
-        rows.append({
-            "id": f"ifeval-{split}-{len(rows):06d}", "data_source": DATA_SOURCE, "task": "ifeval", **row,
-        })
+        rows.append(
+            {
+                "id": f"ifeval-{split}-{len(rows):06d}",
+                "data_source": DATA_SOURCE,
+                "task": "ifeval",
+                **row,
+            }
+        )
     return rows, dropped

@@ -6,22 +6,50 @@ import random
 
 # (name, subject pronoun, possessive)
 NAMES: tuple[tuple[str, str, str], ...] = (
-    ("Ana", "she", "her"), ("Ben", "he", "his"), ("Mia", "she", "her"), ("Tom", "he", "his"),
-    ("Lea", "she", "her"), ("Sam", "he", "his"), ("Ivy", "she", "her"), ("Max", "he", "his"),
-    ("Zoe", "she", "her"), ("Leo", "he", "his"),
+    ("Ana", "she", "her"),
+    ("Ben", "he", "his"),
+    ("Mia", "she", "her"),
+    ("Tom", "he", "his"),
+    ("Lea", "she", "her"),
+    ("Sam", "he", "his"),
+    ("Ivy", "she", "her"),
+    ("Max", "he", "his"),
+    ("Zoe", "she", "her"),
+    ("Leo", "he", "his"),
 )
 ITEMS: tuple[str, ...] = (
-    "apples", "pens", "cards", "stickers", "books", "marbles", "shells", "coins", "stamps", "cookies",
+    "apples",
+    "pens",
+    "cards",
+    "stickers",
+    "books",
+    "marbles",
+    "shells",
+    "coins",
+    "stamps",
+    "cookies",
 )
 # (singular, plural)
 CONTAINERS: tuple[tuple[str, str], ...] = (
-    ("bag", "bags"), ("box", "boxes"), ("pack", "packs"), ("jar", "jars"), ("basket", "baskets"),
+    ("bag", "bags"),
+    ("box", "boxes"),
+    ("pack", "packs"),
+    ("jar", "jars"),
+    ("basket", "baskets"),
 )
 SHOP_THINGS: tuple[tuple[str, str], ...] = (
-    ("notebooks", "pen"), ("cups", "plate"), ("tickets", "drink"), ("shirts", "hat"), ("balls", "bat"),
+    ("notebooks", "pen"),
+    ("cups", "plate"),
+    ("tickets", "drink"),
+    ("shirts", "hat"),
+    ("balls", "bat"),
 )
 PLACES: tuple[tuple[str, str], ...] = (
-    ("farm", "trees"), ("school", "chairs"), ("library", "books"), ("shop", "toys"), ("zoo", "birds"),
+    ("farm", "trees"),
+    ("school", "chairs"),
+    ("library", "books"),
+    ("shop", "toys"),
+    ("zoo", "birds"),
 )
 
 

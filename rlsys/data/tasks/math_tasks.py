@@ -81,7 +81,13 @@ def hints_for(problem: Problem) -> list[str]:
     """The five hint levels (Keye-VL 1.5 Table 9 definitions), appended after the query by the sampler."""
     worked, answer = problem.solve()
     l1, l2, l3 = problem.template.concept_hints(problem.params)
-    return [l1, l2, l3, problem.template.first_step(problem.params, worked), solution_text(worked.lines, answer)]
+    return [
+        l1,
+        l2,
+        l3,
+        problem.template.first_step(problem.params, worked),
+        solution_text(worked.lines, answer),
+    ]
 
 
 def split_of(key: str, salt: str = DEFAULT_SPLIT_SALT, eval_fraction: float = DEFAULT_EVAL_FRACTION) -> str:

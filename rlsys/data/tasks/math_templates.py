@@ -30,7 +30,7 @@ class _Binary(Template):
     stories: tuple[str, ...] = ()
 
     def key(self, p: dict) -> str:
-        a, b = (sorted((p["a"], p["b"])) if self.commutative else (p["a"], p["b"]))
+        a, b = sorted((p["a"], p["b"])) if self.commutative else (p["a"], p["b"])
         return f"{self.op}:{a}:{b}"
 
     def prompt(self, p: dict, rng: random.Random) -> str:
@@ -54,16 +54,24 @@ class _Binary(Template):
 
 
 _ADD_PLAIN = (
-    "What is {a} + {b}?", "Compute {a} + {b}.", "Add {a} and {b}.", "What is the sum of {a} and {b}?",
-    "Find {a} plus {b}.", "Work out {a} + {b}.",
+    "What is {a} + {b}?",
+    "Compute {a} + {b}.",
+    "Add {a} and {b}.",
+    "What is the sum of {a} and {b}?",
+    "Find {a} plus {b}.",
+    "Work out {a} + {b}.",
 )
 _ADD_STORIES = (
     "{name} has {a} {items} and gets {b} more. How many {items} does {pron} have now?",
     "There are {a} {items} in one {box} and {b} in another. How many {items} are there in all?",
 )
 _SUB_PLAIN = (
-    "What is {a} - {b}?", "Compute {a} - {b}.", "Subtract {b} from {a}.", "What is {a} minus {b}?",
-    "Take {b} away from {a}. What is left?", "Find the difference {a} - {b}.",
+    "What is {a} - {b}?",
+    "Compute {a} - {b}.",
+    "Subtract {b} from {a}.",
+    "What is {a} minus {b}?",
+    "Take {b} away from {a}. What is left?",
+    "Find the difference {a} - {b}.",
 )
 _SUB_STORIES = (
     "{name} has {a} {items} and gives away {b}. How many {items} are left?",
@@ -133,8 +141,12 @@ class Mul(_Binary):
     op, commutative = "*", True
     fact_step = "think of {small} groups of {big} and recall that row of the times table."
     plain = (
-        "What is {a} * {b}?", "Compute {a} * {b}.", "Multiply {a} by {b}.", "What is {a} times {b}?",
-        "What is the product of {a} and {b}?", "Work out {a} * {b}.",
+        "What is {a} * {b}?",
+        "Compute {a} * {b}.",
+        "Multiply {a} by {b}.",
+        "What is {a} times {b}?",
+        "What is the product of {a} and {b}?",
+        "Work out {a} * {b}.",
     )
     stories = (
         "There are {a} {boxes} with {b} {items} in each. How many {items} are there?",
@@ -168,7 +180,10 @@ class Div(_Binary):
     op, commutative = "/", False
     fact_step = "find the number that gives {a} when multiplied by {b}."
     plain = (
-        "What is {a} / {b}?", "Compute {a} / {b}.", "Divide {a} by {b}.", "What is {a} divided by {b}?",
+        "What is {a} / {b}?",
+        "Compute {a} / {b}.",
+        "Divide {a} by {b}.",
+        "What is {a} divided by {b}?",
         "How many times does {b} go into {a}?",
     )
     stories = (
@@ -200,7 +215,11 @@ _MIX_FORMS = {
     "a*b-c": "{a} * {b} - {c}",
 }
 _MIX_PLAIN = (
-    "What is {e}?", "Compute {e}.", "Evaluate {e}.", "Work out {e}.", "Find the value of {e}.",
+    "What is {e}?",
+    "Compute {e}.",
+    "Evaluate {e}.",
+    "Work out {e}.",
+    "Find the value of {e}.",
     "Calculate {e}, using the usual order of operations.",
 )
 
@@ -238,7 +257,9 @@ class Mixed(Template):
         form, a, b, c = p["form"], p["a"], p["b"], p["c"]
         factors, other, op = ((b, c), a, form[1]) if form[1] in "+-" else ((a, b), c, form[3])
         prod_w, product = mul(*factors, calc)
-        w.add(f"Multiply first: {prod_w.lines[0]}" if len(prod_w.lines) == 1 else "Multiply first.", brief=True)
+        w.add(
+            f"Multiply first: {prod_w.lines[0]}" if len(prod_w.lines) == 1 else "Multiply first.", brief=True
+        )
         if len(prod_w.lines) > 1:
             w.extend(prod_w)
         if op == "+":

@@ -20,15 +20,22 @@ import random
 from rewards.ifeval import check_constraints
 from rlsys.data.tasks.arith import Calc, Worked
 from rlsys.data.tasks.ifeval_tasks import DATA_SOURCE as IF_SOURCE
-from rlsys.data.tasks.ifeval_tasks import IF_SALT, build_response, draft, respond
+from rlsys.data.tasks.ifeval_tasks import IF_SALT, Draft, build_response, draft, respond
 from rlsys.data.tasks.math_tasks import DATA_SOURCE as MATH_SOURCE
 from rlsys.data.tasks.math_tasks import Problem, iter_problems, solution_text, split_of
 
 STYLES = ("full", "brief", "checked")
 # (chosen style, rejected style): every style sits on each side equally often across the cycle.
 STYLE_PAIRS = (
-    ("full", "full"), ("brief", "full"), ("full", "brief"), ("checked", "full"), ("full", "checked"),
-    ("brief", "checked"), ("checked", "brief"), ("brief", "brief"), ("checked", "checked"),
+    ("full", "full"),
+    ("brief", "full"),
+    ("full", "brief"),
+    ("checked", "full"),
+    ("full", "checked"),
+    ("brief", "checked"),
+    ("checked", "brief"),
+    ("brief", "brief"),
+    ("checked", "checked"),
 )
 IF_SHARE = 0.25
 
@@ -68,13 +75,16 @@ def math_pair(problem: Problem, rng: random.Random, styles: tuple[str, str]) -> 
         return None
     worked, answer = problem.solve()
     return {
-        "data_source": MATH_SOURCE, "prompt": problem.prompt,
-        "chosen": render(worked, answer, styles[0]), "rejected": render(*slip, styles[1]),
+        "data_source": MATH_SOURCE,
+        "prompt": problem.prompt,
+        "chosen": render(worked, answer, styles[0]),
+        "rejected": render(*slip, styles[1]),
     }
 
 
-def if_pair(rng: random.Random, split: str) -> dict | None:
-    """A verified IF response against one built from the same sentences with one constraint ignored."""
+def if_pair(rng: random.Random, split: str) -> tuple[dict, Draft] | None:
+    """A verified IF response against one built from the same sentences with one constraint ignored;
+    returned with its draft (which holds the constraints the pair was judged by)."""
     d = draft(rng, rng.choice((2, 3, 3, 4)))
     if split_of(d.key, IF_SALT) != split or not respond(d, rng):
         return None
@@ -84,7 +94,12 @@ def if_pair(rng: random.Random, split: str) -> dict | None:
         kept = [c for i, c in enumerate(d.constraints) if i != skip]
         rejected = build_response(d.request, d.title, d.pool[: d.size], kept, rng)
         if rejected != d.response and not all(check_constraints(rejected, d.constraints, d.prompt)):
-            return {"data_source": IF_SOURCE, "prompt": d.prompt, "chosen": d.response, "rejected": rejected}
+            return {
+                "data_source": IF_SOURCE,
+                "prompt": d.prompt,
+                "chosen": d.response,
+                "rejected": rejected,
+            }, d
     return None
 
 
@@ -97,7 +112,8 @@ def preference_rows(n: int, seed: int, split: str) -> list[dict]:
     while len(rows) < n:
         styles = STYLE_PAIRS[len(rows) % len(STYLE_PAIRS)]
         if rng.random() < IF_SHARE:
-            pair = if_pair(rng, split)
+            found = if_pair(rng, split)
+            pair = found[0] if found else None
         else:
             pair = math_pair(next(streams[rng.choice((1, 2, 3))]), rng, styles)
         if pair is None or pair["chosen"] == pair["rejected"]:

@@ -38,7 +38,9 @@ EVAL_FILES = ("math_eval", "ifeval_eval", "format_eval", "pref_eval")
 # hint, which progressive hint sampling relies on.
 HINTED_SFT_SHARE = 0.15
 # Words of the chat format and the hint protocol the model reads outside the rows' own text.
-CHAT_WORDS = "system user assistant <think> </think> Hint: Question: Answer: Problem: Solution: Request: Response:"
+CHAT_WORDS = (
+    "system user assistant <think> </think> Hint: Question: Answer: Problem: Solution: Request: Response:"
+)
 
 
 @dataclass
@@ -71,8 +73,12 @@ class SuiteSpec:
         if self.format not in FILE_FORMATS:
             raise ValueError(f"SuiteSpec.format must be one of {sorted(FILE_FORMATS)}, got {self.format!r}")
         for f in fields(self):
-            if f.name.startswith("n_") and (not isinstance(getattr(self, f.name), int) or getattr(self, f.name) < 0):
-                raise ValueError(f"SuiteSpec.{f.name} must be a non-negative int, got {getattr(self, f.name)!r}")
+            if f.name.startswith("n_") and (
+                not isinstance(getattr(self, f.name), int) or getattr(self, f.name) < 0
+            ):
+                raise ValueError(
+                    f"SuiteSpec.{f.name} must be a non-negative int, got {getattr(self, f.name)!r}"
+                )
 
     @classmethod
     def from_config(cls, cfg: Any) -> SuiteSpec:
@@ -121,11 +127,25 @@ def sft_rows(spec: SuiteSpec, if_train: list[dict], fmt_train: list[dict]) -> li
         prompt = r["prompt"]
         if rng.random() < HINTED_SFT_SHARE:
             prompt = with_hint(prompt, rng.choice(r["hints"]))
-        rows.append({"id": "sft-" + r["id"], "data_source": r["data_source"], "task": "math",
-                     "prompt": prompt, "response": r["solution"]})
+        rows.append(
+            {
+                "id": "sft-" + r["id"],
+                "data_source": r["data_source"],
+                "task": "math",
+                "prompt": prompt,
+                "response": r["solution"],
+            }
+        )
     for r in [*if_train, *fmt_train]:
-        rows.append({"id": "sft-" + r["id"], "data_source": r["data_source"], "task": r["task"],
-                     "prompt": r["prompt"], "response": r["response"]})
+        rows.append(
+            {
+                "id": "sft-" + r["id"],
+                "data_source": r["data_source"],
+                "task": r["task"],
+                "prompt": r["prompt"],
+                "response": r["response"],
+            }
+        )
     rng.shuffle(rows)
     return rows
 
@@ -196,8 +216,15 @@ def corpus_texts(spec: SuiteSpec | None = None, out_dir: str | None = None) -> I
         manifest = json.loads((Path(out_dir) / MANIFEST).read_text())
         names = [n for n in sorted(manifest["files"]) if n not in EVAL_FILES]
         for name in names:
-            kind = "pretrain" if name == "pretrain" else "preference" if name.startswith("pref") else "sft" \
-                if name == "sft_train" else "rl"
+            kind = (
+                "pretrain"
+                if name == "pretrain"
+                else "preference"
+                if name.startswith("pref")
+                else "sft"
+                if name == "sft_train"
+                else "rl"
+            )
             rows, _ = load_rows([str(Path(out_dir) / manifest["files"][name])], kind)
             yield from _row_texts(rows)
         return

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import random
 
-from rlsys.data.tasks.arith import Calc, Worked, add, apply, div, mul, sub
+from rlsys.data.tasks.arith import TABLE_MAX, Calc, Worked, add, apply, div, mul, sub
 from rlsys.data.tasks.lexicon import CONTAINERS, ITEMS, PLACES, SHOP_THINGS, person
 from rlsys.data.tasks.math_tasks import Template
 
 
 def _step(w: Worked, label: str, op: str, a: int, b: int, calc: Calc) -> int:
     """One labelled operation: a single line for a fact, else the label line and the column lines."""
-    if op == "*" and a < 10 <= b:
+    if op == "*" and a < 10 and b > TABLE_MAX:
         # Name the long factor first, as the column method will use it; saves a restating line.
         a, b = b, a
     inner, result = apply(op, a, b, calc)
@@ -29,7 +29,11 @@ def _step(w: Worked, label: str, op: str, a: int, b: int, calc: Calc) -> int:
 
 _ORDER_FORMS = ("(a+b)*c", "(a-b)*c", "c*(a+b)", "a+b*c-d", "a*b-c*d")
 _ORDER_PLAIN = (
-    "What is {e}?", "Compute {e}.", "Evaluate {e}.", "Work out {e}.", "Find the value of {e}.",
+    "What is {e}?",
+    "Compute {e}.",
+    "Evaluate {e}.",
+    "Work out {e}.",
+    "Find the value of {e}.",
     "Calculate {e}. Mind the order of operations.",
 )
 
@@ -100,7 +104,10 @@ class Order(Template):
 
 
 _LINEAR_PLAIN = (
-    "Solve for x: {eq}.", "Find x if {eq}.", "What value of x makes {eq} true?", "If {eq}, what is x?",
+    "Solve for x: {eq}.",
+    "Find x if {eq}.",
+    "What value of x makes {eq} true?",
+    "If {eq}, what is x?",
 )
 _LINEAR_STORY = {
     "ax+b=c": "{name} thinks of a number, multiplies it by {a} and adds {b}. The result is {c}. "
@@ -135,9 +142,11 @@ class Linear(Template):
 
     def equation(self, p: dict) -> str:
         a, b, c = p["a"], p["b"], p["c"]
-        return {"ax+b=c": f"{a}x + {b} = {c}", "ax-b=c": f"{a}x - {b} = {c}", "x/a+b=c": f"x / {a} + {b} = {c}"}[
-            p["form"]
-        ]
+        return {
+            "ax+b=c": f"{a}x + {b} = {c}",
+            "ax-b=c": f"{a}x - {b} = {c}",
+            "x/a+b=c": f"x / {a} + {b} = {c}",
+        }[p["form"]]
 
     def prompt(self, p: dict, rng: random.Random) -> str:
         if rng.random() < 0.3:
@@ -185,8 +194,15 @@ def _frame(rng: random.Random) -> dict[str, str]:
     place, residents = rng.choice(PLACES)
     items = rng.choice(ITEMS)
     return {
-        **person(rng), "items": items, "Items": items.capitalize(), "box": box, "boxes": boxes,
-        "things": things, "thing": thing, "place": place, "residents": residents,
+        **person(rng),
+        "items": items,
+        "Items": items.capitalize(),
+        "box": box,
+        "boxes": boxes,
+        "things": things,
+        "thing": thing,
+        "place": place,
+        "residents": residents,
         "Residents": residents.capitalize(),
     }
 
@@ -340,7 +356,8 @@ THREE_STEP = {
             "leave. How many {residents} are there at the end?",
         ),
         "plan": (
-            ("{Residents} in rows", "*", "a", "b"), ("After adding", "+", "#0", "c"),
+            ("{Residents} in rows", "*", "a", "b"),
+            ("After adding", "+", "#0", "c"),
             ("After taking away", "-", "#1", "d"),
         ),
         "hints": (
@@ -359,7 +376,8 @@ THREE_STEP = {
             "Then {pron} buys {d} more. How many {items} does {name} have?",
         ),
         "plan": (
-            ("{Items} given away", "*", "b", "c"), ("After giving", "-", "a", "#0"),
+            ("{Items} given away", "*", "b", "c"),
+            ("After giving", "-", "a", "#0"),
             ("After getting more", "+", "#1", "d"),
         ),
         "hints": (
@@ -377,7 +395,9 @@ THREE_STEP = {
             "{items} are there altogether?",
         ),
         "plan": (
-            ("First {boxes}", "*", "a", "b"), ("Second {boxes}", "*", "c", "d"), ("All {items}", "+", "#0", "#1"),
+            ("First {boxes}", "*", "a", "b"),
+            ("Second {boxes}", "*", "c", "d"),
+            ("All {items}", "+", "#0", "#1"),
         ),
         "hints": (
             "There are two different kinds of {boxes}, each kind with its own size.",
@@ -394,7 +414,9 @@ THREE_STEP = {
             "{pron} gives {d} away. How many {items} does {pron} keep?",
         ),
         "plan": (
-            ("Each time", "+", "a", "b"), ("After all of them", "*", "#0", "c"), ("What is left", "-", "#1", "d"),
+            ("Each time", "+", "a", "b"),
+            ("After all of them", "*", "#0", "c"),
+            ("What is left", "-", "#1", "d"),
         ),
         "hints": (
             "The same two amounts come in every time, and at the end some go out.",

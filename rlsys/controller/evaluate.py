@@ -1,0 +1,103 @@
+"""Held-out evaluation: greedy math accuracy per tier and IF pass rate through a vLLM actor."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from typing import Any
+
+from rlsys.controller.builders import build_rollout_group
+from rlsys.data.encode import encode_prompt
+from rlsys.rollout.types import GroupRequest
+
+log = logging.getLogger(__name__)
+
+
+def eval_rows(cfg: Any) -> dict[str, list[dict]]:
+    """Held-out rows: the user's eval files, else the suite's math/IF eval splits (capped)."""
+    from rlsys.data.loading import load_rows
+
+    if cfg.data.eval_files:
+        rows, _ = load_rows(list(cfg.data.eval_files), "rl", cfg.data.on_bad_row)
+        math_rows = [r for r in rows if r.get("answer") is not None]
+        if_rows = [r for r in rows if r.get("constraints")]
+    else:
+        from rlsys.data.embedded import ensure_task_suite
+
+        files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
+        math_rows, _ = load_rows(files["math_eval"], "rl")
+        if_rows, _ = load_rows(files["ifeval_eval"], "rl")
+    return {"math": _spread(math_rows, cfg.eval.max_math), "ifeval": if_rows[: cfg.eval.max_ifeval]}
+
+
+def _spread(rows: list[dict], limit: int) -> list[dict]:
+    """Up to `limit` rows with the tiers equally represented."""
+    by_tier: dict[Any, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_tier[r.get("tier")].append(r)
+    per = max(1, limit // max(1, len(by_tier)))
+    return [r for tier in sorted(by_tier, key=str) for r in by_tier[tier][:per]]
+
+
+def score_math(rows: list[dict], completions: list[str]) -> dict[str, float]:
+    from rewards.math import math_reward
+
+    hits: dict[str, list[float]] = defaultdict(list)
+    for row, text in zip(rows, completions):
+        ok = float(math_reward(row["prompt"], text, answer=row["answer"])["score"] >= 0.5)
+        hits[f"eval/math_acc_tier{row.get('tier', 0)}"].append(ok)
+        hits["eval/math_acc"].append(ok)
+    return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
+
+
+def score_ifeval(rows: list[dict], completions: list[str]) -> dict[str, float]:
+    from rewards.ifeval import check_constraints
+
+    share, all_pass = [], []
+    for row, text in zip(rows, completions):
+        passed = check_constraints(text, row["constraints"], row["prompt"])
+        share.append(sum(passed) / len(passed))
+        all_pass.append(float(all(passed)))
+    if not rows:
+        return {}
+    return {"eval/ifeval_constraint_pass": sum(share) / len(share), "eval/ifeval_all_pass": sum(all_pass) / len(all_pass)}
+
+
+def greedy_completions(cfg: Any, model_path: str, rows: list[dict], rollout: Any | None = None) -> list[str]:
+    """Greedy answers from a vLLM actor (a temporary one unless `rollout` is given)."""
+    from transformers import AutoTokenizer
+
+    from rlsys.runtime.ray_utils import get
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    requests = [
+        GroupRequest(
+            f"eval-{i}",
+            prompt_token_ids=encode_prompt(tokenizer, row, cfg.data.system_prompt),
+            n=1,
+            temperature=0.0,
+            max_tokens=cfg.eval.max_tokens,
+        )
+        for i, row in enumerate(rows)
+    ]
+    own = rollout is None
+    group = build_rollout_group(cfg, model_path, num_actors=1) if own else None
+    actor = group.actors[0] if group is not None else rollout
+    try:
+        results = get(actor.generate.remote(requests), timeout=cfg.ray.actor_timeout_s, what="eval.generate")
+    finally:
+        if group is not None:
+            group.shutdown()
+    return [r.samples[0].text if r.ok else "" for r in results]
+
+
+def evaluate_model(cfg: Any, model_path: str, rollout: Any | None = None) -> dict[str, float]:
+    """Math accuracy per tier and IF pass rates of `model_path` on the held-out rows."""
+    rows = eval_rows(cfg)
+    texts = greedy_completions(cfg, model_path, rows["math"] + rows["ifeval"], rollout)
+    n_math = len(rows["math"])
+    out = score_math(rows["math"], texts[:n_math])
+    out.update(score_ifeval(rows["ifeval"], texts[n_math:]))
+    log.info("eval %s: %s", model_path, {k: round(v, 3) for k, v in out.items()})
+    return {k: v for k, v in out.items() if not math.isnan(v)}

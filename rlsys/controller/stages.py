@@ -1,0 +1,210 @@
+"""Stage runner: named stages with cached artifacts, chained by their inputs.
+
+A stage's artifact lives at artifacts/stages/<name>/<hash>/ where the hash covers the stage's
+config, its inputs' hashes, the base model and data identity, and the learner settings. A stage
+whose artifact exists is reused; otherwise it is built in a temporary directory and renamed into
+place only when it succeeded, so a failed pipeline resumes at the failed stage on rerun.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlsys.controller.builders import as_dict
+from rlsys.data.embedded import suite_spec
+from rlsys.runtime.artifacts import artifact_dir, cached_build, is_built
+
+log = logging.getLogger(__name__)
+
+# Stage kind -> "module:function(ctx) -> dict"; imported lazily.
+STAGE_KINDS = {
+    "pretrain": "rlsys.controller.train_jobs:run_pretrain",
+    "sft": "rlsys.controller.train_jobs:run_sft",
+    "mpo": "rlsys.controller.train_jobs:run_mpo",
+    "rm": "rlsys.controller.train_jobs:run_rm",
+    "merge": "rlsys.controller.merge:run_merge",
+}
+
+# Which user data files replace the suite split for each stage kind.
+USER_FILES = {"pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files"}
+
+
+class StageFailed(RuntimeError):
+    """A pipeline stage raised; the message names the stage."""
+
+
+@dataclass
+class StageContext:
+    """What a stage function gets: the run config, its own config, input model and output dir."""
+
+    cfg: Any
+    name: str
+    stage: Any
+    input_model: str
+    out_dir: Path
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StageResult:
+    name: str
+    kind: str
+    path: str
+    model_dir: str
+    reused: bool
+    wall_s: float
+    summary: dict[str, Any]
+
+
+def _file_identity(paths: list[str]) -> list[tuple[str, int, int]]:
+    out = []
+    for p in paths:
+        st = os.stat(p)
+        out.append((os.path.abspath(p), st.st_size, int(st.st_mtime)))
+    return out
+
+
+def base_model_identity(cfg: Any) -> Any:
+    if cfg.model.path:
+        return {"path": _file_identity([str(Path(cfg.model.path) / "config.json")])}
+    from rlsys.model.resolve import tiny_model_spec
+
+    return {"tiny": tiny_model_spec(cfg)}
+
+
+def data_identity(cfg: Any, stage: Any) -> Any:
+    files_key = USER_FILES.get(stage.kind)
+    user_files = list(cfg.data[files_key]) if files_key else []
+    if user_files:
+        return {"files": _file_identity(user_files)}
+    return {"suite": suite_spec(cfg.data.suite), "split": stage.data}
+
+
+def stage_config(cfg: Any, name: str) -> Any:
+    if name not in cfg.stages:
+        raise StageFailed(f"stage '{name}' is not defined; known stages: {sorted(cfg.stages)}")
+    stage = cfg.stages[name]
+    if stage.kind not in STAGE_KINDS:
+        raise StageFailed(f"config key 'stages.{name}.kind' = {stage.kind!r}: known kinds {sorted(STAGE_KINDS)}")
+    return stage
+
+
+def dependencies(stage: Any) -> list[str]:
+    return ([stage.input] if stage.input else []) + list(stage.experts)
+
+
+def _learner_identity(cfg: Any) -> dict[str, Any]:
+    learner = as_dict(cfg.learner)
+    # Placement and threading change speed, not results.
+    for key in ("cpus_per_actor", "gpus_per_actor", "num_threads", "dist_backend"):
+        learner.pop(key, None)
+    return learner
+
+
+def run_stage_chain(cfg: Any, names: list[str], results: dict[str, StageResult] | None = None) -> dict[str, StageResult]:
+    """Ensure each named stage (and, first, whatever it depends on). Returns all results."""
+    results = {} if results is None else results
+    visiting: set[str] = set()
+
+    def ensure(name: str) -> StageResult:
+        if name in results:
+            return results[name]
+        if name in visiting:
+            raise StageFailed(f"stage '{name}' depends on itself")
+        visiting.add(name)
+        stage = stage_config(cfg, name)
+        deps = {d: ensure(d) for d in dependencies(stage)}
+        results[name] = _ensure_one(cfg, name, stage, deps)
+        return results[name]
+
+    for name in names:
+        ensure(name)
+    return results
+
+
+def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:
+    from rlsys.model.resolve import resolve_base_model
+
+    spec = {
+        "stage": as_dict(stage),
+        "inputs": {d: Path(r.path).name for d, r in deps.items()},
+        "base": base_model_identity(cfg) if not stage.input else None,
+        "data": data_identity(cfg, stage),
+        "learner": _learner_identity(cfg),
+        "eval": as_dict(cfg.eval),
+    }
+    input_model = deps[stage.input].model_dir if stage.input else resolve_base_model(cfg)
+    kind = f"stages/{name}"
+    out = artifact_dir(cfg.artifacts_dir, kind, spec)
+    if stage.cache and is_built(out):
+        summary = json.loads((out / "summary.json").read_text())
+        log.info("stage %s: reusing %s", name, out)
+        result = StageResult(name, stage.kind, str(out), str(out / "model"), True, 0.0, summary)
+        _link_into_run(cfg, result)
+        return result
+
+    module_name, fn_name = STAGE_KINDS[stage.kind].split(":")
+    fn = getattr(importlib.import_module(module_name), fn_name)
+    started = time.perf_counter()
+    summary: dict[str, Any] = {}
+
+    def build(tmp: Path) -> None:
+        ctx = StageContext(cfg, name, stage, input_model, tmp, {d: r.model_dir for d, r in deps.items()})
+        log.info("stage %s (%s): building from %s", name, stage.kind, input_model)
+        summary.update(fn(ctx) or {})
+        summary["wall_s"] = time.perf_counter() - started
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    try:
+        if stage.cache:
+            cached_build(cfg.artifacts_dir, kind, spec, build)
+        else:
+            out = Path(cfg.run_dir) / "stages" / name
+            out.mkdir(parents=True, exist_ok=True)
+            build(out)
+    except StageFailed:
+        raise
+    except Exception as exc:
+        raise StageFailed(f"stage '{name}' ({stage.kind}) failed: {exc.__class__.__name__}: {exc}") from exc
+    result = StageResult(name, stage.kind, str(out), str(out / "model"), False, time.perf_counter() - started, summary)
+    _link_into_run(cfg, result)
+    return result
+
+
+def _link_into_run(cfg: Any, result: StageResult) -> None:
+    """Make each stage's artifact visible from the run directory and record it."""
+    if not cfg.run_dir:
+        return
+    stages_dir = Path(cfg.run_dir) / "stages"
+    stages_dir.mkdir(parents=True, exist_ok=True)
+    link = stages_dir / result.name
+    if Path(result.path).resolve() != link.resolve():
+        if link.is_symlink():
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(result.path, target_is_directory=True)
+    record = stages_dir / "stages.jsonl"
+    with record.open("a") as fh:
+        fh.write(json.dumps(asdict(result), default=str) + "\n")
+
+
+def run(cfg: Any) -> dict[str, StageResult]:
+    """The `pipeline` job: run `cfg.pipeline` in order."""
+    from rlsys.controller.builders import start_ray
+
+    if not cfg.pipeline:
+        raise StageFailed("config key 'pipeline' is empty: name the stages to run")
+    start_ray(cfg)
+    results = run_stage_chain(cfg, list(cfg.pipeline))
+    table = {n: {"reused": r.reused, "wall_s": round(r.wall_s, 1), **r.summary.get("eval", {})} for n, r in results.items()}
+    (Path(cfg.run_dir) / "pipeline.json").write_text(json.dumps(table, indent=2, default=str))
+    log.info("pipeline: %s", json.dumps(table, indent=1, default=str))
+    return results
+

@@ -1,0 +1,232 @@
+"""Learner jobs as pipeline stages: pretrain, SFT (with annealing tail), MPO, reward model."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from rlsys.controller.builders import as_dict, build_metrics_at
+from rlsys.controller.evaluate import evaluate_model
+from rlsys.controller.stages import USER_FILES, StageContext
+from rlsys.data.encode import encode_pairs, encode_sft_rows, pack_documents
+from rlsys.learner.batching import make_batch
+from rlsys.learner.group import LearnerGroup
+
+log = logging.getLogger(__name__)
+
+
+def stage_rows(ctx: StageContext, kind: str, split: str | None = None) -> list[dict]:
+    """The stage's rows: the user's files for this kind, else the task-suite split."""
+    from rlsys.data.loading import load_rows
+
+    cfg = ctx.cfg
+    files_key = USER_FILES.get(ctx.stage.kind)
+    user_files = list(cfg.data[files_key]) if files_key and split is None else []
+    if user_files:
+        rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row)
+    else:
+        from rlsys.data.embedded import ensure_task_suite
+
+        files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
+        name = split or ctx.stage.data
+        if name not in files:
+            raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are {sorted(files)}")
+        rows, stats = load_rows(files[name], kind, cfg.data.on_bad_row)
+    if stats["skipped"]:
+        log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
+    return rows
+
+
+def total_steps(stage: Any, n_units: int) -> int:
+    per_epoch = max(1, math.ceil(n_units / stage.batch_size))
+    return stage.max_steps if stage.max_steps > 0 else max(1, math.ceil(stage.epochs * per_epoch))
+
+
+def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causal_lm") -> LearnerGroup:
+    cfg, stage = ctx.cfg, ctx.stage
+    learner_cfg = as_dict(cfg.learner)
+    learner_cfg["seed"] = stage.seed
+    learner_cfg["optim"].update(
+        lr=stage.lr,
+        total_steps=steps,
+        warmup_steps=int(stage.warmup_ratio * steps),
+        schedule=stage.schedule,
+        min_lr_ratio=stage.min_lr_ratio,
+        weight_decay=stage.weight_decay,
+        anneal_fraction=stage.anneal_fraction,
+        anneal_lr_ratio=stage.anneal_lr_ratio,
+    )
+    return LearnerGroup(ctx.input_model, learner_cfg, name=f"learner-{ctx.name}", model_kind=model_kind,
+                        timeout=cfg.ray.actor_timeout_s)
+
+
+def epoch_batches(n_units: int, batch: int, steps: int, seed: int) -> list[list[int]]:
+    """`steps` batches of unit indices, reshuffled every epoch (deterministic by seed)."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    out = []
+    for _ in range(steps):
+        if len(order) < batch:
+            fresh = list(range(n_units))
+            rng.shuffle(fresh)
+            order.extend(fresh)
+        out.append(order[:batch])
+        order = order[batch:]
+    return out
+
+
+def train_loop(
+    ctx: StageContext,
+    learners: LearnerGroup,
+    units: list[list[tuple[list[int], list[int]]]],
+    loss: str,
+    loss_kwargs: dict[str, Any],
+    steps: int,
+    metrics: Any,
+    step_offset: int = 0,
+) -> dict[str, float]:
+    """Train on `units` (each a list of (ids, mask) sequences kept together) for `steps` steps."""
+    from tqdm import tqdm
+
+    group = len(units[0])
+    last: dict[str, float] = {}
+    tokens = 0
+    started = time.perf_counter()
+    progress = tqdm(total=steps, desc=f"{ctx.name}", disable=not ctx.cfg.logging.progress, mininterval=5)
+    for step, picked in enumerate(epoch_batches(len(units), ctx.stage.batch_size, steps, ctx.stage.seed + step_offset)):
+        seqs = [seq for i in picked for seq in units[i]]
+        batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=group)
+        last = learners.train_step(batch, loss, loss_kwargs)
+        tokens += int(last["tokens"])
+        progress.update(1)
+        global_step = step_offset + step + 1
+        if global_step % ctx.stage.log_every == 0 or step == steps - 1:
+            elapsed = time.perf_counter() - started
+            metrics.log({f"train/{k}": v for k, v in last.items()} | {"train/tokens_per_s": tokens / elapsed}, step=global_step)
+            progress.set_postfix(loss=f"{last.get('loss', float('nan')):.4f}")
+    progress.close()
+    elapsed = time.perf_counter() - started
+    return {"final_loss": last.get("loss", float("nan")), "steps": steps, "train_s": elapsed, "tokens_per_s": tokens / max(elapsed, 1e-9)}
+
+
+def _finish(ctx: StageContext, learners: LearnerGroup, summary: dict[str, Any], metrics: Any) -> dict[str, Any]:
+    model_dir = str(Path(ctx.out_dir) / "model")
+    learners.save_hf(model_dir)
+    learners.shutdown()
+    if ctx.stage.evaluate and summary.get("model_kind", "causal_lm") == "causal_lm":
+        summary["eval"] = summary.get("eval", {}) | evaluate_model(ctx.cfg, model_dir)
+        metrics.log(summary["eval"], step=summary.get("steps", 0))
+    metrics.close(plots=ctx.cfg.logging.plots)
+    return summary
+
+
+def run_pretrain(ctx: StageContext) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    texts = [r["text"] for r in stage_rows(ctx, "pretrain")]
+    blocks = pack_documents(tokenizer, texts, ctx.stage.seq_len, ctx.stage.seed)
+    units = [[(b, [1] * len(b))] for b in blocks]
+    steps = total_steps(ctx.stage, len(units))
+    log.info("pretrain: %d docs -> %d blocks of %d tokens, %d steps", len(texts), len(blocks), ctx.stage.seq_len, steps)
+    metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
+    learners = build_stage_learners(ctx, steps)
+    summary = train_loop(ctx, learners, units, ctx.stage.loss or "ntp", dict(ctx.stage.loss_kwargs), steps, metrics)
+    return _finish(ctx, learners, summary | {"blocks": len(blocks)}, metrics)
+
+
+def run_sft(ctx: StageContext) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    rows = stage_rows(ctx, "sft")
+    encoded = encode_sft_rows(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt)
+    units = [[e] for e in encoded]
+    steps = total_steps(ctx.stage, len(units))
+    log.info("sft: %d rows -> %d sequences, %d steps", len(rows), len(units), steps)
+    metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
+    learners = build_stage_learners(ctx, steps)
+    kwargs = {"reduction": "square"} | dict(ctx.stage.loss_kwargs)
+    summary = train_loop(ctx, learners, units, ctx.stage.loss, kwargs, steps, metrics)
+    return _finish(ctx, learners, summary | {"sequences": len(units)}, metrics)
+
+
+def _pair_units(ctx: StageContext, rows: list[dict]) -> list[list[tuple[list[int], list[int]]]]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    return [[c, r] for c, r in encode_pairs(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt)]
+
+
+def preference_accuracy(learners: LearnerGroup, units: list, reward_model: bool) -> float:
+    """Share of held-out pairs ranked correctly: RM scores, or the policy's implicit reward vs ref."""
+    if not units:
+        return float("nan")
+    seqs = [seq for u in units for seq in u]
+    batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=2)
+    if reward_model:
+        scores = learners.compute_scores(batch)
+        margins = [scores[i] - scores[i + 1] for i in range(0, len(scores), 2)]
+    else:
+        pol = learners.compute_logprobs(batch)
+        ref = learners.compute_logprobs(batch, reference=True)
+        seq_sum = [
+            sum(p - q for p, q, m in zip(lp, rp, s[1]) if m) for lp, rp, s in zip(pol, ref, seqs)
+        ]
+        margins = [seq_sum[i] - seq_sum[i + 1] for i in range(0, len(seq_sum), 2)]
+    return sum(m > 0 for m in margins) / len(margins)
+
+
+def run_mpo(ctx: StageContext) -> dict[str, Any]:
+    units = _pair_units(ctx, stage_rows(ctx, "preference"))
+    eval_units = _pair_units(ctx, stage_rows(ctx, "preference", ctx.stage.eval_data or "pref_eval"))[: ctx.cfg.eval.max_pairs]
+    steps = total_steps(ctx.stage, len(units))
+    metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
+    learners = build_stage_learners(ctx, steps)
+    learners.enable_reference()
+    before = preference_accuracy(learners, eval_units, reward_model=False)
+    summary = train_loop(ctx, learners, units, ctx.stage.loss or "mpo", dict(ctx.stage.loss_kwargs), steps, metrics)
+    after = preference_accuracy(learners, eval_units, reward_model=False)
+    summary["eval"] = {"eval/pref_acc_before": before, "eval/pref_acc": after}
+    return _finish(ctx, learners, summary | {"pairs": len(units)}, metrics)
+
+
+def _length_ratio(unit: list[tuple[list[int], list[int]]]) -> float:
+    a, b = (sum(s[1]) for s in unit)
+    return max(a, b) / max(1, min(a, b))
+
+
+def run_rm(ctx: StageContext) -> dict[str, Any]:
+    """Scalar reward model (value head on the LM), Bradley-Terry on preference pairs.
+
+    Pairs whose response lengths differ by more than `max_length_ratio` are dropped; then an
+    annealing pass over pairs whose chosen answer is the shorter one counters length bias.
+    """
+    all_units = _pair_units(ctx, stage_rows(ctx, "preference"))
+    units = [u for u in all_units if _length_ratio(u) <= ctx.stage.max_length_ratio]
+    shorter = [u for u in units if sum(u[0][1]) < sum(u[1][1])]
+    eval_units = _pair_units(ctx, stage_rows(ctx, "preference", ctx.stage.eval_data or "pref_eval"))[: ctx.cfg.eval.max_pairs]
+    steps = total_steps(ctx.stage, len(units))
+    anneal_steps = math.ceil(ctx.stage.length_anneal_epochs * len(shorter) / ctx.stage.batch_size) if shorter else 0
+    metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
+    learners = build_stage_learners(ctx, steps + anneal_steps, model_kind="reward_model")
+    before = preference_accuracy(learners, eval_units, reward_model=True)
+    summary = train_loop(ctx, learners, units, ctx.stage.loss or "bradley_terry", dict(ctx.stage.loss_kwargs), steps, metrics)
+    if anneal_steps:
+        anneal = train_loop(ctx, learners, shorter, ctx.stage.loss or "bradley_terry", dict(ctx.stage.loss_kwargs),
+                            anneal_steps, metrics, step_offset=steps)
+        summary["anneal_final_loss"] = anneal["final_loss"]
+    after = preference_accuracy(learners, eval_units, reward_model=True)
+    shorter_eval = [u for u in eval_units if sum(u[0][1]) < sum(u[1][1])]
+    summary["eval"] = {
+        "eval/rm_pair_acc_before": before,
+        "eval/rm_pair_acc": after,
+        "eval/rm_pair_acc_shorter_chosen": preference_accuracy(learners, shorter_eval, reward_model=True),
+    }
+    summary.update(pairs=len(units), dropped_long_gap=len(all_units) - len(units), anneal_pairs=len(shorter),
+                   anneal_steps=anneal_steps, model_kind="reward_model")
+    return _finish(ctx, learners, summary, metrics)

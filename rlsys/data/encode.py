@@ -1,0 +1,93 @@
+"""Rows -> token sequences with loss masks, for every learner job.
+
+All prompts go through the tokenizer's chat template, so the same code serves the embedded tiny
+model and any HF chat model.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from rlsys.data.loading import prompt_messages, sft_messages
+
+
+def _ids(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def encode_chat(tokenizer: Any, messages: list[dict], max_len: int) -> tuple[list[int], list[int]] | None:
+    """Token ids of a conversation and a mask that is 1 on every assistant turn (incl. its end token).
+
+    Each assistant turn's span is found by rendering the conversation up to it with the generation
+    prompt and up to its end, which works for any chat template whose prefixes tokenize stably.
+    Returns None when the first trained token would lie beyond `max_len`.
+    """
+    full = _ids(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False))
+    mask = [0] * len(full)
+    for i, msg in enumerate(messages):
+        if msg["role"] != "assistant":
+            continue
+        start = len(_ids(tokenizer, tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)))
+        end = len(_ids(tokenizer, tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)))
+        for t in range(start, min(end, len(full))):
+            mask[t] = 1
+    if len(full) > max_len:
+        full, mask = full[:max_len], mask[:max_len]
+    if not any(mask):
+        return None
+    return full, mask
+
+
+def encode_sft_rows(tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
+    out = []
+    for row in rows:
+        enc = encode_chat(tokenizer, sft_messages(row, system_prompt), max_len)
+        if enc is not None:
+            out.append(enc)
+    return out
+
+
+def encode_prompt(tokenizer: Any, row: dict, system_prompt: str | None = None, hint: str | None = None) -> list[int]:
+    text = tokenizer.apply_chat_template(prompt_messages(row, system_prompt, hint), tokenize=False, add_generation_prompt=True)
+    return _ids(tokenizer, text)
+
+
+def encode_response(tokenizer: Any, prompt_ids: list[int], response: str, max_len: int) -> tuple[list[int], list[int]]:
+    """Prompt ids + response ids + end-of-turn token; the mask covers the response part."""
+    resp = _ids(tokenizer, response) + [tokenizer.eos_token_id]
+    ids = (prompt_ids + resp)[:max_len]
+    mask = ([0] * len(prompt_ids) + [1] * len(resp))[:max_len]
+    return ids, mask
+
+
+def encode_pairs(
+    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None
+) -> list[tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]]:
+    """(chosen, rejected) sequences per preference row, sharing the rendered prompt."""
+    pairs = []
+    for row in rows:
+        prompt = encode_prompt(tokenizer, row, system_prompt)
+        if len(prompt) >= max_len - 1:
+            continue
+        pairs.append(
+            (encode_response(tokenizer, prompt, row["chosen"], max_len), encode_response(tokenizer, prompt, row["rejected"], max_len))
+        )
+    return pairs
+
+
+def pack_documents(tokenizer: Any, texts: list[str], seq_len: int, seed: int) -> list[list[int]]:
+    """Pretraining blocks: documents joined by the end-of-text token, cut into `seq_len` blocks.
+
+    Documents are shuffled first so a block mixes sources; attention crosses document borders,
+    as in standard packed causal-LM pretraining.
+    """
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    sep = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoded = tokenizer([texts[i] for i in order], add_special_tokens=False)["input_ids"]
+    stream: list[int] = []
+    for ids in encoded:
+        stream.extend(ids)
+        stream.append(sep)
+    return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]

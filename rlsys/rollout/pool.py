@@ -1,0 +1,345 @@
+"""The elastic rollout pool: prompt groups spread over N vLLM actors, results streamed back.
+
+The pool lives in the controller process and is driven by `ray.wait` on the refs it holds, so
+there is no background thread: every public call advances it. Bookkeeping per group (a "job")
+keeps exactly one live dispatch at a time; a result is accepted only from the job's current
+dispatch and the job is removed on delivery, so a group is never lost and never returned twice,
+however actors die, time out or get removed.
+
+Actor life cycle: starting -> (syncing) -> ready <-> syncing -> draining -> gone, or dead at any
+point. Only `ready` actors take work; an actor that joins after a weight sync first loads the
+latest published version. Under `sync_backend: nccl` such an actor waits ("stale") until the next
+broadcast, because only the learner can send NCCL weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+
+from rlsys.rollout.pool_core import LIVE, Job, PoolCore, PoolError
+from rlsys.rollout.pool_policy import PoolPolicy, actors_that_fit, desired_size
+from rlsys.rollout.types import GroupRequest, GroupResult
+from rlsys.rollout.weight_sync import PublishedWeights
+from rlsys.rollout.worker import IN_PROCESS_ENV, RolloutWorker
+from rlsys.runtime.ray_utils import ActorFailure, ActorResources
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PoolError", "PoolPolicy", "RolloutPool"]
+
+
+class RolloutPool(PoolCore):
+    """N RolloutWorker actors behind submit / iter_results, with elastic size and recovery."""
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        worker_kwargs: dict[str, Any] | None = None,
+        policy: PoolPolicy | None = None,
+        resources: ActorResources | None = None,
+        num_actors: int | None = None,
+        name: str = "rollout",
+        auto_scale: bool = False,
+        wait: bool = True,
+        actor_cls: type = RolloutWorker,
+    ) -> None:
+        super().__init__(
+            model_path,
+            worker_kwargs or {},
+            policy or PoolPolicy(),
+            resources or ActorResources(num_cpus=1.0, env_vars=dict(IN_PROCESS_ENV)),
+            name,
+            actor_cls,
+        )
+        self.auto_scale = auto_scale
+        self._nccl: Any = None
+        self._learner_actors: list[Any] | None = None
+        self._low_demand_since: float | None = None
+        self._last_autoscale = 0.0
+        self._in_nccl_round = False
+        n = self.policy.min_actors if num_actors is None else num_actors
+        if n > self.policy.max_actors:
+            # An explicit initial size wider than the policy widens the policy rather than being cut.
+            self.policy = dataclasses.replace(self.policy, max_actors=n)
+        self._target = n
+        self._reconcile()
+        if wait:
+            self.wait_ready(self.policy.start_timeout_s)
+
+    @classmethod
+    def from_config(cls, cfg: Any, model_path: str, **kwargs: Any) -> RolloutPool:
+        """Build from a run config: worker settings, resources and policy from `cfg.rollout`."""
+        from rlsys.controller.builders import rollout_resources, rollout_worker_kwargs
+
+        kwargs.setdefault("num_actors", cfg.rollout.num_actors)
+        return cls(
+            model_path,
+            worker_kwargs=rollout_worker_kwargs(cfg, model_path),
+            policy=PoolPolicy.from_config(cfg.rollout),
+            resources=rollout_resources(cfg),
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, requests: list[GroupRequest]) -> None:
+        """Queue groups; they are dispatched as actors have room. Request ids must be unique."""
+        now = time.monotonic()
+        with self._lock:
+            ids = [r.request_id for r in requests]
+            clash = [i for i in ids if i in self._jobs]
+            if clash or len(set(ids)) != len(ids):
+                raise ValueError(f"request ids already pending or repeated: {sorted(set(clash) or ids)[:5]}")
+            for req in requests:
+                self._jobs[req.request_id] = Job(req, now)
+                self._queue.append(req.request_id)
+            self._counts["submitted"] += len(requests)
+            self._dispatch()
+
+    def pending(self) -> int:
+        """Groups submitted and not yet handed out by iter_results/generate."""
+        with self._lock:
+            return len(self._jobs) + len(self._results)
+
+    def iter_results(self, timeout: float | None = None, poll_s: float = 0.05) -> Iterator[GroupResult]:
+        """Yield results as groups finish until nothing is pending.
+
+        `timeout` bounds the wait for each next result (None: wait as long as groups are in
+        flight; each group is still bounded by the policy's request_timeout_s).
+        """
+        last = time.monotonic()
+        while True:
+            with self._lock:
+                if self._results:
+                    result = self._results.popleft()
+                elif not self._jobs:
+                    return
+                else:
+                    result = None
+                    if timeout is not None and time.monotonic() - last > timeout:
+                        raise PoolError(f"{self.name}: no result within {timeout} s; "
+                                        f"{len(self._jobs)} group(s) pending; {self._describe()}")
+                    self._step(poll_s)
+            if result is not None:
+                last = time.monotonic()
+                yield result
+
+    def generate(self, requests: list[GroupRequest], timeout: float | None = None) -> list[GroupResult]:
+        """Submit and wait; results in request order."""
+        self.submit(requests)
+        wanted = {r.request_id for r in requests}
+        got: dict[str, GroupResult] = {}
+        others: list[GroupResult] = []
+        try:
+            for res in self.iter_results(timeout):
+                if res.request_id in wanted:
+                    got[res.request_id] = res
+                else:
+                    others.append(res)
+                if len(got) == len(wanted):
+                    break
+        finally:
+            # Results of groups submitted elsewhere stay queued for their own iter_results.
+            with self._lock:
+                self._results.extendleft(reversed(others))
+        return [got[r.request_id] for r in requests]
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def sync_weights(self, bucket_refs: list[Any] | PublishedWeights, version: int | None = None,
+                     timeout: float = 600.0) -> dict[str, float]:
+        """Every ready actor loads the published buckets; returns load seconds per actor.
+
+        The refs are kept so that actors which start later load this version first.
+        """
+        if isinstance(bucket_refs, PublishedWeights):
+            version = bucket_refs.version if version is None else version
+            bucket_refs = bucket_refs.refs
+        if version is None:
+            raise ValueError("sync_weights needs a version")
+        with self._lock:
+            if version < self._version:
+                raise ValueError(f"version {version} is older than the pool's {self._version}")
+            self._latest_refs, self._version = list(bucket_refs), version
+            self._counts["syncs"] += 1
+            loads: dict[str, float] = {}
+            for slot in self._slots.values():
+                self._maybe_sync(slot)
+            deadline = time.monotonic() + timeout
+            while any(s.state in ("syncing", "ready") and s.version < version for s in self._slots.values()):
+                if time.monotonic() > deadline:
+                    raise PoolError(f"{self.name}: weight sync to v{version} not done within {timeout} s; "
+                                    f"{self._describe()}")
+                self._step(0.02, loads)
+            return loads
+
+    def sync_from_learner(self, learners: Any, version: int, timeout: float = 600.0) -> dict[str, float]:
+        """Move a LearnerGroup's current weights into every actor by the configured backend."""
+        if self.policy.sync_backend == "nccl":
+            return self.sync_weights_nccl(learners.group.actors, version, timeout)
+        return self.sync_weights(learners.export_weights(self.policy.sync_bucket_bytes), version, timeout)
+
+    def sync_weights_nccl(self, learner_actors: list[Any], version: int, timeout: float = 600.0) -> dict[str, float]:
+        """Broadcast from learner rank 0 to every live actor over NCCL (CUDA only)."""
+        from rlsys.rollout.nccl_sync import NcclWeightSync
+
+        with self._lock:
+            if self._nccl is None or self._learner_actors != list(learner_actors):
+                if self._nccl is not None:
+                    self._nccl.abort()
+                self._nccl = NcclWeightSync(list(learner_actors), timeout_s=timeout)
+                self._learner_actors = list(learner_actors)
+            self._version, self._latest_refs = version, None
+            self._counts["syncs"] += 1
+            return self._nccl_round(version, timeout)
+
+    def _nccl_round(self, version: int, timeout: float) -> dict[str, float]:
+        self._in_nccl_round = True
+        try:
+            return self._nccl_round_inner(version, timeout)
+        finally:
+            self._in_nccl_round = False
+
+    def _nccl_round_inner(self, version: int, timeout: float) -> dict[str, float]:
+        # Actors still loading a version through another path finish first (one load at a time).
+        deadline = time.monotonic() + timeout
+        while any(s.state in ("starting", "syncing") for s in self._slots.values()):
+            if time.monotonic() > deadline:
+                raise PoolError(f"{self.name}: actors not ready for the NCCL sync; {self._describe()}")
+            self._step(0.05)
+        members = [s for s in self._slots.values() if s.state in ("ready", "stale")]
+        loads: dict[str, float] = {}
+        try:
+            refs = self._nccl.start([s.handle for s in members], version)
+        except ActorFailure as exc:
+            self._nccl.abort()
+            raise PoolError(f"{self.name}: NCCL sync to v{version} failed: {exc}") from exc
+        for slot, ref in zip(members, refs):
+            slot.state = "syncing"
+            self._control[ref] = (slot.name, "sync", version)
+        while any(s.state == "syncing" for s in members if s.name in self._slots):
+            if time.monotonic() > deadline:
+                self._nccl.abort()
+                raise PoolError(f"{self.name}: NCCL sync to v{version} timed out; {self._describe()}")
+            self._step(0.02, loads)
+        self._nccl.finish()
+        return loads
+
+    # ------------------------------------------------------------------ elasticity
+    def size(self) -> int:
+        """Actors that are or will become available (draining and dead ones excluded)."""
+        with self._lock:
+            return sum(s.state in LIVE for s in self._slots.values())
+
+    def scale_to(self, n: int) -> None:
+        """Set the number of actors: new ones start (and load the current weights) in the
+        background; removed ones take no new work, finish what they hold, then exit."""
+        if n < 0:
+            raise ValueError(f"pool size must be >= 0, got {n}")
+        with self._lock:
+            if n != self._target:
+                self._counts["scale_events"] += 1
+                log.info("%s: scale %d -> %d", self.name, self._target, n)
+            self._target = n
+            self._reconcile()
+            self._dispatch()
+
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        """Block until every live actor can take work."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while any(s.state in ("starting", "syncing") for s in self._slots.values()) or self.size() < self._target:
+                if time.monotonic() > deadline:
+                    raise PoolError(f"{self.name}: actors not ready within {timeout} s; {self._describe()}")
+                self._step(0.05)
+
+    def cluster_capacity(self) -> int:
+        """Actors the cluster can hold now: the live ones plus what fits in free resources."""
+        per_actor = {"CPU": float(self.resources.num_cpus), "GPU": float(self.resources.num_gpus)}
+        with self._lock:
+            unplaced = sum(s.state == "starting" and s.pid < 0 for s in self._slots.values())
+            return self.size() + max(0, actors_that_fit(ray.available_resources(), per_actor) - unplaced)
+
+    def autoscale(self) -> int:
+        """Apply the policy to the current backlog; returns the new target size."""
+        with self._lock:
+            backlog = len(self._jobs)
+            current = self._target
+            want = desired_size(backlog, current, self.cluster_capacity() if backlog else current, self.policy)
+            if want < current:
+                # Shrink only after demand stayed low for a while: restarts cost seconds.
+                now = time.monotonic()
+                self._low_demand_since = self._low_demand_since or now
+                if now - self._low_demand_since < self.policy.scale_down_delay_s:
+                    return current
+            self._low_demand_since = None
+            if want != current:
+                self.scale_to(want)
+            return want
+
+    # ------------------------------------------------------------------ metrics
+    def metrics(self) -> dict[str, float]:
+        """Pool counters and per-actor load, flat for the metrics logger."""
+        with self._lock:
+            out: dict[str, float] = {f"rollout_pool/{k}": float(v) for k, v in self._counts.items()}
+            out["rollout_pool/size"] = float(self.size())
+            out["rollout_pool/target"] = float(self._target)
+            out["rollout_pool/queued"] = float(len(self._queue))
+            out["rollout_pool/in_flight"] = float(len(self._inflight))
+            out["rollout_pool/version"] = float(self._version)
+            now = time.monotonic()
+            for s in self._slots.values():
+                p = f"rollout_pool/actor/{s.name}"
+                out[f"{p}/outstanding"] = float(len(s.outstanding))
+                out[f"{p}/finished"] = float(s.finished)
+                out[f"{p}/tokens"] = float(s.tokens)
+                up = now - s.ready_at if s.ready_at else 0.0
+                out[f"{p}/tokens_per_s"] = s.tokens / up if up > 0 else 0.0
+            return out
+
+    def actors(self) -> list[dict[str, Any]]:
+        """One row per actor: name, state, pid, version, outstanding and finished groups."""
+        with self._lock:
+            return [dict(name=s.name, state=s.state, pid=s.pid, version=s.version, outstanding=len(s.outstanding),
+                         finished=s.finished, tokens=s.tokens, handle=s.handle) for s in self._slots.values()]
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._nccl is not None:
+                self._nccl.abort()
+            for slot in list(self._slots.values()):
+                self._kill(slot)
+            self._slots.clear()
+            self._inflight.clear()
+            self._control.clear()
+            self._target = 0
+
+    def __enter__(self) -> RolloutPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ------------------------------------------------------------------ internals
+
+    # ------------------------------------------------------------------ event loop
+    def _step(self, wait_s: float, loads: dict[str, float] | None = None) -> None:
+        super()._step(wait_s, loads)
+        slots = self._slots.values()
+        if (self._nccl is not None and not self._in_nccl_round and self._queue
+                and any(s.state == "stale" for s in slots) and not any(s.state == "ready" for s in slots)):
+            # Only the learner can send NCCL weights: with no actor able to serve, re-broadcast now.
+            self._nccl_round(self._version, self.policy.start_timeout_s)
+        if self.auto_scale and time.monotonic() - self._last_autoscale > 1.0:
+            # Rate-limited: the capacity check asks the GCS for the cluster's free resources.
+            self._last_autoscale = time.monotonic()
+            self.autoscale()

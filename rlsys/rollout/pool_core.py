@@ -1,0 +1,334 @@
+"""Bookkeeping of the rollout pool: actors ("slots"), groups ("jobs"), dispatch and recovery.
+
+`RolloutPool` (pool.py) is the public face; this base holds the state machine it drives. Each
+job has at most one live dispatch (`job.ref`); a result is accepted only from that dispatch and
+the job is removed on delivery, so a group is never lost and never returned twice, however
+actors die, time out or get removed. Everything advances in `_step`, which waits on the refs of
+all dispatches and control calls with `ray.wait`; no background thread is involved.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, TaskCancelledError
+
+from rlsys.rollout.pool_policy import PoolPolicy
+from rlsys.rollout.types import GroupRequest, GroupResult
+from rlsys.runtime.ray_utils import ActorResources
+
+log = logging.getLogger(__name__)
+
+# States of an actor that is, or is about to be, part of the pool.
+LIVE = ("starting", "syncing", "ready", "stale")
+
+
+class PoolError(RuntimeError):
+    """The pool cannot make progress (actors keep failing to start, a sync failed, a wait timed out)."""
+
+
+@dataclass
+class Job:
+    request: GroupRequest
+    submitted_at: float
+    attempt: int = 0
+    slot: str | None = None
+    ref: Any = None
+    dispatched_at: float = 0.0
+    excluded: set[str] = field(default_factory=set)
+
+    @property
+    def work(self) -> int:
+        return max(1, int(self.request.n or 1)) * max(1, int(self.request.max_tokens or 1))
+
+
+@dataclass
+class Slot:
+    name: str
+    handle: Any
+    state: str
+    version: int
+    created_at: float
+    ready_at: float = 0.0
+    pid: int = -1
+    outstanding: dict[str, Any] = field(default_factory=dict)
+    work: int = 0
+    finished: int = 0
+    tokens: int = 0
+    failures: int = 0
+
+
+class PoolCore:
+    """Slots, jobs and the event handling shared by every public pool operation."""
+
+    def __init__(self, model_path: str, worker_kwargs: dict[str, Any], policy: PoolPolicy,
+                 resources: ActorResources, name: str, actor_cls: type) -> None:
+        self.model_path = model_path
+        self.policy = policy
+        self.resources = resources
+        self.name = name
+        self._worker_kwargs = {k: v for k, v in worker_kwargs.items() if k not in ("model_path", "name")}
+        self._remote_cls = actor_cls if hasattr(actor_cls, "remote") else ray.remote(actor_cls)
+        self._lock = threading.RLock()
+        self._slots: dict[str, Slot] = {}
+        self._jobs: dict[str, Job] = {}
+        self._queue: deque[str] = deque()
+        self._inflight: dict[Any, str] = {}
+        # Control calls in flight: ref -> (slot name, "start" | "sync", version being loaded).
+        self._control: dict[Any, tuple[str, str, int]] = {}
+        self._results: deque[GroupResult] = deque()
+        self._version = int(self._worker_kwargs.get("policy_version", 0))
+        self._latest_refs: list[Any] | None = None
+        self._target = 0
+        self._index = 0
+        self._start_failures = 0
+        self._counts = dict(submitted=0, delivered=0, errors=0, redispatches=0, restarts=0, deaths=0,
+                            timeouts=0, dropped_stale=0, scale_events=0, syncs=0)
+
+    def _describe(self) -> str:
+        states = ", ".join(f"{s.name}:{s.state}/v{s.version}/{len(s.outstanding)}" for s in self._slots.values())
+        return f"actors [{states}], queued {len(self._queue)}, in flight {len(self._inflight)}"
+
+    def _start_slot(self) -> None:
+        name = f"{self.name}-{self._index}-{uuid.uuid4().hex[:6]}"
+        self._index += 1
+        res = self.resources
+        options: dict[str, Any] = {
+            "name": name,
+            "num_cpus": res.num_cpus,
+            "num_gpus": res.num_gpus,
+            # Async actor: every dispatched group is one waiting coroutine, plus control calls.
+            "max_concurrency": self.policy.max_inflight_per_actor + 16,
+        }
+        if res.env_vars:
+            options["runtime_env"] = {"env_vars": dict(res.env_vars)}
+        handle = self._remote_cls.options(**options).remote(model_path=self.model_path, name=name,
+                                                            **self._worker_kwargs)
+        slot = Slot(name, handle, "starting", int(self._worker_kwargs.get("policy_version", 0)), time.monotonic())
+        self._slots[name] = slot
+        self._control[handle.stats.remote()] = (name, "start", slot.version)
+
+    def _reconcile(self) -> None:
+        """Start or retire actors until the live count matches the target."""
+        live = [s for s in self._slots.values() if s.state in LIVE]
+        for _ in range(self._target - len(live)):
+            self._start_slot()
+        if len(live) > self._target:
+            # Retire actors holding the least work; ones still starting hold none.
+            order = {"starting": 0, "stale": 1, "syncing": 2, "ready": 3}
+            live.sort(key=lambda s: (order[s.state], s.work, len(s.outstanding)))
+            for slot in live[: len(live) - self._target]:
+                slot.state = "draining"
+                if not slot.outstanding:
+                    self._kill(slot)
+
+    def _kill(self, slot: Slot) -> None:
+        self._slots.pop(slot.name, None)
+        for ref in [r for r, (name, _, _) in self._control.items() if name == slot.name]:
+            del self._control[ref]
+        try:
+            ray.kill(slot.handle, no_restart=True)
+        except Exception as exc:  # an already dead actor needs no kill
+            log.debug("kill %s: %s", slot.name, exc)
+
+    def _maybe_sync(self, slot: Slot) -> None:
+        """Bring a ready actor to the latest version (object store path)."""
+        if slot.state != "ready" or slot.version >= self._version:
+            return
+        if self._latest_refs is None:
+            slot.state = "stale"
+            return
+        slot.state = "syncing"
+        ref = slot.handle.sync_from_object_store.remote(self._latest_refs, self._version)
+        self._control[ref] = (slot.name, "sync", self._version)
+
+    def _pick_slot(self, job: Job) -> Slot | None:
+        ready = [s for s in self._slots.values() if s.state == "ready"]
+        room = [s for s in ready if len(s.outstanding) < self.policy.max_inflight_per_actor]
+        preferred = [s for s in room if s.name not in job.excluded]
+        if not preferred and not any(s.name not in job.excluded for s in ready):
+            # Every ready actor already failed this group once: retrying on one beats stalling.
+            preferred = room
+        return min(preferred, key=lambda s: (s.work, len(s.outstanding))) if preferred else None
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            job = self._jobs[self._queue[0]]
+            slot = self._pick_slot(job)
+            if slot is None:
+                return
+            self._queue.popleft()
+            job.attempt += 1
+            job.slot, job.dispatched_at = slot.name, time.monotonic()
+            job.ref = slot.handle.generate_group.remote(job.request)
+            self._inflight[job.ref] = job.request.request_id
+            slot.outstanding[job.request.request_id] = job.ref
+            slot.work += job.work
+
+    def _detach(self, job: Job) -> Slot | None:
+        """Forget the job's current dispatch (the result of that dispatch is ignored from now on)."""
+        self._inflight.pop(job.ref, None)
+        slot = self._slots.get(job.slot or "")
+        if slot is not None and slot.outstanding.pop(job.request.request_id, None) is not None:
+            slot.work -= job.work
+        job.ref = None
+        return slot
+
+    def _retry(self, job: Job, reason: str) -> None:
+        if job.attempt >= self.policy.max_attempts:
+            req = job.request
+            self._deliver(GroupResult(req.request_id, [], [], self._version, job.slot or "",
+                                      f"failed after {job.attempt} attempt(s): {reason}", req.meta))
+            return
+        self._counts["redispatches"] += 1
+        if job.slot:
+            job.excluded.add(job.slot)
+        self._queue.appendleft(job.request.request_id)
+
+    def _deliver(self, result: GroupResult) -> None:
+        if self._jobs.pop(result.request_id, None) is None:
+            self._counts["dropped_stale"] += 1
+            return
+        self._counts["delivered"] += 1
+        self._counts["errors"] += result.error is not None
+        self._results.append(result)
+
+    def _actor_died(self, slot: Slot, reason: str) -> None:
+        if slot.name not in self._slots:
+            return
+        log.warning("%s: actor %s (pid %d) died: %s", self.name, slot.name, slot.pid, reason)
+        self._counts["deaths"] += 1
+        was_live = slot.state in LIVE
+        for rid in list(slot.outstanding):
+            job = self._jobs.get(rid)
+            if job is not None:
+                self._detach(job)
+                self._retry(job, f"actor {slot.name} died: {reason}")
+        self._kill(slot)
+        if was_live:
+            if self.policy.replace_dead:
+                self._counts["restarts"] += 1
+            else:
+                self._target -= 1
+        self._reconcile()
+
+    def _on_generation(self, ref: Any) -> None:
+        rid = self._inflight.get(ref)
+        job = self._jobs.get(rid) if rid is not None else None
+        if job is None or job.ref is not ref:
+            self._inflight.pop(ref, None)
+            self._counts["dropped_stale"] += 1
+            return
+        slot = self._detach(job)
+        try:
+            result: GroupResult = ray.get(ref, timeout=0)
+        except RayActorError as exc:
+            self._retry(job, f"actor died: {str(exc).splitlines()[0]}")
+            if slot is not None:
+                self._actor_died(slot, exc.__class__.__name__)
+            return
+        except TaskCancelledError:
+            self._retry(job, "cancelled")
+            return
+        except Exception as exc:  # the worker raised (engine failure): retry elsewhere, bounded
+            if slot is not None:
+                slot.failures += 1
+            self._retry(job, f"{exc.__class__.__name__}: {str(exc).splitlines()[-1][:300]}")
+            return
+        if slot is not None:
+            slot.finished += 1
+            slot.tokens += sum(len(s.token_ids) for s in result.samples)
+        self._deliver(result)
+
+    def _on_control(self, ref: Any, loads: dict[str, float] | None) -> None:
+        name, kind, version = self._control.pop(ref)
+        slot = self._slots.get(name)
+        if slot is None:
+            return
+        try:
+            value = ray.get(ref, timeout=0)
+        except RayActorError as exc:
+            if kind == "start":
+                self._start_failures += 1
+            self._actor_died(slot, f"during {kind}: {exc.__class__.__name__}")
+            self._check_start_failures(str(exc))
+            return
+        except Exception as exc:
+            # A sync or start that raised leaves the engine in an unknown state: replace the actor.
+            self._start_failures += kind == "start"
+            self._actor_died(slot, f"{kind} raised {exc.__class__.__name__}: {str(exc).splitlines()[-1][:300]}")
+            self._check_start_failures(str(exc))
+            if kind == "sync":
+                raise PoolError(f"{self.name}: weight sync on {name} failed: {exc}") from exc
+            return
+        if kind == "start":
+            self._start_failures = 0
+            slot.pid = int(value.get("pid", -1))
+        else:
+            slot.version = version
+            if loads is not None:
+                loads[name] = float(value)
+        if slot.state == "draining":
+            if not slot.outstanding:
+                self._kill(slot)
+            return
+        if slot.version < self._version and self.policy.sync_backend == "nccl":
+            slot.state = "stale"
+            return
+        slot.state = "ready"
+        slot.ready_at = slot.ready_at or time.monotonic()
+        self._maybe_sync(slot)
+
+    def _check_start_failures(self, detail: str) -> None:
+        if self._start_failures >= self.policy.max_start_failures:
+            self._target = 0
+            self._reconcile()
+            raise PoolError(f"{self.name}: {self._start_failures} actor starts failed in a row; last: {detail}")
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        for ref, rid in list(self._inflight.items()):
+            job = self._jobs.get(rid)
+            if job is None or now - job.dispatched_at <= self.policy.request_timeout_s:
+                continue
+            self._counts["timeouts"] += 1
+            self._detach(job)
+            try:
+                ray.cancel(ref)
+            except Exception as exc:  # cancelling is best effort; the stale result is ignored anyway
+                log.debug("cancel %s: %s", rid, exc)
+            self._retry(job, f"no result within {self.policy.request_timeout_s} s on {job.slot}")
+        for slot in list(self._slots.values()):
+            if slot.state == "starting" and now - slot.created_at > self.policy.start_timeout_s:
+                self._start_failures += 1
+                self._actor_died(slot, f"not started within {self.policy.start_timeout_s} s")
+                self._check_start_failures("start timeout")
+
+    def _step(self, wait_s: float, loads: dict[str, float] | None = None) -> None:
+        """Dispatch, wait up to `wait_s` for any result, handle everything that finished."""
+        self._dispatch()
+        refs = [*self._inflight, *self._control]
+        if refs:
+            done, rest = ray.wait(refs, num_returns=1, timeout=wait_s)
+            if done and rest:
+                more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+                done += more
+            for ref in done:
+                if ref in self._control:
+                    self._on_control(ref, loads)
+                elif ref in self._inflight:
+                    self._on_generation(ref)
+        else:
+            time.sleep(wait_s)
+        self._check_timeouts()
+        for slot in list(self._slots.values()):
+            if slot.state == "draining" and not slot.outstanding:
+                self._kill(slot)
+        self._dispatch()

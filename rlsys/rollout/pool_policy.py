@@ -1,0 +1,87 @@
+"""Sizing policy of the elastic rollout pool: config, cluster capacity, autoscale decision.
+
+Kept apart from the pool so the decision is a pure function of (backlog, size, capacity,
+policy) that can be reasoned about and tested without starting actors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass
+class PoolPolicy:
+    """How the pool sizes itself and recovers. Defaults mirror `RolloutConfig`."""
+
+    min_actors: int = 1
+    max_actors: int = 1
+    # Groups (queued + in flight) per actor the autoscaler aims for.
+    target_backlog: int = 8
+    replace_dead: bool = True
+    # From dispatch to result; past it the group is re-dispatched (or fails after max_attempts).
+    request_timeout_s: float = 600.0
+    # Dispatches per group before it comes back as an error (a group that kills every actor
+    # it lands on must not take the whole pool down with it).
+    max_attempts: int = 3
+    sync_backend: str = "object_store"
+    sync_bucket_bytes: int = 64 << 20
+    # Demand must stay low this long before the autoscaler removes an actor (starting a vLLM
+    # engine costs seconds, so flapping is expensive).
+    scale_down_delay_s: float = 30.0
+    # Groups sent to one actor at a time. The worker batches whatever it holds, so this is the
+    # largest engine batch; what stays queued in the pool can still go to a new actor.
+    max_inflight_per_actor: int = 64
+    start_timeout_s: float = 600.0
+    # Consecutive actor start failures (bad model path, no memory) before the pool gives up.
+    max_start_failures: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_actors < 0 or self.max_actors < max(1, self.min_actors):
+            raise ValueError(f"need 0 <= min_actors <= max_actors and max_actors >= 1, got "
+                             f"min_actors={self.min_actors} max_actors={self.max_actors}")
+        if self.target_backlog < 1:
+            raise ValueError(f"target_backlog must be >= 1, got {self.target_backlog}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.sync_backend not in ("object_store", "nccl"):
+            raise ValueError(f"sync_backend must be 'object_store' or 'nccl', got {self.sync_backend!r}")
+        if self.max_inflight_per_actor < 1:
+            raise ValueError(f"max_inflight_per_actor must be >= 1, got {self.max_inflight_per_actor}")
+
+    @classmethod
+    def from_config(cls, rollout_cfg: Any, **overrides: Any) -> PoolPolicy:
+        """Read the pool fields of a `RolloutConfig` (or any object / mapping with them)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if isinstance(rollout_cfg, dict):
+                if f.name in rollout_cfg:
+                    values[f.name] = rollout_cfg[f.name]
+            elif hasattr(rollout_cfg, f.name):
+                values[f.name] = getattr(rollout_cfg, f.name)
+        values.update(overrides)
+        return cls(**values)
+
+
+def actors_that_fit(available: dict[str, float], per_actor: dict[str, float]) -> int:
+    """How many more actors needing `per_actor` fit into `available` (summed over the cluster).
+
+    Summing over nodes can over-count when no single node has room; Ray then leaves the extra
+    actor pending until one does, which the pool treats as a slow start.
+    """
+    counts = [math.floor(available.get(k, 0.0) / v + 1e-9) for k, v in per_actor.items() if v > 0]
+    return max(0, min(counts)) if counts else 1 << 30
+
+
+def desired_size(backlog: int, current: int, capacity: int, policy: PoolPolicy) -> int:
+    """Actors the pool should have for `backlog` outstanding groups.
+
+    Grows to ceil(backlog / target_backlog) within [min_actors, max_actors] and what the cluster
+    can place (`capacity`, counting the current actors); never shrinks below min_actors.
+    """
+    want = math.ceil(backlog / policy.target_backlog) if backlog > 0 else 0
+    want = max(policy.min_actors, min(policy.max_actors, want))
+    if want > current:
+        want = min(want, max(current, capacity))
+    return want
