@@ -231,6 +231,37 @@ class SmokeConfig:
 
 
 @dataclass
+class RLConfig:
+    """Online RL with GSPO (the controller loop) for one `rl` stage."""
+
+    # Registered loss (gspo, gspo_token, grpo) and its kwargs (eps_low, eps_high, kl_coef, ...).
+    loss: str = "gspo"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    advantage: str = "grpo_group"
+    # Budget: controller steps, and optionally wall seconds (0 = no limit).
+    steps: int = 20
+    max_wall_s: float = 0.0
+    # Prompt groups per step after filtering (each group: rollout.group_size answers).
+    batch_groups: int = 16
+    # The rollout batch is split into this many optimizer steps (GSPO paper: 4).
+    mini_batches: int = 4
+    # Online difficulty filter: keep groups whose pass rate is in the range; Keye (0, 1)
+    # exclusive, InternVL3.5 [0.2, 0.8] inclusive. Groups rescued by hints are always kept.
+    filter_low: float = 0.0
+    filter_high: float = 1.0
+    filter_inclusive: bool = False
+    # More problems are drawn until the batch is full, at most this many extra rounds.
+    max_refill_rounds: int = 3
+    eval_every: int = 10
+    eval_before: bool = True
+    save_every: int = 10
+    keep_checkpoints: int = 2
+    # Recompute behaviour logprobs with the learner instead of using the rollout's (needed when
+    # the trained context differs from the sampled one, e.g. hints dropped from the context).
+    recompute_old_logprobs: bool = False
+
+
+@dataclass
 class StageConfig:
     """One stage of a pipeline (pretrain, sft, mpo, rm, merge, rl, ...).
 
@@ -271,6 +302,9 @@ class StageConfig:
     merge_method: str = "ties"
     merge_weights: list[float] = field(default_factory=list)
     merge_density: float = 0.5
+    # Online RL settings (rl stages); reward fns override reward.fns when non-empty.
+    rl: RLConfig = field(default_factory=RLConfig)
+    reward_fns: list[Any] = field(default_factory=list)
     # Evaluate the output on the held-out split (math accuracy per tier; preference accuracy).
     evaluate: bool = True
     log_every: int = 10

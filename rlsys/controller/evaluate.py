@@ -64,13 +64,8 @@ def score_ifeval(rows: list[dict], completions: list[str]) -> dict[str, float]:
     return {"eval/ifeval_constraint_pass": sum(share) / len(share), "eval/ifeval_all_pass": sum(all_pass) / len(all_pass)}
 
 
-def greedy_completions(cfg: Any, model_path: str, rows: list[dict], rollout: Any | None = None) -> list[str]:
-    """Greedy answers from a vLLM actor (a temporary one unless `rollout` is given)."""
-    from transformers import AutoTokenizer
-
-    from rlsys.runtime.ray_utils import get
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+def greedy_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any) -> list[str]:
+    """Greedy answers to `rows` through `generate(requests) -> results` (a pool or one actor)."""
     requests = [
         GroupRequest(
             f"eval-{i}",
@@ -81,21 +76,31 @@ def greedy_completions(cfg: Any, model_path: str, rows: list[dict], rollout: Any
         )
         for i, row in enumerate(rows)
     ]
-    own = rollout is None
-    group = build_rollout_group(cfg, model_path, num_actors=1) if own else None
-    actor = group.actors[0] if group is not None else rollout
+    return [r.samples[0].text if r.ok else "" for r in generate(requests)]
+
+
+def greedy_completions(cfg: Any, model_path: str, rows: list[dict]) -> list[str]:
+    """Greedy answers from a temporary vLLM actor serving `model_path`."""
+    from transformers import AutoTokenizer
+
+    from rlsys.runtime.ray_utils import get
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    group = build_rollout_group(cfg, model_path, num_actors=1)
+    actor = group.actors[0]
     try:
-        results = get(actor.generate.remote(requests), timeout=cfg.ray.actor_timeout_s, what="eval.generate")
+        return greedy_texts(
+            cfg, tokenizer, rows,
+            lambda reqs: get(actor.generate.remote(reqs), timeout=cfg.ray.actor_timeout_s, what="eval.generate"),
+        )
     finally:
-        if group is not None:
-            group.shutdown()
-    return [r.samples[0].text if r.ok else "" for r in results]
+        group.shutdown()
 
 
-def evaluate_model(cfg: Any, model_path: str, rollout: Any | None = None) -> dict[str, float]:
+def evaluate_model(cfg: Any, model_path: str) -> dict[str, float]:
     """Math accuracy per tier and IF pass rates of `model_path` on the held-out rows."""
     rows = eval_rows(cfg)
-    texts = greedy_completions(cfg, model_path, rows["math"] + rows["ifeval"], rollout)
+    texts = greedy_completions(cfg, model_path, rows["math"] + rows["ifeval"])
     n_math = len(rows["math"])
     out = score_math(rows["math"], texts[:n_math])
     out.update(score_ifeval(rows["ifeval"], texts[n_math:]))

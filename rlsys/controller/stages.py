@@ -8,6 +8,7 @@ place only when it succeeded, so a failed pipeline resumes at the failed stage o
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -30,10 +31,13 @@ STAGE_KINDS = {
     "mpo": "rlsys.controller.train_jobs:run_mpo",
     "rm": "rlsys.controller.train_jobs:run_rm",
     "merge": "rlsys.controller.merge:run_merge",
+    "rl": "rlsys.controller.rl:run_rl",
 }
 
 # Which user data files replace the suite split for each stage kind.
-USER_FILES = {"pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files"}
+USER_FILES = {
+    "pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files", "rl": "train_files",
+}
 
 
 class StageFailed(RuntimeError):
@@ -100,10 +104,37 @@ def dependencies(stage: Any) -> list[str]:
     return ([stage.input] if stage.input else []) + list(stage.experts)
 
 
+def non_default(node: Any) -> Any:
+    """The config values that differ from their schema defaults (nested).
+
+    Cache keys built from these stay the same when the schema gains a field with a default, so
+    adding an option to rlsys does not invalidate every cached stage.
+    """
+    from omegaconf import OmegaConf
+
+    values = as_dict(node)
+    schema = OmegaConf.get_type(node) if OmegaConf.is_config(node) else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return values
+    defaults = as_dict(OmegaConf.structured(schema))
+    out = {}
+    for key, value in values.items():
+        child = node[key]
+        if OmegaConf.is_config(child) and dataclasses.is_dataclass(OmegaConf.get_type(child)):
+            nested = non_default(child)
+            if nested:
+                out[key] = nested
+        elif key not in defaults or value != defaults[key]:
+            out[key] = value
+    return out
+
+
 def _learner_identity(cfg: Any) -> dict[str, Any]:
-    learner = as_dict(cfg.learner)
-    # Placement and threading change speed, not results.
-    for key in ("cpus_per_actor", "gpus_per_actor", "num_threads", "dist_backend"):
+    learner = non_default(cfg.learner)
+    # Placement, threading and micro-batching change speed, not results (losses are normalised
+    # by global denominators, so only the float summation order moves).
+    for key in ("cpus_per_actor", "gpus_per_actor", "num_threads", "dist_backend", "micro_batch_size",
+                "max_tokens_per_micro"):
         learner.pop(key, None)
     return learner
 
@@ -129,17 +160,22 @@ def run_stage_chain(cfg: Any, names: list[str], results: dict[str, StageResult] 
     return results
 
 
-def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:
-    from rlsys.model.resolve import resolve_base_model
-
-    spec = {
-        "stage": as_dict(stage),
+def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult]) -> dict[str, Any]:
+    """Everything a stage's result depends on; its hash names the cached artifact."""
+    return {
+        "stage": non_default(stage),
         "inputs": {d: Path(r.path).name for d, r in deps.items()},
         "base": base_model_identity(cfg) if not stage.input else None,
         "data": data_identity(cfg, stage),
         "learner": _learner_identity(cfg),
-        "eval": as_dict(cfg.eval),
+        "eval": non_default(cfg.eval),
     }
+
+
+def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:
+    from rlsys.model.resolve import resolve_base_model
+
+    spec = stage_spec(cfg, stage, deps)
     input_model = deps[stage.input].model_dir if stage.input else resolve_base_model(cfg)
     kind = f"stages/{name}"
     out = artifact_dir(cfg.artifacts_dir, kind, spec)
@@ -154,21 +190,25 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
     fn = getattr(importlib.import_module(module_name), fn_name)
     started = time.perf_counter()
     summary: dict[str, Any] = {}
+    built: dict[str, Path] = {}
 
     def build(tmp: Path) -> None:
         ctx = StageContext(cfg, name, stage, input_model, tmp, {d: r.model_dir for d, r in deps.items()})
         log.info("stage %s (%s): building from %s", name, stage.kind, input_model)
         summary.update(fn(ctx) or {})
         summary["wall_s"] = time.perf_counter() - started
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        # A resumed stage writes into the directory it resumes, not `tmp`.
+        built["dir"] = Path(ctx.out_dir)
+        (built["dir"] / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
     try:
         if stage.cache:
             cached_build(cfg.artifacts_dir, kind, spec, build)
         else:
-            out = Path(cfg.run_dir) / "stages" / name
-            out.mkdir(parents=True, exist_ok=True)
-            build(out)
+            run_out = Path(cfg.run_dir) / "stages" / name
+            run_out.mkdir(parents=True, exist_ok=True)
+            build(run_out)
+            out = built["dir"]
     except StageFailed:
         raise
     except Exception as exc:

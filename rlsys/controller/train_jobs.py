@@ -64,18 +64,26 @@ def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causa
                         timeout=cfg.ray.actor_timeout_s)
 
 
-def epoch_batches(n_units: int, batch: int, steps: int, seed: int) -> list[list[int]]:
-    """`steps` batches of unit indices, reshuffled every epoch (deterministic by seed)."""
+def epoch_batches(lengths: list[int], batch: int, steps: int, seed: int, group_window: int = 64) -> list[list[int]]:
+    """`steps` batches of unit indices, reshuffled every epoch (deterministic by seed).
+
+    Length-grouped: each epoch's shuffled order is cut into windows of `group_window` batches,
+    sorted by length inside a window and cut into batches, and the batches are shuffled again.
+    Batches then hold similar lengths (little padding) while staying random across the epoch.
+    """
     rng = random.Random(seed)
-    order: list[int] = []
-    out = []
-    for _ in range(steps):
-        if len(order) < batch:
-            fresh = list(range(n_units))
-            rng.shuffle(fresh)
-            order.extend(fresh)
-        out.append(order[:batch])
-        order = order[batch:]
+    queue: list[list[int]] = []
+    out: list[list[int]] = []
+    while len(out) < steps:
+        if not queue:
+            order = list(range(len(lengths)))
+            rng.shuffle(order)
+            span = batch * group_window
+            for start in range(0, len(order), span):
+                window = sorted(order[start : start + span], key=lambda i: lengths[i])
+                queue.extend(window[i : i + batch] for i in range(0, len(window), batch))
+            rng.shuffle(queue)
+        out.append(queue.pop())
     return out
 
 
@@ -97,7 +105,8 @@ def train_loop(
     tokens = 0
     started = time.perf_counter()
     progress = tqdm(total=steps, desc=f"{ctx.name}", disable=not ctx.cfg.logging.progress, mininterval=5)
-    for step, picked in enumerate(epoch_batches(len(units), ctx.stage.batch_size, steps, ctx.stage.seed + step_offset)):
+    lengths = [max(len(seq[0]) for seq in unit) for unit in units]
+    for step, picked in enumerate(epoch_batches(lengths, ctx.stage.batch_size, steps, ctx.stage.seed + step_offset)):
         seqs = [seq for i in picked for seq in units[i]]
         batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=group)
         last = learners.train_step(batch, loss, loss_kwargs)

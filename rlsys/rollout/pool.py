@@ -49,6 +49,7 @@ class RolloutPool(PoolCore):
         auto_scale: bool = False,
         wait: bool = True,
         actor_cls: type = RolloutWorker,
+        custom_resources: dict[str, float] | None = None,
     ) -> None:
         super().__init__(
             model_path,
@@ -57,6 +58,7 @@ class RolloutPool(PoolCore):
             resources or ActorResources(num_cpus=1.0, env_vars=dict(IN_PROCESS_ENV)),
             name,
             actor_cls,
+            custom_resources,
         )
         self.auto_scale = auto_scale
         self._nccl: Any = None
@@ -210,29 +212,38 @@ class RolloutPool(PoolCore):
             self._in_nccl_round = False
 
     def _nccl_round_inner(self, version: int, timeout: float) -> dict[str, float]:
-        # Actors still loading a version through another path finish first (one load at a time).
+        # Actors still starting or loading finish first: a broadcast needs every member at once.
         deadline = time.monotonic() + timeout
         while any(s.state in ("starting", "syncing") for s in self._slots.values()):
             if time.monotonic() > deadline:
                 raise PoolError(f"{self.name}: actors not ready for the NCCL sync; {self._describe()}")
             self._step(0.05)
-        members = [s for s in self._slots.values() if s.state in ("ready", "stale")]
         loads: dict[str, float] = {}
-        try:
-            refs = self._nccl.start([s.handle for s in members], version)
-        except ActorFailure as exc:
-            self._nccl.abort()
-            raise PoolError(f"{self.name}: NCCL sync to v{version} failed: {exc}") from exc
-        for slot, ref in zip(members, refs):
-            slot.state = "syncing"
-            self._control[ref] = (slot.name, "sync", version)
-        while any(s.state == "syncing" for s in members if s.name in self._slots):
-            if time.monotonic() > deadline:
+        for attempt in (1, 2):
+            members = [s for s in self._slots.values() if s.state in ("ready", "stale")]
+            try:
+                refs = self._nccl.start([s.handle for s in members], version)
+            except ActorFailure as exc:
                 self._nccl.abort()
-                raise PoolError(f"{self.name}: NCCL sync to v{version} timed out; {self._describe()}")
-            self._step(0.02, loads)
-        self._nccl.finish()
-        return loads
+                raise PoolError(f"{self.name}: NCCL sync to v{version} failed: {exc}") from exc
+            for slot, ref in zip(members, refs):
+                slot.state, slot.since = "syncing", time.monotonic()
+                self._control[ref] = (slot.name, "sync", version)
+            while any(s.state == "syncing" for s in members if s.name in self._slots):
+                if time.monotonic() > deadline:
+                    self._nccl.abort()
+                    raise PoolError(f"{self.name}: NCCL sync to v{version} timed out; {self._describe()}")
+                if any(s.name not in self._slots for s in members):
+                    # A member died mid-broadcast: its peers would wait forever. Aborting the
+                    # group fails their receive; they go "stale" and the round is redone.
+                    self._nccl.abort()
+                self._step(0.02, loads)
+            if all(s.name in self._slots and s.version >= version for s in members):
+                self._nccl.finish()
+                return loads
+            self._nccl.abort()
+            log.warning("%s: NCCL sync to v%d incomplete (attempt %d); re-forming the group", self.name, version, attempt)
+        raise PoolError(f"{self.name}: NCCL sync to v{version} failed twice; {self._describe()}")
 
     # ------------------------------------------------------------------ elasticity
     def size(self) -> int:
@@ -264,9 +275,12 @@ class RolloutPool(PoolCore):
 
     def cluster_capacity(self) -> int:
         """Actors the cluster can hold now: the live ones plus what fits in free resources."""
-        per_actor = {"CPU": float(self.resources.num_cpus), "GPU": float(self.resources.num_gpus)}
+        per_actor = {"CPU": float(self.resources.num_cpus), "GPU": float(self.resources.num_gpus),
+                     **self.custom_resources}
         with self._lock:
-            unplaced = sum(s.state == "starting" and s.pid < 0 for s in self._slots.values())
+            # A starting actor may not hold its resources yet; counting it as unplaced can only
+            # under-estimate, so the autoscaler waits for starts rather than over-asking.
+            unplaced = sum(s.state == "starting" for s in self._slots.values())
             return self.size() + max(0, actors_that_fit(ray.available_resources(), per_actor) - unplaced)
 
     def autoscale(self) -> int:
@@ -321,6 +335,9 @@ class RolloutPool(PoolCore):
             self._slots.clear()
             self._inflight.clear()
             self._control.clear()
+            # Groups not yet delivered are abandoned with the actors.
+            self._jobs.clear()
+            self._queue.clear()
             self._target = 0
 
     def __enter__(self) -> RolloutPool:
@@ -328,8 +345,6 @@ class RolloutPool(PoolCore):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-    # ------------------------------------------------------------------ internals
 
     # ------------------------------------------------------------------ event loop
     def _step(self, wait_s: float, loads: dict[str, float] | None = None) -> None:

@@ -38,7 +38,11 @@ class PoolError(RuntimeError):
 class Job:
     request: GroupRequest
     submitted_at: float
+    # Dispatches that timed out or raised, and actors that died while holding the group: each
+    # has its own budget (policy.max_attempts), so crashes do not eat into the timeout budget.
     attempt: int = 0
+    failures: int = 0
+    deaths: int = 0
     slot: str | None = None
     ref: Any = None
     dispatched_at: float = 0.0
@@ -56,6 +60,8 @@ class Slot:
     state: str
     version: int
     created_at: float
+    # When the current start or weight load began (bounded by policy.start_timeout_s).
+    since: float = 0.0
     ready_at: float = 0.0
     pid: int = -1
     outstanding: dict[str, Any] = field(default_factory=dict)
@@ -69,10 +75,13 @@ class PoolCore:
     """Slots, jobs and the event handling shared by every public pool operation."""
 
     def __init__(self, model_path: str, worker_kwargs: dict[str, Any], policy: PoolPolicy,
-                 resources: ActorResources, name: str, actor_cls: type) -> None:
+                 resources: ActorResources, name: str, actor_cls: type,
+                 custom_resources: dict[str, float] | None = None) -> None:
         self.model_path = model_path
         self.policy = policy
         self.resources = resources
+        # Ray custom resources per actor, e.g. {"rollout_node": 1} to keep actors on labelled nodes.
+        self.custom_resources = dict(custom_resources or {})
         self.name = name
         self._worker_kwargs = {k: v for k, v in worker_kwargs.items() if k not in ("model_path", "name")}
         self._remote_cls = actor_cls if hasattr(actor_cls, "remote") else ray.remote(actor_cls)
@@ -107,11 +116,14 @@ class PoolCore:
             # Async actor: every dispatched group is one waiting coroutine, plus control calls.
             "max_concurrency": self.policy.max_inflight_per_actor + 16,
         }
+        if self.custom_resources:
+            options["resources"] = dict(self.custom_resources)
         if res.env_vars:
             options["runtime_env"] = {"env_vars": dict(res.env_vars)}
         handle = self._remote_cls.options(**options).remote(model_path=self.model_path, name=name,
                                                             **self._worker_kwargs)
-        slot = Slot(name, handle, "starting", int(self._worker_kwargs.get("policy_version", 0)), time.monotonic())
+        now = time.monotonic()
+        slot = Slot(name, handle, "starting", int(self._worker_kwargs.get("policy_version", 0)), now, since=now)
         self._slots[name] = slot
         self._control[handle.stats.remote()] = (name, "start", slot.version)
 
@@ -145,12 +157,19 @@ class PoolCore:
         if self._latest_refs is None:
             slot.state = "stale"
             return
-        slot.state = "syncing"
+        slot.state, slot.since = "syncing", time.monotonic()
         ref = slot.handle.sync_from_object_store.remote(self._latest_refs, self._version)
         self._control[ref] = (slot.name, "sync", self._version)
 
+    def _last_chance(self, job: Job) -> bool:
+        return self.policy.max_attempts > 1 and job.deaths >= self.policy.max_attempts - 1
+
     def _pick_slot(self, job: Job) -> Slot | None:
         ready = [s for s in self._slots.values() if s.state == "ready"]
+        if self._last_chance(job):
+            # A group one death from failing runs on an actor with no other such group, so a
+            # group that crashes actors cannot take innocent groups' last chances down with it.
+            ready = [s for s in ready if not any(self._last_chance(self._jobs[r]) for r in s.outstanding)]
         room = [s for s in ready if len(s.outstanding) < self.policy.max_inflight_per_actor]
         preferred = [s for s in room if s.name not in job.excluded]
         if not preferred and not any(s.name not in job.excluded for s in ready):
@@ -158,19 +177,28 @@ class PoolCore:
             preferred = room
         return min(preferred, key=lambda s: (s.work, len(s.outstanding))) if preferred else None
 
+    def _has_room(self) -> bool:
+        cap = self.policy.max_inflight_per_actor
+        return any(s.state == "ready" and len(s.outstanding) < cap for s in self._slots.values())
+
     def _dispatch(self) -> None:
-        while self._queue:
-            job = self._jobs[self._queue[0]]
+        """Send queued groups to actors in queue order; a group that cannot go yet (only actors
+        it must avoid have room) keeps its place without holding up the ones behind it."""
+        waiting: deque[str] = deque()
+        while self._queue and self._has_room():
+            rid = self._queue.popleft()
+            job = self._jobs[rid]
             slot = self._pick_slot(job)
             if slot is None:
-                return
-            self._queue.popleft()
+                waiting.append(rid)
+                continue
             job.attempt += 1
             job.slot, job.dispatched_at = slot.name, time.monotonic()
             job.ref = slot.handle.generate_group.remote(job.request)
             self._inflight[job.ref] = job.request.request_id
             slot.outstanding[job.request.request_id] = job.ref
             slot.work += job.work
+        self._queue.extendleft(reversed(waiting))
 
     def _detach(self, job: Job) -> Slot | None:
         """Forget the job's current dispatch (the result of that dispatch is ignored from now on)."""
@@ -181,11 +209,16 @@ class PoolCore:
         job.ref = None
         return slot
 
-    def _retry(self, job: Job, reason: str) -> None:
-        if job.attempt >= self.policy.max_attempts:
+    def _retry(self, job: Job, reason: str, death: bool = False) -> None:
+        if death:
+            job.deaths += 1
+        else:
+            job.failures += 1
+        if max(job.deaths, job.failures) >= self.policy.max_attempts:
             req = job.request
+            what = f"on {job.deaths} actor(s) that died" if death else f"after {job.failures} attempt(s)"
             self._deliver(GroupResult(req.request_id, [], [], self._version, job.slot or "",
-                                      f"failed after {job.attempt} attempt(s): {reason}", req.meta))
+                                      f"failed {what}: {reason}", req.meta))
             return
         self._counts["redispatches"] += 1
         if job.slot:
@@ -210,7 +243,7 @@ class PoolCore:
             job = self._jobs.get(rid)
             if job is not None:
                 self._detach(job)
-                self._retry(job, f"actor {slot.name} died: {reason}")
+                self._retry(job, f"actor {slot.name} died: {reason}", death=True)
         self._kill(slot)
         if was_live:
             if self.policy.replace_dead:
@@ -230,7 +263,7 @@ class PoolCore:
         try:
             result: GroupResult = ray.get(ref, timeout=0)
         except RayActorError as exc:
-            self._retry(job, f"actor died: {str(exc).splitlines()[0]}")
+            self._retry(job, f"actor {job.slot} died: {str(exc).splitlines()[0][:200]}", death=True)
             if slot is not None:
                 self._actor_died(slot, exc.__class__.__name__)
             return
@@ -261,6 +294,10 @@ class PoolCore:
             self._check_start_failures(str(exc))
             return
         except Exception as exc:
+            if kind == "sync" and self.policy.sync_backend == "nccl":
+                # An aborted broadcast: the engine holds partial weights until the next round.
+                slot.state, slot.failures = "stale", slot.failures + 1
+                return
             # A sync or start that raised leaves the engine in an unknown state: replace the actor.
             self._start_failures += kind == "start"
             self._actor_died(slot, f"{kind} raised {exc.__class__.__name__}: {str(exc).splitlines()[-1][:300]}")
@@ -306,10 +343,10 @@ class PoolCore:
                 log.debug("cancel %s: %s", rid, exc)
             self._retry(job, f"no result within {self.policy.request_timeout_s} s on {job.slot}")
         for slot in list(self._slots.values()):
-            if slot.state == "starting" and now - slot.created_at > self.policy.start_timeout_s:
-                self._start_failures += 1
-                self._actor_died(slot, f"not started within {self.policy.start_timeout_s} s")
-                self._check_start_failures("start timeout")
+            if slot.state in ("starting", "syncing") and now - slot.since > self.policy.start_timeout_s:
+                self._start_failures += slot.state == "starting"
+                self._actor_died(slot, f"{slot.state} for more than {self.policy.start_timeout_s} s")
+                self._check_start_failures(f"{slot.name} did not start in time")
 
     def _step(self, wait_s: float, loads: dict[str, float] | None = None) -> None:
         """Dispatch, wait up to `wait_s` for any result, handle everything that finished."""
@@ -331,4 +368,11 @@ class PoolCore:
         for slot in list(self._slots.values()):
             if slot.state == "draining" and not slot.outstanding:
                 self._kill(slot)
+        if self._queue and self._target == 0 and not any(s.state in LIVE for s in self._slots.values()):
+            # No actor left and none coming (scaled to zero, or dead and not replaced).
+            while self._queue:
+                job = self._jobs[self._queue.popleft()]
+                req = job.request
+                self._deliver(GroupResult(req.request_id, [], [], self._version, job.slot or "",
+                                          "no rollout actors left to serve this group", req.meta))
         self._dispatch()

@@ -225,6 +225,16 @@ class RolloutWorker:
                     await asyncio.sleep(0.001)
         return await loading
 
+    async def init_weight_group(self, host: str, port: int, rank: int, world_size: int,
+                                timeout_s: float = 300.0) -> None:
+        """Join the NCCL weight-sync group led by learner rank 0 (CUDA only).
+
+        Runs off the event loop: the rendezvous waits for every rank while groups keep flowing.
+        """
+        from rlsys.rollout.nccl_sync import init_receiver
+
+        await asyncio.to_thread(init_receiver, self, host, port, rank, world_size, timeout_s)
+
     async def sync_from_nccl(self, manifest: list[tuple[str, tuple[int, ...], str]], version: int) -> float:
         """Receive weights broadcast by learner rank 0 over the NCCL group (CUDA only)."""
         from rlsys.rollout.nccl_sync import receive_stream

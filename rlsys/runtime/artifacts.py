@@ -42,6 +42,7 @@ def cached_build(root: str | Path, kind: str, spec: Any, build: Callable[[Path],
     with FileLock(str(out) + ".lock"):
         if is_built(out):
             return out
+        _remove_abandoned(out)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -50,3 +51,15 @@ def cached_build(root: str | Path, kind: str, spec: Any, build: Callable[[Path],
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
     return out
+
+
+def _remove_abandoned(out: Path) -> None:
+    """Delete build directories left by processes that died mid-build."""
+    for tmp in out.parent.glob(f".{out.name}.tmp-*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            continue

@@ -113,7 +113,7 @@ def test_reward_model_plugs_into_the_pool_with_one_config_entry(ray_session, rm_
     from rlsys.reward.workers import RewardWorkerPool
 
     cfg = {"fns": [{"_target_": "reward_model", "kwargs": {"model_path": str(rm_dir), "sigmoid": True}}],
-           "num_workers": 2, "timeout_s": 30.0, "correct_threshold": 0.5}
+           "num_workers": 1, "timeout_s": 30.0, "correct_threshold": 0.5}
     samples = [{"prompt": p, "completion": c, "data_source": "chat", "id": i}
                for i, (p, c) in enumerate(zip(PROMPTS * 2, COMPLETIONS * 2))]
     with RewardWorkerPool(cfg) as pool:

@@ -172,6 +172,21 @@ def test_sigkilled_worker_mid_batch_is_replaced_and_its_samples_rerun(ray_sessio
 
 
 @pytest.mark.slow
+def test_worker_that_stops_answering_is_replaced_after_the_deadline(ray_session) -> None:
+    fns = [{"_target_": f"{PLUGIN}.length_reward", "name": "len"}]
+    with RewardWorkerPool(_cfg(fns), call_timeout_s=3.0) as pool:
+        victim, _ = pool.worker_pids()
+        os.kill(victim, signal.SIGSTOP)  # alive but frozen: no death notice ever comes
+        start = time.monotonic()
+        scores, _, metrics = pool.score(_samples(["a", "bb", "ccc", "dddd"]))
+        elapsed = time.monotonic() - start
+        assert victim not in pool.worker_pids()
+    assert scores == [1.0, 2.0, 3.0, 4.0]
+    assert metrics["reward/worker_restarts"] == 1.0
+    assert 3.0 <= elapsed < 30
+
+
+@pytest.mark.slow
 def test_fail_on_error_stops_the_batch_naming_reward_and_sample(ray_session) -> None:
     fns = [{"_target_": f"{PLUGIN}.misbehaving", "name": "bad"}]
     with RewardWorkerPool(_cfg(fns, fail_on_error=True)) as pool:

@@ -1,0 +1,242 @@
+"""The RL controller: GSPO with progressive hint sampling and an online difficulty filter.
+
+One step: sample problems -> rollout groups on the pool -> score on the reward workers ->
+filter by pass rate -> hints for all-fail groups -> refill -> GSPO update in mini-batches on the
+learner group -> weight sync -> periodic eval and checkpoint. Setup lives in `build_rl`; the loop
+in `run_rl` keeps its state in `RLState`, which a checkpoint saves whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hints.progressive import HintSource, format_table
+from rlsys.algorithms.advantages import get_advantage
+from rlsys.controller.builders import as_dict, build_metrics_at
+from rlsys.controller.evaluate import eval_rows, greedy_texts, score_ifeval, score_math
+from rlsys.controller.rl_rollout import Group, GroupCollector, sample_seed
+from rlsys.controller.rl_state import (
+    ProblemSampler,
+    RLState,
+    find_resume_dir,
+    load_checkpoint,
+    save_checkpoint,
+    truncate_lines,
+)
+from rlsys.controller.stages import StageContext
+from rlsys.learner.batching import make_batch
+from rlsys.learner.group import LearnerGroup
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RLSetup:
+    """Everything the loop talks to, built once per stage."""
+
+    learners: LearnerGroup
+    pool: Any
+    rewards: Any
+    collector: GroupCollector
+    sampler: ProblemSampler
+    metrics: Any
+    eval_rows: dict[str, list[dict]]
+    out_dir: Path
+
+    def shutdown(self) -> None:
+        for closer in (self.pool.shutdown, self.rewards.close, self.learners.shutdown):
+            try:
+                closer()
+            except Exception as exc:  # shutting down a dead actor must not hide the real error
+                log.warning("shutdown: %s", exc)
+
+
+def build_rl(ctx: StageContext) -> RLSetup:
+    from transformers import AutoTokenizer
+
+    from rlsys.controller.train_jobs import build_stage_learners, stage_rows
+    from rlsys.reward.workers import RewardWorkerPool
+    from rlsys.rollout.pool import RolloutPool
+
+    cfg, rl = ctx.cfg, ctx.stage.rl
+    rows = stage_rows(ctx, "rl")
+    tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    reward_cfg = as_dict(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
+    rewards = RewardWorkerPool(reward_cfg, where=f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns")
+    learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
+    pool = RolloutPool.from_config(cfg, ctx.input_model)
+    generator = None
+    if cfg.hints.generator:
+        from hydra.utils import instantiate
+
+        generator = instantiate(cfg.hints.generator)
+    collector = GroupCollector(rows, tokenizer, pool, rewards, HintSource(generator), cfg, rl)
+    return RLSetup(
+        learners=learners, pool=pool, rewards=rewards, collector=collector,
+        sampler=ProblemSampler(len(rows), ctx.stage.seed), metrics=None, eval_rows=eval_rows(cfg),
+        out_dir=Path(ctx.out_dir),
+    )
+
+
+def as_dict_list(node: Any) -> list[Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else list(node)
+
+
+def run_rl(ctx: StageContext) -> dict[str, Any]:
+    rl = ctx.stage.rl
+    resume_dir = find_resume_dir(ctx.cfg, ctx.name)
+    if resume_dir is not None:
+        ctx.out_dir = resume_dir
+    setup = build_rl(ctx)
+    try:
+        state = _start_state(ctx, setup, resume_dir)
+        setup.metrics = build_metrics_at(ctx.cfg, setup.out_dir, ctx.name)
+        if state.step == 0 and rl.eval_before:
+            setup.metrics.log(evaluate(setup, ctx.cfg) | {"policy_version": 0}, step=0)
+        started = time.perf_counter() - state.wall_s
+        while state.step < rl.steps and not (rl.max_wall_s and time.perf_counter() - started > rl.max_wall_s):
+            t0 = time.perf_counter()
+            groups, step_metrics = setup.collector.collect(state.step, state, setup.sampler)
+            train_metrics, t_train = update_policy(setup.learners, groups, ctx.cfg, rl, state.step)
+            t_sync = sync_weights(setup, state)
+            state.step += 1
+            step_metrics |= train_metrics | {"time/train_s": t_train, "time/sync_s": t_sync}
+            if rl.eval_every and state.step % rl.eval_every == 0:
+                step_metrics |= evaluate(setup, ctx.cfg)
+            step_metrics |= step_timing(step_metrics, time.perf_counter() - t0) | {"policy_version": state.version}
+            state.add_totals({k: v for k, v in step_metrics.items() if k.startswith("filter/")})
+            state.sampler = setup.sampler.state_dict()
+            setup.metrics.log(step_metrics, step=state.step)
+            state.metric_lines += 1
+            state.wall_s = time.perf_counter() - started
+            log.info("rl step %d: %s", state.step, _brief(step_metrics))
+            if rl.save_every and (state.step % rl.save_every == 0 or state.step == rl.steps):
+                save_checkpoint(setup.out_dir / "checkpoints", state, setup.learners, rl.keep_checkpoints)
+        return finish(ctx, setup, state)
+    finally:
+        setup.shutdown()
+
+
+def _start_state(ctx: StageContext, setup: RLSetup, resume_dir: Path | None) -> RLState:
+    if resume_dir is None:
+        return RLState()
+    state = load_checkpoint(resume_dir / "checkpoints", setup.learners)
+    setup.sampler.load_state_dict(state.sampler)
+    # +1 for the step-0 evaluation line, written before the first step.
+    truncate_lines(resume_dir / "metrics.jsonl", state.metric_lines + int(ctx.stage.rl.eval_before))
+    sync_weights(setup, state, bump=False)
+    log.info("resumed %s at step %d (policy version %d)", resume_dir, state.step, state.version)
+    return state
+
+
+def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:
+    import torch
+
+    fn = get_advantage(estimator)
+    return [fn(torch.tensor(g.scores, dtype=torch.float32), group_size=len(g.scores)).tolist() for g in groups]
+
+
+def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any, step: int) -> tuple[dict[str, float], float]:
+    """GSPO on the step's groups, split (by group) into `rl.mini_batches` optimizer steps."""
+    started = time.perf_counter()
+    if not groups:
+        return {"train/skipped": 1.0}, 0.0
+    advantages = group_advantages(groups, rl.advantage)
+    order = list(range(len(groups)))
+    random.Random(sample_seed(cfg.seed, "minibatch", step)).shuffle(order)
+    n_mini = max(1, min(rl.mini_batches, len(groups)))
+    sums: dict[str, float] = {}
+    for m in range(n_mini):
+        chosen = order[m::n_mini]
+        ids, masks, old, adv = [], [], [], []
+        for gi in chosen:
+            g = groups[gi]
+            for sample, a in zip(g.samples, advantages[gi]):
+                if not sample.token_ids:
+                    continue
+                p = len(g.train_prompt_ids)
+                ids.append(g.train_prompt_ids + sample.token_ids)
+                masks.append([0] * p + [1] * len(sample.token_ids))
+                old.append([0.0] * p + sample.logprobs)
+                adv.append(a)
+        if not ids:
+            continue
+        batch = make_batch(ids, masks, {"old_logprobs": old, "advantages": adv})
+        if rl.recompute_old_logprobs or not cfg.hints.keep_hint_in_context:
+            batch["fields"]["old_logprobs"] = learners.compute_logprobs(batch)
+        out = learners.train_step(batch, rl.loss, as_dict(rl.loss_kwargs))
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v / n_mini
+    metrics = {f"train/{k}": v for k, v in sums.items()}
+    metrics["train/groups"] = float(len(groups))
+    return metrics, time.perf_counter() - started
+
+
+def sync_weights(setup: RLSetup, state: RLState, bump: bool = True) -> float:
+    started = time.perf_counter()
+    if bump:
+        state.version += 1
+    setup.pool.sync_from_learner(setup.learners, state.version)
+    return time.perf_counter() - started
+
+
+def step_timing(metrics: dict[str, float], total_s: float) -> dict[str, float]:
+    """Step time split into rollout / reward / train / sync / eval and the controller's own rest."""
+    parts = ("time/rollout_s", "time/reward_s", "time/train_s", "time/sync_s", "time/eval_s")
+    accounted = sum(metrics.get(k, 0.0) for k in parts)
+    return {"time/step_s": total_s, "time/other_s": max(0.0, total_s - accounted)}
+
+
+def evaluate(setup: RLSetup, cfg: Any) -> dict[str, float]:
+    started = time.perf_counter()
+    rows = setup.eval_rows
+    tokenizer = setup.collector.tokenizer
+    texts = greedy_texts(cfg, tokenizer, rows["math"] + rows["ifeval"], setup.pool.generate)
+    n = len(rows["math"])
+    out = score_math(rows["math"], texts[:n]) | score_ifeval(rows["ifeval"], texts[n:])
+    return out | {"time/eval_s": time.perf_counter() - started}
+
+
+def finish(ctx: StageContext, setup: RLSetup, state: RLState) -> dict[str, Any]:
+    """Save the policy, write the hint table and learning curves, return the stage summary."""
+    model_dir = setup.out_dir / "model"
+    setup.learners.save_hf(str(model_dir))
+    final_eval = evaluate(setup, ctx.cfg)
+    setup.metrics.log(final_eval | {"policy_version": state.version}, step=state.step)
+    table = state.hint_stats.table(ctx.cfg.rollout.group_size)
+    (setup.out_dir / "hint_table.md").write_text(
+        "Per hint level: problems sampled at that level, share with no correct answer, mean correct.\n\n"
+        + format_table(table)
+    )
+    (setup.out_dir / "hint_table.json").write_text(json.dumps(table, indent=1))
+    plots = setup.metrics.close(plots=ctx.cfg.logging.plots)
+    from rlsys.tracking.metrics import read_metrics
+
+    records = read_metrics(setup.metrics.path)
+    before = next((r for r in records if r.get("step") == 0 and "eval/math_acc" in r), {})
+    summary = {
+        "steps": state.step,
+        "policy_version": state.version,
+        "wall_s": state.wall_s,
+        "filter_totals": state.totals,
+        "hint_table": table,
+        "eval_before": {k: v for k, v in before.items() if k.startswith("eval/")},
+        "eval": {k: v for k, v in final_eval.items() if k.startswith("eval/")},
+        "plots": [str(p) for p in plots],
+    }
+    (setup.out_dir / "rl_summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+def _brief(metrics: dict[str, float]) -> str:
+    keys = ("rollout/accuracy", "rollout/reward_mean", "filter/kept", "filter/rescued", "train/loss",
+            "train/clip_frac", "eval/math_acc", "time/step_s")
+    return " ".join(f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in keys if k in metrics)

@@ -1,0 +1,232 @@
+"""One RL step's data: sample groups, score them, filter by difficulty, rescue with hints.
+
+Rollout and reward calls are batched per round (all problems of a round in one pool call, all
+their answers in one reward call), so the pools stay busy however many groups need hints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hints.progressive import HintSource, LevelSearch
+from rlsys.algorithms.filtering import classify_group
+from rlsys.controller.rl_state import ProblemSampler, RLState
+from rlsys.data.encode import encode_prompt
+from rlsys.rollout.types import GroupRequest, Sample
+
+# Row fields that are not passed to reward functions (large or controller-only).
+_NOT_FOR_REWARD = {"hints", "solution", "messages", "prompt"}
+
+
+@dataclass
+class Group:
+    """G answers to one problem at one hint level, with their rewards."""
+
+    row: dict
+    row_index: int
+    level: int
+    prompt_ids: list[int]
+    train_prompt_ids: list[int]
+    samples: list[Sample]
+    version: int
+    scores: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    extras: list[dict] = field(default_factory=list)
+
+    @property
+    def n_correct(self) -> int:
+        return sum(self.correct)
+
+    @property
+    def pass_rate(self) -> float:
+        return self.n_correct / max(1, len(self.correct))
+
+
+def sample_seed(*parts: Any) -> int:
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class GroupCollector:
+    """Builds a step's kept groups: sample -> score -> filter -> hints for all-fail groups -> refill."""
+
+    def __init__(self, rows: list[dict], tokenizer: Any, pool: Any, rewards: Any, hint_source: HintSource,
+                 cfg: Any, rl_cfg: Any) -> None:
+        self.rows = rows
+        self.tokenizer = tokenizer
+        self.pool = pool
+        self.rewards = rewards
+        self.hint_source = hint_source
+        self.cfg = cfg
+        self.rl = rl_cfg
+        self.timings: Counter = Counter()
+        self.reward_metrics: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ sampling
+    def _requests(self, step: int, rnd: int, todo: list[tuple[int, int]], n: int) -> list[GroupRequest]:
+        r = self.cfg.rollout
+        out = []
+        for row_index, level in todo:
+            row = self.rows[row_index]
+            hint = self.hint_source.hint(row, level)
+            ids = encode_prompt(self.tokenizer, row, self.cfg.data.system_prompt, hint)
+            out.append(
+                GroupRequest(
+                    request_id=f"s{step}-r{rnd}-i{row_index}-L{level}",
+                    prompt_token_ids=ids, n=n, temperature=r.temperature, top_p=r.top_p,
+                    max_tokens=r.max_tokens, stop=list(r.stop), seed=sample_seed(self.cfg.seed, step, rnd, row_index, level),
+                    meta={"row": row_index, "level": level},
+                )
+            )
+        return out
+
+    def _sample_and_score(self, step: int, rnd: int, todo: list[tuple[int, int]], n: int) -> list[Group]:
+        if not todo:
+            return []
+        requests = self._requests(step, rnd, todo, n)
+        started = time.perf_counter()
+        results = self.pool.generate(requests)
+        self.timings["rollout_s"] += time.perf_counter() - started
+        groups = []
+        for req, res in zip(requests, results):
+            if not res.ok:
+                raise RuntimeError(f"rollout request {req.request_id} failed: {res.error}")
+            row = self.rows[req.meta["row"]]
+            train_ids = req.prompt_token_ids
+            if not self.cfg.hints.keep_hint_in_context and req.meta["level"] > 0:
+                train_ids = encode_prompt(self.tokenizer, row, self.cfg.data.system_prompt)
+            groups.append(
+                Group(row, req.meta["row"], req.meta["level"], req.prompt_token_ids, train_ids, res.samples,
+                      res.policy_version)
+            )
+        self._score(groups)
+        return groups
+
+    def _score(self, groups: list[Group]) -> None:
+        samples = []
+        for g in groups:
+            fields = {k: v for k, v in g.row.items() if k not in _NOT_FOR_REWARD}
+            for s in g.samples:
+                samples.append({"prompt": g.row.get("prompt", ""), "completion": s.text,
+                                "completion_tokens": len(s.token_ids), **fields})
+        started = time.perf_counter()
+        scores, extras, metrics = self.rewards.score(samples)
+        self.timings["reward_s"] += time.perf_counter() - started
+        self.reward_metrics.append(metrics)
+        i = 0
+        for g in groups:
+            k = len(g.samples)
+            g.scores, g.extras = scores[i : i + k], extras[i : i + k]
+            g.correct = [bool(e.get("correct", False)) for e in g.extras]
+            i += k
+
+    # ------------------------------------------------------------------ one step
+    def collect(self, step: int, state: RLState, sampler: ProblemSampler) -> tuple[list[Group], dict[str, float]]:
+        rl, hints = self.rl, self.cfg.hints
+        self.timings = Counter()
+        self.reward_metrics = []
+        counts: Counter = Counter()
+        minimal_hist: Counter = Counter()
+        first_round: list[Group] = []
+        kept: list[Group] = []
+        rnd = 0
+        while len(kept) < rl.batch_groups and rnd <= rl.max_refill_rounds:
+            picked = sampler.take(rl.batch_groups - len(kept))
+            counts["sampled"] += len(picked)
+            todo = [(i, state.hint_cache.start_level(str(self.rows[i]["id"]), hints.fade) if hints.enabled else 0)
+                    for i in picked]
+            groups = self._sample_and_score(step, rnd, todo, self.cfg.rollout.group_size)
+            if rnd == 0:
+                first_round = groups
+            needs_hint: dict[str, tuple[int, int]] = {}
+            for g in groups:
+                pid = str(g.row["id"])
+                state.hint_stats.add_tries([(g.level, g.n_correct)])
+                all_failed = g.pass_rate <= hints.hard_pass_rate
+                if hints.enabled and all_failed and self.hint_source.available(g.row) and g.level < hints.max_level:
+                    needs_hint[pid] = (g.row_index, g.level + 1)
+                    continue
+                if g.level > 0:
+                    state.hint_cache.record(pid, g.level if g.n_correct else None, hints.max_level)
+                    minimal_hist[str(g.level) if g.n_correct else "unsolved"] += 1
+                    if g.n_correct:
+                        counts["rescued"] += 1
+                        kept.append(g)
+                    else:
+                        counts["unsolved"] += 1
+                    continue
+                state.hint_cache.record(pid, 0, hints.max_level)
+                verdict = classify_group(g.pass_rate, rl.filter_low, rl.filter_high, rl.filter_inclusive)
+                counts[verdict] += 1
+                if verdict == "keep":
+                    kept.append(g)
+            rescued = self._hint_search(step, rnd, needs_hint, state, minimal_hist, counts)
+            kept.extend(rescued)
+            rnd += 1
+        counts["refill_rounds"] = rnd - 1
+        counts["kept"] = len(kept)
+        metrics = {f"filter/{k}": float(v) for k, v in counts.items()}
+        metrics.update({f"hints/min_level_{k}": float(v) for k, v in sorted(minimal_hist.items())})
+        metrics.update(self._first_round_metrics(first_round))
+        metrics.update(self._merge_reward_metrics())
+        metrics.update({f"time/{k}": v for k, v in self.timings.items()})
+        return kept, metrics
+
+    def _hint_search(self, step: int, rnd: int, needs_hint: dict[str, tuple[int, int]], state: RLState,
+                     minimal_hist: Counter, counts: Counter) -> list[Group]:
+        """Minimal-level search for all-fail groups, one batched rollout per level round."""
+        hints = self.cfg.hints
+        search = LevelSearch({pid: start for pid, (_, start) in needs_hint.items()}, hints.max_level)
+        found: dict[str, Group] = {}
+        level_round = 0
+        while not search.done:
+            pending = search.pending()
+            todo = [(needs_hint[pid][0], level) for pid, level in pending.items()]
+            groups = self._sample_and_score(step, f"{rnd}h{level_round}", todo, hints.rollouts_per_level)
+            for g in groups:
+                pid = str(g.row["id"])
+                state.hint_stats.add_tries([(g.level, g.n_correct)])
+                search.report(pid, g.level, g.n_correct)
+                if g.n_correct:
+                    found[pid] = g
+            level_round += 1
+        rescued = []
+        for pid, level in search.minimal.items():
+            state.hint_cache.record(pid, level, hints.max_level)
+            minimal_hist[str(level) if level is not None else "unsolved"] += 1
+            if level is None:
+                counts["unsolved"] += 1
+            else:
+                counts["rescued"] += 1
+                rescued.append(found[pid])
+        return rescued
+
+    def _first_round_metrics(self, groups: list[Group]) -> dict[str, float]:
+        """Policy quality on the step's fresh problems, before any filtering or hints."""
+        plain = [g for g in groups if g.level == 0] or groups
+        if not plain:
+            return {}
+        scores = [s for g in plain for s in g.scores]
+        lengths = [len(s.token_ids) for g in plain for s in g.samples]
+        return {
+            "rollout/reward_mean": sum(scores) / len(scores),
+            "rollout/accuracy": sum(g.n_correct for g in plain) / sum(len(g.correct) for g in plain),
+            "rollout/all_fail_share": sum(g.n_correct == 0 for g in plain) / len(plain),
+            "rollout/response_length": sum(lengths) / len(lengths),
+            "rollout/truncated_share": sum(s.finish_reason == "length" for g in plain for s in g.samples) / len(lengths),
+        }
+
+    def _merge_reward_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        n = len(self.reward_metrics)
+        for metrics in self.reward_metrics:
+            for k, v in metrics.items():
+                if "/errors/" in k or k.endswith("_restarts") or k.endswith("time_s"):
+                    out[k] = out.get(k, 0.0) + v
+                else:
+                    out[k] = out.get(k, 0.0) + v / n
+        return out

@@ -1,0 +1,283 @@
+"""Rollout benchmarks: vLLM worker vs HF generate, weight-sync latency, pool with 1 vs 2 actors.
+
+    .venv/bin/python scripts/bench_rollout.py [--json out.json] [--skip-100m]
+
+Every ratio comes from one run of this script (same machine state for both sides). Samples are
+fixed-length (EOS ignored on both sides) so both generate exactly the same number of tokens.
+Untrained weights: throughput does not depend on what the model says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from rlsys.rollout.pool import PoolPolicy, RolloutPool
+from rlsys.rollout.types import GroupRequest
+from rlsys.rollout.weight_sync import publish_version
+from rlsys.rollout.worker import RolloutWorker
+from rlsys.runtime.ray_utils import ActorResources, init_ray
+
+# The embedded default model (conf/model/tiny.yaml).
+DEFAULT_CFG = SimpleNamespace(vocab_size=1024, hidden_size=256, intermediate_size=768, num_layers=4, num_heads=4,
+                              num_kv_heads=2, head_dim=64, max_position_embeddings=1024, rope_theta=10000.0)
+# ~125M parameters (untied embeddings), Qwen3 layout.
+QWEN3_100M = dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+                  num_attention_heads=12, num_key_value_heads=4, head_dim=64, max_position_embeddings=1024)
+ENGINE = {"dtype": "float32", "max_model_len": 512, "kv_cache_bytes": 512 << 20, "enforce_eager": True,
+          "in_process": True, "seed": 0}
+
+
+class FixedLengthWorker(RolloutWorker):
+    """The rollout worker with EOS ignored, so every sample has exactly max_tokens tokens."""
+
+    def _sampling_params(self, req: GroupRequest) -> Any:
+        params = super()._sampling_params(req)
+        params.ignore_eos = True
+        return params
+
+
+def corpus(n: int = 6000, seed: int = 0) -> list[str]:
+    """Made-up words from syllables: enough distinct pairs for a ~1024-entry BPE vocabulary."""
+    rng = random.Random(seed)
+    syllables = [a + b for a in "bdfgklmnprstvz" for b in "aeiou"]
+    words = ["".join(rng.choice(syllables) for _ in range(rng.randint(1, 3))) for _ in range(3000)]
+    return [" ".join(rng.choice(words) for _ in range(12)) + f" {rng.randint(0, 999)}." for _ in range(n)]
+
+
+def vocab_of(model_dir: str) -> int:
+    """Token ids the tokenizer knows (the 100M model's embedding is larger than its tokenizer)."""
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(model_dir))
+
+
+def build_default(out: Path) -> str:
+    from rlsys.model.tiny import build_tiny_model
+
+    if not (out / "config.json").exists():
+        build_tiny_model(out, DEFAULT_CFG, corpus(), seed=0)
+    return str(out)
+
+
+def build_100m(out: Path) -> str:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from rlsys.model.tiny import train_tokenizer
+
+    if not (out / "config.json").exists():
+        tok = train_tokenizer(corpus(), 1024, 1024)
+        cfg = Qwen3Config(**QWEN3_100M, tie_word_embeddings=False, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.pad_token_id, bos_token_id=None)
+        torch.manual_seed(0)
+        Qwen3ForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
+        tok.save_pretrained(out)
+    return str(out)
+
+
+def requests(prompts: list[list[int]], n: int, max_tokens: int, tag: str) -> list[GroupRequest]:
+    return [GroupRequest(f"{tag}-{i}", prompt_token_ids=p, n=n, max_tokens=max_tokens, temperature=1.0, seed=i)
+            for i, p in enumerate(prompts)]
+
+
+def make_prompts(count: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(10, vocab) for _ in range(length)] for _ in range(count)]
+
+
+def time_pool(pool: RolloutPool, prompts: list[list[int]], n: int, max_tokens: int, tag: str, repeats: int) -> dict:
+    pool.generate(requests(prompts[:4], n, 8, f"{tag}-warm"), timeout=600)
+    rates = []
+    for r in range(repeats):
+        reqs = requests(prompts, n, max_tokens, f"{tag}-{r}")
+        started = time.perf_counter()
+        results = pool.generate(reqs, timeout=1800)
+        elapsed = time.perf_counter() - started
+        tokens = sum(len(s.token_ids) for res in results for s in res.samples)
+        assert tokens == len(prompts) * n * max_tokens, "fixed-length sampling produced other lengths"
+        rates.append(tokens / elapsed)
+    return {"tokens": len(prompts) * n * max_tokens, "tokens_per_s": statistics.median(rates), "runs": rates}
+
+
+def time_hf(model_dir: str, prompts: list[list[int]], n: int, max_tokens: int, threads: int, repeats: int) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    pad = model.config.pad_token_id or 0
+    width = max(map(len, prompts))
+    # Left padding: every prompt ends where generation starts.
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+
+    def run(batch_ids: torch.Tensor, batch_mask: torch.Tensor, new: int) -> int:
+        with torch.no_grad():
+            out = model.generate(input_ids=batch_ids, attention_mask=batch_mask, do_sample=True, temperature=1.0,
+                                 top_p=1.0, top_k=0, max_new_tokens=new, min_new_tokens=new,
+                                 num_return_sequences=n, pad_token_id=pad)
+        return (out.shape[1] - batch_ids.shape[1]) * out.shape[0]
+
+    run(ids[:4], mask[:4], 8)
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        tokens = run(ids, mask, max_tokens)
+        rates.append(tokens / (time.perf_counter() - started))
+        assert tokens == len(prompts) * n * max_tokens
+    return {"tokens": len(prompts) * n * max_tokens, "tokens_per_s": statistics.median(rates), "runs": rates}
+
+
+def new_pool(model_dir: str, actors: int, cpus: float, **kw: Any) -> RolloutPool:
+    return RolloutPool(model_dir, worker_kwargs=ENGINE, num_actors=actors, actor_cls=FixedLengthWorker,
+                       resources=ActorResources(num_cpus=cpus), policy=PoolPolicy(max_actors=max(actors, 1),
+                       max_inflight_per_actor=256, request_timeout_s=1800), **kw)
+
+
+def actor_threads(pool: RolloutPool) -> int:
+    import ray
+
+    return ray.get(pool.actors()[0]["handle"].__ray_call__.remote(lambda _self: torch.get_num_threads()))
+
+
+def bench_vs_hf(model_dir: str, args: argparse.Namespace) -> dict:
+    prompts = make_prompts(args.prompts, args.prompt_len, vocab_of(model_dir))
+    with new_pool(model_dir, 1, 2.0) as pool:
+        threads = actor_threads(pool)
+        vllm = time_pool(pool, prompts, args.n, args.max_tokens, "vs-hf", args.repeats)
+    hf = time_hf(model_dir, prompts, args.n, args.max_tokens, threads, args.repeats)
+    return {"workload": f"{args.prompts} prompts x n={args.n} x {args.max_tokens} tokens "
+                        f"(prompt {args.prompt_len} tokens), fp32, {threads} thread(s) each",
+            "vllm_worker": vllm, "hf_generate": hf, "speedup": vllm["tokens_per_s"] / hf["tokens_per_s"]}
+
+
+def bench_pool(model_dir: str, args: argparse.Namespace) -> dict:
+    prompts = make_prompts(args.pool_prompts, args.prompt_len, vocab_of(model_dir), seed=1)
+    out = {}
+    for label, actors, cpus in (("1 actor, 1 CPU", 1, 1.0), ("1 actor, 2 CPUs", 1, 2.0), ("2 actors, 1 CPU each", 2, 1.0)):
+        with new_pool(model_dir, actors, cpus) as pool:
+            load0 = os.getloadavg()[0]
+            res = time_pool(pool, prompts, args.n, args.max_tokens, f"pool{actors}{cpus}", args.repeats)
+            res["threads_per_actor"] = actor_threads(pool)
+            res["loadavg_1m_before"] = load0
+            res["busy_share"] = _busy_share(pool)
+            out[label] = res
+    out["workload"] = f"{args.pool_prompts} prompts x n={args.n} x {args.max_tokens} tokens"
+    return out
+
+
+def _busy_share(pool: RolloutPool) -> dict:
+    import ray
+
+    stats = ray.get([a["handle"].stats.remote() for a in pool.actors()])
+    return {a["name"]: round(s["busy_s"], 2) for a, s in zip(pool.actors(), stats)}
+
+
+def bench_sync(model_dir: str, label: str, bucket_bytes: int, repeats: int) -> dict:
+    from safetensors.torch import load_file
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    state = {k: v for f in files for k, v in load_file(str(f)).items()}
+    params = sum(v.numel() for v in state.values())
+    rows = []
+    with new_pool(model_dir, 1, 1.0) as pool:
+        for r in range(repeats):
+            started = time.perf_counter()
+            pub = publish_version(state.items(), bucket_bytes, pool.version + 1)
+            published = time.perf_counter()
+            loads = pool.sync_weights(pub)
+            done = time.perf_counter()
+            rows.append({"publish_s": published - started, "pull_and_load_s": done - published,
+                         "engine_load_s": next(iter(loads.values())), "total_s": done - started})
+            if r == 0:
+                # Generation after the sync proves the engine took the new weights in place.
+                pool.generate(requests(make_prompts(2, 8, vocab_of(model_dir)), 1, 4, f"sync{r}"), timeout=300)
+        gen = time_pool(pool, make_prompts(8, 32, vocab_of(model_dir), seed=2), 4, 64, f"gen-{label}", 1)
+    best = min(rows, key=lambda x: x["total_s"])
+    return {"model": label, "params": params, "bytes": sum(v.numel() * v.element_size() for v in state.values()),
+            "buckets": len(pub.refs), "bucket_bytes": bucket_bytes, "runs": rows, "best": best,
+            "median_total_s": statistics.median(r["total_s"] for r in rows), "vllm_tokens_per_s": gen["tokens_per_s"]}
+
+
+def train_rate(model_dir: str, seqs: int, length: int, threads: int) -> float:
+    """Learner tokens/s for one fp32 forward+backward+AdamW step on this CPU (HF model, no DeepSpeed)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    ids = torch.randint(10, 500, (seqs, length))
+    rates = []
+    for _ in range(2):
+        started = time.perf_counter()
+        out = model(input_ids=ids, labels=ids)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        rates.append(seqs * length / (time.perf_counter() - started))
+    return rates[-1]
+
+
+def step_share(sync: dict, model_dir: str, prompts: int, n: int, prompt_len: int, gen_len: int, threads: int) -> dict:
+    """An RL step = rollout + train + sync; rollout and train from measured rates on this machine."""
+    tokens_rollout = prompts * n * gen_len
+    rollout_s = tokens_rollout / sync["vllm_tokens_per_s"]
+    tokens_train = prompts * n * (prompt_len + gen_len)
+    train_s = tokens_train / train_rate(model_dir, 8, prompt_len + gen_len, threads)
+    sync_s = sync["median_total_s"]
+    step = rollout_s + train_s + sync_s
+    return {"step": f"{prompts} prompts x n={n}, {prompt_len}+{gen_len} tokens", "rollout_s": rollout_s,
+            "train_s": train_s, "sync_s": sync_s, "step_s": step, "sync_share": sync_s / step}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work-dir", default="/tmp/rlsys-bench-rollout")
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--pool-prompts", type=int, default=64)
+    ap.add_argument("--prompt-len", type=int, default=32)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--skip-100m", action="store_true")
+    ap.add_argument("--only", choices=["hf", "pool", "sync"], default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    init_ray(num_cpus=4, env_vars={"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    default_dir = build_default(work / "default")
+    report: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}",
+                              "loadavg_start": os.getloadavg()}
+    if args.only in (None, "hf"):
+        report["vllm_vs_hf"] = bench_vs_hf(default_dir, args)
+        print(json.dumps(report["vllm_vs_hf"], indent=1), flush=True)
+    if args.only in (None, "pool"):
+        report["pool"] = bench_pool(default_dir, args)
+        print(json.dumps(report["pool"], indent=1), flush=True)
+    if args.only in (None, "sync"):
+        sync = {"default": bench_sync(default_dir, "default (tiny)", 64 << 20, 3)}
+        sync["default"]["step"] = step_share(sync["default"], default_dir, 64, 8, 64, 256, 2)
+        if not args.skip_100m:
+            big = build_100m(work / "qwen3-100m")
+            sync["100m"] = bench_sync(big, "Qwen3 ~100M", 64 << 20, 3)
+            sync["100m"]["step"] = step_share(sync["100m"], big, 64, 8, 64, 256, 2)
+        report["sync"] = sync
+        print(json.dumps(sync, indent=1), flush=True)
+    report["loadavg_end"] = os.getloadavg()
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Pool recovery paths with light stand-in actors (real Ray, no vLLM): timeouts, crashes, a group
+that kills every actor it lands on, actors that cannot start, and late joiners loading weights.
+
+The stand-in speaks the RolloutWorker protocol the pool uses (generate_group, stats,
+sync_from_object_store) and misbehaves on request, as told by `request.meta`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+
+import pytest
+import ray
+
+from rlsys.rollout.pool import PoolError, PoolPolicy, RolloutPool
+from rlsys.rollout.types import GroupRequest, GroupResult, Sample
+from rlsys.runtime.ray_utils import ActorResources
+
+pytestmark = pytest.mark.slow
+
+
+class StandIn:
+    def __init__(self, model_path: str, name: str, fail_init: bool = False, policy_version: int = 0) -> None:
+        if fail_init:
+            raise RuntimeError("cannot load model")
+        self.name = name
+        self.version = policy_version
+        self.loaded: list[int] = []
+
+    async def generate_group(self, req: GroupRequest) -> GroupResult:
+        meta = req.meta
+        if any(self.name.startswith(p) for p in meta.get("hang_on", [])):
+            await asyncio.sleep(meta.get("hang_s", 60))
+        if meta.get("die"):
+            os._exit(1)
+        if meta.get("raise"):
+            raise RuntimeError("engine step failed")
+        await asyncio.sleep(meta.get("work_s", 0.01))
+        samples = [Sample([1, 2], "ab", [-0.1, -0.2], "length") for _ in range(req.n)]
+        return GroupResult(req.request_id, [7], samples, self.version, self.name, None, req.meta)
+
+    async def stats(self) -> dict:
+        return {"pid": float(os.getpid())}
+
+    async def sync_from_object_store(self, refs: list, version: int) -> float:
+        for ref in refs:
+            await ref
+        self.version = version
+        self.loaded.append(version)
+        return 0.001
+
+    async def ping(self) -> str:
+        return self.name
+
+
+def make_pool(n: int = 2, **policy) -> RolloutPool:
+    policy = {"max_actors": 3, "request_timeout_s": 60.0, "max_attempts": 3, **policy}
+    return RolloutPool("unused", num_actors=n, name="fake", actor_cls=StandIn, policy=PoolPolicy(**policy),
+                       resources=ActorResources(num_cpus=0.05), worker_kwargs={})
+
+
+def req(rid: str, **meta) -> GroupRequest:
+    return GroupRequest(rid, prompt_token_ids=[1], n=2, max_tokens=2, meta=meta)
+
+
+def collect(pool: RolloutPool, timeout: float = 60) -> dict[str, GroupResult]:
+    got = list(pool.iter_results(timeout=timeout))
+    counts = Counter(r.request_id for r in got)
+    assert max(counts.values()) == 1, counts
+    return {r.request_id: r for r in got}
+
+
+def test_a_timed_out_group_is_re_dispatched_once_and_never_returned_twice(ray_session):
+    with make_pool(2, request_timeout_s=1.0) as pool:
+        first = pool.actors()[0]["name"]
+        pool.submit([req("slow", hang_on=[first], hang_s=2.0)] + [req(f"ok-{i}") for i in range(6)])
+        got = collect(pool)
+        assert len(got) == 7 and all(r.ok for r in got.values())
+        assert got["slow"].actor != first
+        m = pool.metrics()
+        assert m["rollout_pool/timeouts"] == 1 and m["rollout_pool/redispatches"] == 1
+        # The first attempt's answer would have come after 2 s: it never shows up.
+        assert list(pool.iter_results(timeout=3)) == [] and pool.pending() == 0
+
+
+def test_a_group_no_actor_answers_comes_back_as_an_error(ray_session):
+    with make_pool(2, request_timeout_s=0.5, max_attempts=2) as pool:
+        pool.submit([req("stuck", hang_on=["fake"], hang_s=30), req("fine")])
+        got = collect(pool)
+        assert got["fine"].ok
+        assert got["stuck"].error.startswith("failed after 2 attempt(s): no result within 0.5 s")
+
+
+def test_a_group_that_kills_every_actor_is_failed_and_the_pool_heals(ray_session):
+    with make_pool(2, max_attempts=3) as pool:
+        pool.submit([req("poison", die=True)] + [req(f"ok-{i}", work_s=0.2) for i in range(8)])
+        got = collect(pool)
+        assert got["poison"].error.startswith("failed on 3 actor(s) that died")
+        # Groups that shared an actor with it were re-run, not failed with it.
+        assert all(got[f"ok-{i}"].ok for i in range(8)), [got[f"ok-{i}"].error for i in range(8)]
+        m = pool.metrics()
+        assert m["rollout_pool/deaths"] == 3 and m["rollout_pool/restarts"] == 3
+        pool.wait_ready(60)
+        assert pool.size() == 2 and all(a["state"] == "ready" for a in pool.actors())
+
+
+def test_dead_actors_are_not_replaced_when_the_policy_says_so(ray_session):
+    with make_pool(2, replace_dead=False) as pool:
+        second = pool.actors()[1]["name"]
+        pool.submit([req("poison", die=True, hang_on=[second], hang_s=0.5), req("ok")])
+        got = collect(pool)
+        assert got["ok"].ok
+        # The poison killed both actors; nothing replaced them, so its third try has nowhere to go.
+        assert got["poison"].error == "no rollout actors left to serve this group"
+        assert pool.size() == 0 and pool.metrics()["rollout_pool/restarts"] == 0
+
+
+def test_an_engine_error_is_retried_then_reported_and_the_actor_keeps_serving(ray_session):
+    with make_pool(1, max_attempts=2) as pool:
+        pool.submit([req("bad", **{"raise": True}), req("good")])
+        got = collect(pool)
+        assert got["good"].ok
+        assert "RuntimeError" in got["bad"].error and "engine step failed" in got["bad"].error
+        assert pool.metrics()["rollout_pool/deaths"] == 0 and pool.size() == 1
+
+
+def test_actors_that_cannot_start_stop_the_pool_with_a_clear_error(ray_session):
+    with pytest.raises(PoolError, match="3 actor starts failed in a row"):
+        RolloutPool("unused", num_actors=1, actor_cls=StandIn, worker_kwargs={"fail_init": True},
+                    policy=PoolPolicy(max_start_failures=3), resources=ActorResources(num_cpus=0.05))
+
+
+def test_a_late_joiner_loads_the_published_version_before_taking_work(ray_session):
+    # Two groups in flight per actor: the rest waits in the pool, where the joiner can take it.
+    with make_pool(1, max_inflight_per_actor=2) as pool:
+        pool.sync_weights([ray.put([("w", 1)])], version=4)
+        first = pool.actors()[0]["name"]
+        pool.scale_to(2)
+        got: dict[str, GroupResult] = {}
+        for wave in range(100):
+            pool.submit([req(f"w{wave}-{i}", work_s=0.1) for i in range(4)])
+            got.update(collect(pool))
+            if any(r.actor != first for r in got.values()):
+                break
+        assert {r.policy_version for r in got.values()} == {4}
+        joiner = next(a for a in pool.actors() if a["name"] != first)
+        assert joiner["finished"] > 0
+        assert ray.get(joiner["handle"].__ray_call__.remote(lambda self: self.loaded)) == [4]
