@@ -109,32 +109,25 @@ def time_pool(pool: RolloutPool, prompts: list[list[int]], n: int, max_tokens: i
     return {"tokens": len(prompts) * n * max_tokens, "tokens_per_s": statistics.median(rates), "runs": rates}
 
 
-def time_hf(model_dir: str, prompts: list[list[int]], n: int, max_tokens: int, threads: int, repeats: int) -> dict:
-    from transformers import AutoModelForCausalLM
+class HFGenerate:
+    """transformers `generate` on the same model, prompts, n and lengths (left-padded batch)."""
 
-    torch.set_num_threads(threads)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    pad = model.config.pad_token_id or 0
-    width = max(map(len, prompts))
-    # Left padding: every prompt ends where generation starts.
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    def __init__(self, model_dir: str, threads: int) -> None:
+        from transformers import AutoModelForCausalLM
 
-    def run(batch_ids: torch.Tensor, batch_mask: torch.Tensor, new: int) -> int:
+        torch.set_num_threads(threads)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        self.pad = self.model.config.pad_token_id or 0
+
+    def run(self, prompts: list[list[int]], n: int, new: int) -> int:
+        width = max(map(len, prompts))
+        ids = torch.tensor([[self.pad] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         with torch.no_grad():
-            out = model.generate(input_ids=batch_ids, attention_mask=batch_mask, do_sample=True, temperature=1.0,
-                                 top_p=1.0, top_k=0, max_new_tokens=new, min_new_tokens=new,
-                                 num_return_sequences=n, pad_token_id=pad)
-        return (out.shape[1] - batch_ids.shape[1]) * out.shape[0]
-
-    run(ids[:4], mask[:4], 8)
-    rates = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        tokens = run(ids, mask, max_tokens)
-        rates.append(tokens / (time.perf_counter() - started))
-        assert tokens == len(prompts) * n * max_tokens
-    return {"tokens": len(prompts) * n * max_tokens, "tokens_per_s": statistics.median(rates), "runs": rates}
+            out = self.model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0,
+                                      top_p=1.0, top_k=0, max_new_tokens=new, min_new_tokens=new,
+                                      num_return_sequences=n, pad_token_id=self.pad)
+        return (out.shape[1] - ids.shape[1]) * out.shape[0]
 
 
 def new_pool(model_dir: str, actors: int, cpus: float, **kw: Any) -> RolloutPool:
@@ -151,13 +144,28 @@ def actor_threads(pool: RolloutPool) -> int:
 
 def bench_vs_hf(model_dir: str, args: argparse.Namespace) -> dict:
     prompts = make_prompts(args.prompts, args.prompt_len, vocab_of(model_dir))
+    want = args.prompts * args.n * args.max_tokens
+    vllm_rates, hf_rates = [], []
     with new_pool(model_dir, 1, 2.0) as pool:
         threads = actor_threads(pool)
-        vllm = time_pool(pool, prompts, args.n, args.max_tokens, "vs-hf", args.repeats)
-    hf = time_hf(model_dir, prompts, args.n, args.max_tokens, threads, args.repeats)
+        hf = HFGenerate(model_dir, threads)
+        pool.generate(requests(prompts[:4], args.n, 8, "warm"), timeout=600)
+        hf.run(prompts[:4], args.n, 8)
+        # Alternate the two so that load from other processes hits both alike.
+        for r in range(args.repeats):
+            started = time.perf_counter()
+            results = pool.generate(requests(prompts, args.n, args.max_tokens, f"vs-hf-{r}"), timeout=1800)
+            vllm_rates.append(want / (time.perf_counter() - started))
+            assert sum(len(s.token_ids) for res in results for s in res.samples) == want
+            started = time.perf_counter()
+            assert hf.run(prompts, args.n, args.max_tokens) == want
+            hf_rates.append(want / (time.perf_counter() - started))
+    vllm, hfm = statistics.median(vllm_rates), statistics.median(hf_rates)
     return {"workload": f"{args.prompts} prompts x n={args.n} x {args.max_tokens} tokens "
                         f"(prompt {args.prompt_len} tokens), fp32, {threads} thread(s) each",
-            "vllm_worker": vllm, "hf_generate": hf, "speedup": vllm["tokens_per_s"] / hf["tokens_per_s"]}
+            "vllm_worker": {"tokens": want, "tokens_per_s": vllm, "runs": vllm_rates},
+            "hf_generate": {"tokens": want, "tokens_per_s": hfm, "runs": hf_rates},
+            "speedup": vllm / hfm, "speedup_per_run": [a / b for a, b in zip(vllm_rates, hf_rates)]}
 
 
 def bench_pool(model_dir: str, args: argparse.Namespace) -> dict:
@@ -201,7 +209,8 @@ def bench_sync(model_dir: str, label: str, bucket_bytes: int, repeats: int) -> d
             if r == 0:
                 # Generation after the sync proves the engine took the new weights in place.
                 pool.generate(requests(make_prompts(2, 8, vocab_of(model_dir)), 1, 4, f"sync{r}"), timeout=300)
-        gen = time_pool(pool, make_prompts(8, 32, vocab_of(model_dir), seed=2), 4, 64, f"gen-{label}", 1)
+        # Rollout rate at a realistic batch, for the RL-step estimate below.
+        gen = time_pool(pool, make_prompts(32, 32, vocab_of(model_dir), seed=2), 4, 64, f"gen-{label}", 1)
     best = min(rows, key=lambda x: x["total_s"])
     return {"model": label, "params": params, "bytes": sum(v.numel() * v.element_size() for v in state.values()),
             "buckets": len(pub.refs), "bucket_bytes": bucket_bytes, "runs": rows, "best": best,

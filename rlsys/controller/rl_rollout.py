@@ -161,7 +161,7 @@ class GroupCollector:
                     continue
                 state.hint_cache.record(pid, 0, hints.max_level)
                 verdict = classify_group(g.pass_rate, rl.filter_low, rl.filter_high, rl.filter_inclusive)
-                counts[verdict] += 1
+                counts["in_range" if verdict == "keep" else verdict] += 1
                 if verdict == "keep":
                     kept.append(g)
             rescued = self._hint_search(step, rnd, needs_hint, state, minimal_hist, counts)

@@ -42,6 +42,9 @@ class Objective(ABC):
     needs_entropy: bool = False
     needs_scores: bool = False
 
+    def __post_init__(self) -> None:
+        """Subclasses set their input needs here (the dataclass __init__ calls it)."""
+
     @property
     def fn(self) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
         return get_loss(self.loss_name)

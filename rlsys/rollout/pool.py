@@ -161,7 +161,8 @@ class RolloutPool(PoolCore):
                      timeout: float = 600.0) -> dict[str, float]:
         """Every ready actor loads the published buckets; returns load seconds per actor.
 
-        The refs are kept so that actors which start later load this version first.
+        The refs are kept so that actors which start later load this version first. Pushing the
+        same version again reloads it (a resumed run re-sends the weights it resumes at).
         """
         if isinstance(bucket_refs, PublishedWeights):
             version = bucket_refs.version if version is None else version
@@ -172,12 +173,13 @@ class RolloutPool(PoolCore):
             if version < self._version:
                 raise ValueError(f"version {version} is older than the pool's {self._version}")
             self._latest_refs, self._version = list(bucket_refs), version
+            self._serial += 1
             self._counts["syncs"] += 1
             loads: dict[str, float] = {}
             for slot in self._slots.values():
                 self._maybe_sync(slot)
             deadline = time.monotonic() + timeout
-            while any(s.state in ("syncing", "ready") and s.version < version for s in self._slots.values()):
+            while any(s.state in ("syncing", "ready") and s.serial < self._serial for s in self._slots.values()):
                 if time.monotonic() > deadline:
                     raise PoolError(f"{self.name}: weight sync to v{version} not done within {timeout} s; "
                                     f"{self._describe()}")
@@ -198,9 +200,13 @@ class RolloutPool(PoolCore):
             if self._nccl is None or self._learner_actors != list(learner_actors):
                 if self._nccl is not None:
                     self._nccl.abort()
-                self._nccl = NcclWeightSync(list(learner_actors), timeout_s=timeout)
+                # Send in the engine's dtype: a bf16 engine needs half the bytes of fp32 weights.
+                dtype = self._worker_kwargs.get("dtype")
+                wire = dtype if dtype in ("float32", "bfloat16", "float16") else None
+                self._nccl = NcclWeightSync(list(learner_actors), timeout_s=timeout, wire_dtype=wire)
                 self._learner_actors = list(learner_actors)
             self._version, self._latest_refs = version, None
+            self._serial += 1
             self._counts["syncs"] += 1
             return self._nccl_round(version, timeout)
 
@@ -228,7 +234,7 @@ class RolloutPool(PoolCore):
                 raise PoolError(f"{self.name}: NCCL sync to v{version} failed: {exc}") from exc
             for slot, ref in zip(members, refs):
                 slot.state, slot.since = "syncing", time.monotonic()
-                self._control[ref] = (slot.name, "sync", version)
+                self._control[ref] = (slot.name, "sync", version, self._serial)
             while any(s.state == "syncing" for s in members if s.name in self._slots):
                 if time.monotonic() > deadline:
                     self._nccl.abort()
@@ -238,7 +244,7 @@ class RolloutPool(PoolCore):
                     # group fails their receive; they go "stale" and the round is redone.
                     self._nccl.abort()
                 self._step(0.02, loads)
-            if all(s.name in self._slots and s.version >= version for s in members):
+            if all(s.name in self._slots and s.serial >= self._serial for s in members):
                 self._nccl.finish()
                 return loads
             self._nccl.abort()

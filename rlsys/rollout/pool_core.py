@@ -63,6 +63,8 @@ class Slot:
     # When the current start or weight load began (bounded by policy.start_timeout_s).
     since: float = 0.0
     ready_at: float = 0.0
+    # Which weight push the actor holds (0: the checkpoint it started from).
+    serial: int = 0
     pid: int = -1
     outstanding: dict[str, Any] = field(default_factory=dict)
     work: int = 0
@@ -90,12 +92,17 @@ class PoolCore:
         self._jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()
         self._inflight: dict[Any, str] = {}
-        # Control calls in flight: ref -> (slot name, "start" | "sync", version being loaded).
-        self._control: dict[Any, tuple[str, str, int]] = {}
+        # Control calls in flight: ref -> (slot name, "start" | "sync", version, push serial).
+        self._control: dict[Any, tuple[str, str, int, int]] = {}
         self._results: deque[GroupResult] = deque()
         self._version = int(self._worker_kwargs.get("policy_version", 0))
+        # Counts weight pushes: a push may repeat a version number (a resume re-sends the weights
+        # of the version it resumes at), so "does this actor need the push" compares serials.
+        self._serial = 0
         self._latest_refs: list[Any] | None = None
         self._target = 0
+        # The autoscaler may still add actors to an empty pool; queued work then waits for them.
+        self.auto_scale = False
         self._index = 0
         self._start_failures = 0
         self._counts = dict(submitted=0, delivered=0, errors=0, redispatches=0, restarts=0, deaths=0,
@@ -125,7 +132,7 @@ class PoolCore:
         now = time.monotonic()
         slot = Slot(name, handle, "starting", int(self._worker_kwargs.get("policy_version", 0)), now, since=now)
         self._slots[name] = slot
-        self._control[handle.stats.remote()] = (name, "start", slot.version)
+        self._control[handle.stats.remote()] = (name, "start", slot.version, 0)
 
     def _reconcile(self) -> None:
         """Start or retire actors until the live count matches the target."""
@@ -143,7 +150,7 @@ class PoolCore:
 
     def _kill(self, slot: Slot) -> None:
         self._slots.pop(slot.name, None)
-        for ref in [r for r, (name, _, _) in self._control.items() if name == slot.name]:
+        for ref in [r for r, (name, *_) in self._control.items() if name == slot.name]:
             del self._control[ref]
         try:
             ray.kill(slot.handle, no_restart=True)
@@ -152,14 +159,14 @@ class PoolCore:
 
     def _maybe_sync(self, slot: Slot) -> None:
         """Bring a ready actor to the latest version (object store path)."""
-        if slot.state != "ready" or slot.version >= self._version:
+        if slot.state != "ready" or slot.serial >= self._serial:
             return
         if self._latest_refs is None:
             slot.state = "stale"
             return
         slot.state, slot.since = "syncing", time.monotonic()
         ref = slot.handle.sync_from_object_store.remote(self._latest_refs, self._version)
-        self._control[ref] = (slot.name, "sync", self._version)
+        self._control[ref] = (slot.name, "sync", self._version, self._serial)
 
     def _last_chance(self, job: Job) -> bool:
         return self.policy.max_attempts > 1 and job.deaths >= self.policy.max_attempts - 1
@@ -271,17 +278,21 @@ class PoolCore:
             self._retry(job, "cancelled")
             return
         except Exception as exc:  # the worker raised (engine failure): retry elsewhere, bounded
+            self._retry(job, f"{exc.__class__.__name__}: {str(exc).splitlines()[-1][:300]}")
             if slot is not None:
                 slot.failures += 1
-            self._retry(job, f"{exc.__class__.__name__}: {str(exc).splitlines()[-1][:300]}")
+                if slot.failures >= 2 * self.policy.max_attempts:
+                    # Bad requests come back as results; only a broken engine raises again and again.
+                    self._actor_died(slot, f"{slot.failures} engine errors in a row")
             return
         if slot is not None:
+            slot.failures = 0
             slot.finished += 1
             slot.tokens += sum(len(s.token_ids) for s in result.samples)
         self._deliver(result)
 
     def _on_control(self, ref: Any, loads: dict[str, float] | None) -> None:
-        name, kind, version = self._control.pop(ref)
+        name, kind, version, serial = self._control.pop(ref)
         slot = self._slots.get(name)
         if slot is None:
             return
@@ -309,14 +320,14 @@ class PoolCore:
             self._start_failures = 0
             slot.pid = int(value.get("pid", -1))
         else:
-            slot.version = version
+            slot.version, slot.serial = version, serial
             if loads is not None:
                 loads[name] = float(value)
         if slot.state == "draining":
             if not slot.outstanding:
                 self._kill(slot)
             return
-        if slot.version < self._version and self.policy.sync_backend == "nccl":
+        if slot.serial < self._serial and self.policy.sync_backend == "nccl":
             slot.state = "stale"
             return
         slot.state = "ready"
@@ -368,7 +379,8 @@ class PoolCore:
         for slot in list(self._slots.values()):
             if slot.state == "draining" and not slot.outstanding:
                 self._kill(slot)
-        if self._queue and self._target == 0 and not any(s.state in LIVE for s in self._slots.values()):
+        if (self._queue and self._target == 0 and not self.auto_scale
+                and not any(s.state in LIVE for s in self._slots.values())):
             # No actor left and none coming (scaled to zero, or dead and not replaced).
             while self._queue:
                 job = self._jobs[self._queue.popleft()]

@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    # Only for annotations: the pool imports this module in the driver, which needs no torch.
+    import torch
 
 
 @dataclass

@@ -1,10 +1,8 @@
-"""A reward that an untrained tiny model can earn (its samples vary in digit content)."""
+"""A reward that an untrained tiny model earns about half the time, so groups have mixed pass rates."""
 
 from __future__ import annotations
 
 
-def digit_share(prompt: str, completion: str, **_: object) -> float:
-    """Share of characters that are digits: some random answers score high, most low."""
-    if not completion:
-        return 0.0
-    return sum(ch.isdigit() for ch in completion) / len(completion)
+def even_length(prompt: str, completion: str, **_: object) -> float:
+    """1 when the completion has an even number of characters."""
+    return float(len(completion) % 2 == 0)

@@ -1,6 +1,6 @@
 """Short real `+exp=gspo_hints` runs (tiny model, a few steps): what a run writes, and resume.
 
-The reward is a plug-in an untrained model can earn, so groups have mixed pass rates, the filter
+The reward is a plug-in an untrained model earns about half the time, so groups have mixed pass rates, the filter
 and the hint search both act, and GSPO really updates the weights.
 """
 
@@ -28,8 +28,8 @@ TINY_RL = [
     "stages.sft.max_steps=3", "stages.sft.evaluate=false", "stages.sft.batch_size=8",
     "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=3",
     "stages.rl.rl.batch_groups=4", "stages.rl.rl.eval_every=2", "stages.rl.lr=1e-3",
-    "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "reward.correct_threshold=0.2",
-    "stages.rl.reward_fns=[{_target_: rl_test_rewards.digit_share, weight: 1.0}]",
+    "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "reward.correct_threshold=0.5",
+    "stages.rl.reward_fns=[{_target_: rl_test_rewards.even_length, weight: 1.0}]",
 ]
 
 

@@ -1,58 +1,23 @@
 """Pool recovery paths with light stand-in actors (real Ray, no vLLM): timeouts, crashes, a group
 that kills every actor it lands on, actors that cannot start, and late joiners loading weights.
 
-The stand-in speaks the RolloutWorker protocol the pool uses (generate_group, stats,
-sync_from_object_store) and misbehaves on request, as told by `request.meta`.
+The stand-in (standin_actor.py) speaks the RolloutWorker protocol the pool uses and misbehaves
+as each request's `meta` tells it to.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections import Counter
 
 import pytest
 import ray
+from standin_actor import StandIn
 
 from rlsys.rollout.pool import PoolError, PoolPolicy, RolloutPool
-from rlsys.rollout.types import GroupRequest, GroupResult, Sample
+from rlsys.rollout.types import GroupRequest, GroupResult
 from rlsys.runtime.ray_utils import ActorResources
 
 pytestmark = pytest.mark.slow
-
-
-class StandIn:
-    def __init__(self, model_path: str, name: str, fail_init: bool = False, policy_version: int = 0) -> None:
-        if fail_init:
-            raise RuntimeError("cannot load model")
-        self.name = name
-        self.version = policy_version
-        self.loaded: list[int] = []
-
-    async def generate_group(self, req: GroupRequest) -> GroupResult:
-        meta = req.meta
-        if any(self.name.startswith(p) for p in meta.get("hang_on", [])):
-            await asyncio.sleep(meta.get("hang_s", 60))
-        if meta.get("die"):
-            os._exit(1)
-        if meta.get("raise"):
-            raise RuntimeError("engine step failed")
-        await asyncio.sleep(meta.get("work_s", 0.01))
-        samples = [Sample([1, 2], "ab", [-0.1, -0.2], "length") for _ in range(req.n)]
-        return GroupResult(req.request_id, [7], samples, self.version, self.name, None, req.meta)
-
-    async def stats(self) -> dict:
-        return {"pid": float(os.getpid())}
-
-    async def sync_from_object_store(self, refs: list, version: int) -> float:
-        for ref in refs:
-            await ref
-        self.version = version
-        self.loaded.append(version)
-        return 0.001
-
-    async def ping(self) -> str:
-        return self.name
 
 
 def make_pool(n: int = 2, **policy) -> RolloutPool:
@@ -126,6 +91,18 @@ def test_an_engine_error_is_retried_then_reported_and_the_actor_keeps_serving(ra
         assert pool.metrics()["rollout_pool/deaths"] == 0 and pool.size() == 1
 
 
+def test_an_actor_whose_engine_keeps_failing_is_replaced(ray_session):
+    with make_pool(1, max_attempts=2) as pool:
+        broken = pool.actors()[0]["name"]
+        pool.submit([req(f"bad-{i}", **{"raise": True}) for i in range(2)])
+        got = collect(pool)
+        assert all(not r.ok for r in got.values())
+        pool.wait_ready(60)
+        assert pool.metrics()["rollout_pool/restarts"] == 1
+        assert [a["name"] for a in pool.actors()] != [broken]
+        assert pool.generate([req("after")], timeout=60)[0].ok
+
+
 def test_actors_that_cannot_start_stop_the_pool_with_a_clear_error(ray_session):
     with pytest.raises(PoolError, match="3 actor starts failed in a row"):
         RolloutPool("unused", num_actors=1, actor_cls=StandIn, worker_kwargs={"fail_init": True},
@@ -148,3 +125,9 @@ def test_a_late_joiner_loads_the_published_version_before_taking_work(ray_sessio
         joiner = next(a for a in pool.actors() if a["name"] != first)
         assert joiner["finished"] > 0
         assert ray.get(joiner["handle"].__ray_call__.remote(lambda self: self.loaded)) == [4]
+        # Pushing the same version again (a resumed run) reloads it everywhere.
+        pool.sync_weights([ray.put([("w", 2)])], version=4)
+        loaded = ray.get([a["handle"].__ray_call__.remote(lambda self: self.loaded) for a in pool.actors()])
+        assert sorted(loaded) == [[4, 4], [4, 4]]
+        with pytest.raises(ValueError, match="older"):
+            pool.sync_weights([], version=3)

@@ -60,7 +60,7 @@ def test_pool_grows_onto_a_node_that_joins(ray_session, tiny_model_dir, engine_k
 
         got = list(pool.iter_results(timeout=180))
         assert Counter(r.request_id for r in got) == Counter(r.request_id for r in requests)
-        assert all(r.ok for r in got)
+        assert all(r.ok for r in got), [r.error for r in got]
         # The node holds one slot: the pool grew to what fits, not to the policy's two.
         assert pool.size() == 1 and pool.metrics()["rollout_pool/scale_events"] >= 1
         handle = pool.actors()[0]["handle"]
