@@ -11,6 +11,9 @@ BUILTINS: dict[str, str] = {
     "length": "rewards.length.length_penalty",
     "judge": "rewards.judge.JudgeReward",
     "reward_model": "rewards.reward_model.RewardModelReward",
+    "pairwise_judge": "rewards.pairwise_judge.PairwiseJudgeReward",
+    "judge_format": "rewards.pairwise_judge.judge_format_reward",
+    "judge_outcome": "rewards.pairwise_judge.judge_outcome_reward",
 }
 
 

@@ -44,7 +44,14 @@ def run_job(cfg: DictConfig) -> object:
     if cfg.job not in JOBS:
         raise SystemExit(f"config key 'job' = {cfg.job!r}: unknown job; known: {sorted(JOBS)}")
     module_name, fn_name = JOBS[cfg.job].split(":")
-    return getattr(importlib.import_module(module_name), fn_name)(cfg)
+    try:
+        return getattr(importlib.import_module(module_name), fn_name)(cfg)
+    finally:
+        import ray
+
+        # A local cluster started by this job ends with it, also on errors and SIGTERM.
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base=None)

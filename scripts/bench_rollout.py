@@ -34,7 +34,7 @@ DEFAULT_CFG = SimpleNamespace(vocab_size=1024, hidden_size=256, intermediate_siz
 # ~125M parameters (untied embeddings), Qwen3 layout.
 QWEN3_100M = dict(vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
                   num_attention_heads=12, num_key_value_heads=4, head_dim=64, max_position_embeddings=1024)
-ENGINE = {"dtype": "float32", "max_model_len": 512, "kv_cache_bytes": 512 << 20, "enforce_eager": True,
+ENGINE = {"dtype": "float32", "max_model_len": 1024, "kv_cache_bytes": 512 << 20, "enforce_eager": True,
           "in_process": True, "seed": 0}
 
 
@@ -85,9 +85,10 @@ def build_100m(out: Path) -> str:
     return str(out)
 
 
-def requests(prompts: list[list[int]], n: int, max_tokens: int, tag: str) -> list[GroupRequest]:
-    return [GroupRequest(f"{tag}-{i}", prompt_token_ids=p, n=n, max_tokens=max_tokens, temperature=1.0, seed=i)
-            for i, p in enumerate(prompts)]
+def requests(prompts: list[list[int]], n: int, max_tokens: int | list[int], tag: str) -> list[GroupRequest]:
+    lengths = max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(prompts)
+    return [GroupRequest(f"{tag}-{i}", prompt_token_ids=p, n=n, max_tokens=m, temperature=1.0, seed=i)
+            for i, (p, m) in enumerate(zip(prompts, lengths))]
 
 
 def make_prompts(count: int, length: int, vocab: int, seed: int = 0) -> list[list[int]]:
@@ -142,52 +143,82 @@ def actor_threads(pool: RolloutPool) -> int:
     return ray.get(pool.actors()[0]["handle"].__ray_call__.remote(lambda _self: torch.get_num_threads()))
 
 
+def _cpu_s(pool: RolloutPool) -> float:
+    return ray_get(pool.actors()[0]["handle"].__ray_call__.remote(lambda _self: time.process_time()))
+
+
+def ray_get(ref: Any) -> Any:
+    import ray
+
+    return ray.get(ref, timeout=600)
+
+
 def bench_vs_hf(model_dir: str, args: argparse.Namespace) -> dict:
+    """Same prompts, n and per-group lengths through the vLLM worker (one actor) and HF generate.
+
+    One thread each: this 2-core machine is shared, and single-threaded runs are the ones that
+    stay comparable when other processes compete for the cores. The two sides alternate so that
+    outside load hits both alike. Besides wall time, CPU seconds are counted (robust to load).
+    """
     prompts = make_prompts(args.prompts, args.prompt_len, vocab_of(model_dir))
-    want = args.prompts * args.n * args.max_tokens
-    vllm_rates, hf_rates = [], []
-    with new_pool(model_dir, 1, 2.0) as pool:
+    rng = random.Random(3)
+    cases = {
+        f"fixed {args.max_tokens} tokens": [args.max_tokens] * len(prompts),
+        f"fixed {args.long_tokens} tokens": [args.long_tokens] * len(prompts),
+        # RL answers differ in length; HF generate runs every row until the longest is done.
+        f"lengths 32..{args.long_tokens} (uniform)": [rng.randint(32, args.long_tokens) for _ in prompts],
+    }
+    out: dict[str, Any] = {"workload": f"{args.prompts} prompts x n={args.n}, prompt {args.prompt_len} tokens, "
+                                       "fp32, 1 thread each, EOS ignored (exact lengths)"}
+    with new_pool(model_dir, 1, 1.0) as pool:
         threads = actor_threads(pool)
         hf = HFGenerate(model_dir, threads)
         pool.generate(requests(prompts[:4], args.n, 8, "warm"), timeout=600)
         hf.run(prompts[:4], args.n, 8)
-        # Alternate the two so that load from other processes hits both alike.
-        for r in range(args.repeats):
-            started = time.perf_counter()
-            results = pool.generate(requests(prompts, args.n, args.max_tokens, f"vs-hf-{r}"), timeout=1800)
-            vllm_rates.append(want / (time.perf_counter() - started))
-            assert sum(len(s.token_ids) for res in results for s in res.samples) == want
-            started = time.perf_counter()
-            assert hf.run(prompts, args.n, args.max_tokens) == want
-            hf_rates.append(want / (time.perf_counter() - started))
-    vllm, hfm = statistics.median(vllm_rates), statistics.median(hf_rates)
-    return {"workload": f"{args.prompts} prompts x n={args.n} x {args.max_tokens} tokens "
-                        f"(prompt {args.prompt_len} tokens), fp32, {threads} thread(s) each",
-            "vllm_worker": {"tokens": want, "tokens_per_s": vllm, "runs": vllm_rates},
-            "hf_generate": {"tokens": want, "tokens_per_s": hfm, "runs": hf_rates},
-            "speedup": vllm / hfm, "speedup_per_run": [a / b for a, b in zip(vllm_rates, hf_rates)]}
-
-
-def bench_pool(model_dir: str, args: argparse.Namespace) -> dict:
-    prompts = make_prompts(args.pool_prompts, args.prompt_len, vocab_of(model_dir), seed=1)
-    out = {}
-    for label, actors, cpus in (("1 actor, 1 CPU", 1, 1.0), ("1 actor, 2 CPUs", 1, 2.0), ("2 actors, 1 CPU each", 2, 1.0)):
-        with new_pool(model_dir, actors, cpus) as pool:
-            load0 = os.getloadavg()[0]
-            res = time_pool(pool, prompts, args.n, args.max_tokens, f"pool{actors}{cpus}", args.repeats)
-            res["threads_per_actor"] = actor_threads(pool)
-            res["loadavg_1m_before"] = load0
-            res["busy_share"] = _busy_share(pool)
-            out[label] = res
-    out["workload"] = f"{args.pool_prompts} prompts x n={args.n} x {args.max_tokens} tokens"
+        for label, lengths in cases.items():
+            want = args.n * sum(lengths)
+            rows: dict[str, list[float]] = {"vllm": [], "hf": [], "vllm_cpu": [], "hf_cpu": []}
+            for r in range(args.repeats):
+                wall, cpu = time.perf_counter(), _cpu_s(pool)
+                results = pool.generate(requests(prompts, args.n, lengths, f"{label}-{r}"), timeout=3600)
+                rows["vllm"].append(want / (time.perf_counter() - wall))
+                rows["vllm_cpu"].append(want / (_cpu_s(pool) - cpu))
+                assert sum(len(s.token_ids) for res in results for s in res.samples) == want
+                wall, cpu = time.perf_counter(), time.process_time()
+                hf.run(prompts, args.n, max(lengths))
+                # Only the tokens each group asked for count: the rest is padding work.
+                rows["hf"].append(want / (time.perf_counter() - wall))
+                rows["hf_cpu"].append(want / (time.process_time() - cpu))
+            med = {k: statistics.median(v) for k, v in rows.items()}
+            out[label] = {"tokens": want, "vllm_tokens_per_s": med["vllm"], "hf_tokens_per_s": med["hf"],
+                          "speedup": med["vllm"] / med["hf"], "speedup_cpu": med["vllm_cpu"] / med["hf_cpu"],
+                          "runs": rows}
+            print(label, json.dumps({k: round(v, 2) for k, v in out[label].items() if k != "runs"}), flush=True)
     return out
 
 
-def _busy_share(pool: RolloutPool) -> dict:
-    import ray
-
-    stats = ray.get([a["handle"].stats.remote() for a in pool.actors()])
-    return {a["name"]: round(s["busy_s"], 2) for a, s in zip(pool.actors(), stats)}
+def bench_pool(model_dir: str, args: argparse.Namespace) -> dict:
+    """Pool throughput by actor count. Per actor: engine-busy seconds (inside LLM.generate) and
+    CPU seconds, to tell "actors wait for cores" from "actors wait for work"."""
+    prompts = make_prompts(args.pool_prompts, args.prompt_len, vocab_of(model_dir), seed=1)
+    out: dict[str, Any] = {"workload": f"{args.pool_prompts} prompts x n={args.n} x {args.max_tokens} tokens"}
+    for label, actors, cpus in (("1 actor, 1 CPU", 1, 1.0), ("1 actor, 2 CPUs", 1, 2.0), ("2 actors, 1 CPU each", 2, 1.0)):
+        with new_pool(model_dir, actors, cpus) as pool:
+            load0 = os.getloadavg()[0]
+            handles = [a["handle"] for a in pool.actors()]
+            cpu0 = ray_get([h.__ray_call__.remote(lambda _self: time.process_time()) for h in handles])
+            busy0 = [s["busy_s"] for s in ray_get([h.stats.remote() for h in handles])]
+            wall = time.perf_counter()
+            res = time_pool(pool, prompts, args.n, args.max_tokens, f"pool{actors}{cpus}", args.repeats)
+            wall = time.perf_counter() - wall
+            cpu1 = ray_get([h.__ray_call__.remote(lambda _self: time.process_time()) for h in handles])
+            busy1 = [s["busy_s"] for s in ray_get([h.stats.remote() for h in handles])]
+            res.update(threads_per_actor=actor_threads(pool), loadavg_1m_before=load0, wall_s=wall,
+                       actor_cpu_s=[b - a for a, b in zip(cpu0, cpu1)],
+                       actor_busy_s=[b - a for a, b in zip(busy0, busy1)])
+            out[label] = res
+            print(label, json.dumps({k: v for k, v in res.items() if k != "runs"}), flush=True)
+    return out
 
 
 def bench_sync(model_dir: str, label: str, bucket_bytes: int, repeats: int) -> dict:
@@ -256,6 +287,7 @@ def main() -> int:
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--long-tokens", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-100m", action="store_true")
     ap.add_argument("--only", choices=["hf", "pool", "sync"], default=None)
@@ -269,17 +301,15 @@ def main() -> int:
                               "loadavg_start": os.getloadavg()}
     if args.only in (None, "hf"):
         report["vllm_vs_hf"] = bench_vs_hf(default_dir, args)
-        print(json.dumps(report["vllm_vs_hf"], indent=1), flush=True)
     if args.only in (None, "pool"):
         report["pool"] = bench_pool(default_dir, args)
-        print(json.dumps(report["pool"], indent=1), flush=True)
     if args.only in (None, "sync"):
         sync = {"default": bench_sync(default_dir, "default (tiny)", 64 << 20, 3)}
-        sync["default"]["step"] = step_share(sync["default"], default_dir, 64, 8, 64, 256, 2)
+        sync["default"]["step"] = step_share(sync["default"], default_dir, 64, 8, 64, 256, 1)
         if not args.skip_100m:
             big = build_100m(work / "qwen3-100m")
             sync["100m"] = bench_sync(big, "Qwen3 ~100M", 64 << 20, 3)
-            sync["100m"]["step"] = step_share(sync["100m"], big, 64, 8, 64, 256, 2)
+            sync["100m"]["step"] = step_share(sync["100m"], big, 64, 8, 64, 256, 1)
         report["sync"] = sync
         print(json.dumps(sync, indent=1), flush=True)
     report["loadavg_end"] = os.getloadavg()

@@ -98,6 +98,10 @@ class RolloutConfig:
     kv_cache_bytes: int = 256 << 20
     gpu_memory_utilization: float = 0.5
     enforce_eager: bool = True
+    # Chunked prefill off: vLLM-CPU cannot rewind a seeded sampler after a partial prefill, and
+    # per-request seeds are what make rollouts reproducible (exact resume).
+    chunked_prefill: bool = False
+    max_num_batched_tokens: int = 8192
     # In-process engine (no engine subprocess): starts in seconds and allows in-place reload.
     in_process: bool = True
     group_size: int = 8
@@ -262,11 +266,42 @@ class RLConfig:
 
 
 @dataclass
+class OfflineSampleConfig:
+    """Offline sampling stages: `rft_sample`, `pass_filter`, and the pairwise judge's data and eval.
+
+    `rft_sample` draws `num_samples` answers per SFT prompt from its input model, scores them and
+    the stored answer with the stage's reward workers, and keeps a sampled answer only when it
+    ranks strictly higher (see rlsys/controller/rft.py). `pass_filter` draws `num_samples` per RL
+    problem and keeps those whose pass rate lies in the keep range (Keye: (0, 1) exclusive).
+    """
+
+    num_samples: int = 4
+    # Rows taken from the stage's data (seeded choice; 0 = all). rft_sample keeps the other rows as
+    # they are; pass_filter only looks at the chosen ones.
+    max_rows: int = 0
+    temperature: float = 1.0
+    # 0 = rollout.max_tokens.
+    max_tokens: int = 0
+    # rft_sample: names of reward entries that only break ties between answers the other entries
+    # (the verifiers) score the same, e.g. a reward model behind a 0/1 verifier.
+    tie_break: list[str] = field(default_factory=list)
+    # pass_filter keep range on the pass rate (same semantics as rl.filter_*).
+    keep_low: float = 0.0
+    keep_high: float = 1.0
+    keep_inclusive: bool = False
+    # Pairwise judge rows: reason inside <think>...</think> before the verdict line; judge prompts
+    # longer than this many tokens are dropped.
+    judge_think: bool = True
+    max_prompt_tokens: int = 448
+
+
+@dataclass
 class StageConfig:
-    """One stage of a pipeline (pretrain, sft, mpo, rm, merge, rl, ...).
+    """One stage of a pipeline (pretrain, sft, mpo, rm, merge, rl, rft_sample, pass_filter,
+    judge_data, judge_sft, judge_rl).
 
     A stage reads the model produced by `input` (another stage's name; null = the base model) and
-    writes an HF checkpoint. Its artifact is cached under artifacts_dir by a hash of everything
+    writes an HF checkpoint (data stages - rft_sample, pass_filter, judge_data - write a data file). Its artifact is cached under artifacts_dir by a hash of everything
     it depends on, and reused when nothing changed (`cache: false` always reruns it).
     """
 
@@ -309,6 +344,18 @@ class StageConfig:
     evaluate: bool = True
     log_every: int = 10
     seed: int = 0
+    # Take the data rows from the data file (data.jsonl) another stage wrote (rft_sample's updated
+    # SFT set, pass_filter's kept problems, judge_data's judge rows) instead of `data`; that stage
+    # is built first and its hash is part of this stage's cache key.
+    data_from: str | None = None
+    # rl stages: set rl.max_wall_s to the summed build wall time of these stages (equal-wall-time
+    # baselines, e.g. GSPO alone vs MPO + GSPO); they are built first.
+    match_wall: list[str] = field(default_factory=list)
+    # Run-config values this stage sees instead of the run's, e.g. {rollout: {max_tokens: 64},
+    # hints: {enabled: false}}; part of the cache key. Reward kwargs (and these values) may name
+    # another stage's model as "stage:<name>", e.g. {model_path: "stage:rm"}.
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sample: OfflineSampleConfig = field(default_factory=OfflineSampleConfig)
 
 
 @dataclass

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -20,7 +22,14 @@ def as_dict(node: Any) -> dict[str, Any]:
 
 
 def start_ray(cfg: Any) -> dict[str, float]:
-    return init_ray_from_config(cfg.ray)
+    """Start or join Ray; a SIGTERM then unwinds the job (finally blocks, actor shutdown).
+
+    Ray installs its own SIGTERM handler in `ray.init`, which leaves a local cluster running
+    when the driver is terminated; turning the signal into SystemExit lets `run` shut it down.
+    """
+    resources = init_ray_from_config(cfg.ray)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    return resources
 
 
 def build_metrics(cfg: Any, filename: str = "metrics.jsonl") -> MetricsLogger:
@@ -66,6 +75,8 @@ def rollout_worker_kwargs(cfg: Any, model_path: str) -> dict[str, Any]:
         "enforce_eager": r.enforce_eager,
         "in_process": r.in_process,
         "seed": r.seed,
+        "chunked_prefill": r.chunked_prefill,
+        "max_num_batched_tokens": r.max_num_batched_tokens,
     }
 
 

@@ -34,12 +34,16 @@ class ProblemSampler:
         return order
 
     def take(self, k: int) -> list[int]:
+        """The next `k` (at most n) distinct problems. A take that crosses into a new epoch skips the
+        problems it already holds: the rollout requests of one round must not repeat a problem."""
         out: list[int] = []
+        k = min(k, self.n)
         while len(out) < k:
             order = self._order()
-            need = k - len(out)
-            out.extend(order[self.index : self.index + need])
-            self.index += need
+            while len(out) < k and self.index < self.n:
+                if order[self.index] not in out:
+                    out.append(order[self.index])
+                self.index += 1
             if self.index >= self.n:
                 self.epoch += 1
                 self.index = 0

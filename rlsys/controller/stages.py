@@ -32,11 +32,17 @@ STAGE_KINDS = {
     "rm": "rlsys.controller.train_jobs:run_rm",
     "merge": "rlsys.controller.merge:run_merge",
     "rl": "rlsys.controller.rl:run_rl",
+    "rft_sample": "rlsys.controller.rft:run_rft_sample",
+    "pass_filter": "rlsys.controller.rft:run_pass_filter",
+    "judge_data": "rlsys.controller.judge_rm:run_judge_data",
+    "judge_sft": "rlsys.controller.judge_rm:run_judge_sft",
+    "judge_rl": "rlsys.controller.judge_rm:run_judge_rl",
 }
 
 # Which user data files replace the suite split for each stage kind.
 USER_FILES = {
     "pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files", "rl": "train_files",
+    "rft_sample": "sft_files", "pass_filter": "train_files", "judge_data": "pref_files",
 }
 
 
@@ -54,6 +60,8 @@ class StageContext:
     input_model: str
     out_dir: Path
     inputs: dict[str, str] = field(default_factory=dict)
+    # Artifact directory of every stage this one depends on (data files live there).
+    artifacts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +92,9 @@ def base_model_identity(cfg: Any) -> Any:
 
 
 def data_identity(cfg: Any, stage: Any) -> Any:
+    if stage.data_from:
+        # The producing stage's hash (in the spec's inputs) identifies the file's content.
+        return {"from": stage.data_from}
     files_key = USER_FILES.get(stage.kind)
     user_files = list(cfg.data[files_key]) if files_key else []
     if user_files:
@@ -101,7 +112,11 @@ def stage_config(cfg: Any, name: str) -> Any:
 
 
 def dependencies(stage: Any) -> list[str]:
-    return ([stage.input] if stage.input else []) + list(stage.experts)
+    from rlsys.controller.pipeline import referenced_stages
+
+    deps = ([stage.input] if stage.input else []) + list(stage.experts)
+    deps += ([stage.data_from] if stage.data_from else []) + list(stage.match_wall) + referenced_stages(stage)
+    return list(dict.fromkeys(deps))
 
 
 def non_default(node: Any) -> Any:
@@ -173,6 +188,7 @@ def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult]) -> dict[str, 
 
 
 def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:
+    from rlsys.controller.pipeline import prepare_stage
     from rlsys.model.resolve import resolve_base_model
 
     spec = stage_spec(cfg, stage, deps)
@@ -191,9 +207,12 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
     started = time.perf_counter()
     summary: dict[str, Any] = {}
     built: dict[str, Path] = {}
+    # Stage references resolved, equal-wall budgets set, per-stage config overrides applied.
+    stage_cfg, stage_run = prepare_stage(cfg, name, stage, deps)
 
     def build(tmp: Path) -> None:
-        ctx = StageContext(cfg, name, stage, input_model, tmp, {d: r.model_dir for d, r in deps.items()})
+        ctx = StageContext(stage_cfg, name, stage_run, input_model, tmp, {d: r.model_dir for d, r in deps.items()},
+                           {d: r.path for d, r in deps.items()})
         log.info("stage %s (%s): building from %s", name, stage.kind, input_model)
         summary.update(fn(ctx) or {})
         summary["wall_s"] = time.perf_counter() - started
@@ -238,13 +257,17 @@ def _link_into_run(cfg: Any, result: StageResult) -> None:
 def run(cfg: Any) -> dict[str, StageResult]:
     """The `pipeline` job: run `cfg.pipeline` in order."""
     from rlsys.controller.builders import start_ray
+    from rlsys.controller.tables import write_pipeline_outputs
 
     if not cfg.pipeline:
         raise StageFailed("config key 'pipeline' is empty: name the stages to run")
     start_ray(cfg)
-    results = run_stage_chain(cfg, list(cfg.pipeline))
-    table = {n: {"reused": r.reused, "wall_s": round(r.wall_s, 1), **r.summary.get("eval", {})} for n, r in results.items()}
-    (Path(cfg.run_dir) / "pipeline.json").write_text(json.dumps(table, indent=2, default=str))
-    log.info("pipeline: %s", json.dumps(table, indent=1, default=str))
+    results: dict[str, StageResult] = {}
+    started = time.perf_counter()
+    try:
+        run_stage_chain(cfg, list(cfg.pipeline), results)
+    finally:
+        # Also after a failure: the table then shows the stages that finished.
+        write_pipeline_outputs(cfg, results, time.perf_counter() - started)
     return results
 

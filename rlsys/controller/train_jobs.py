@@ -20,22 +20,28 @@ log = logging.getLogger(__name__)
 
 
 def stage_rows(ctx: StageContext, kind: str, split: str | None = None) -> list[dict]:
-    """The stage's rows: the user's files for this kind, else the task-suite split."""
+    """The stage's rows: another stage's data file (`data_from`), else the user's files for this
+    kind, else the task-suite split (`a+b` joins several splits)."""
     from rlsys.data.loading import load_rows
 
     cfg = ctx.cfg
     files_key = USER_FILES.get(ctx.stage.kind)
     user_files = list(cfg.data[files_key]) if files_key and split is None else []
-    if user_files:
+    if split is None and ctx.stage.data_from:
+        from rlsys.controller.pipeline import input_data_file
+
+        rows, stats = load_rows([str(input_data_file(ctx))], kind, cfg.data.on_bad_row)
+    elif user_files:
         rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row)
     else:
         from rlsys.data.embedded import ensure_task_suite
 
         files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
-        name = split or ctx.stage.data
-        if name not in files:
-            raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are {sorted(files)}")
-        rows, stats = load_rows(files[name], kind, cfg.data.on_bad_row)
+        names = (split or ctx.stage.data).split("+")
+        unknown = [n for n in names if n not in files]
+        if unknown:
+            raise KeyError(f"config key 'stages.{ctx.name}.data' = {unknown[0]!r}: suite splits are {sorted(files)}")
+        rows, stats = load_rows([files[n] for n in names], kind, cfg.data.on_bad_row)
     if stats["skipped"]:
         log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
     return rows

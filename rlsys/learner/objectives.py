@@ -42,7 +42,7 @@ class Objective(ABC):
     needs_entropy: bool = False
     needs_scores: bool = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Subclasses set their input needs here (the dataclass __init__ calls it)."""
 
     @property

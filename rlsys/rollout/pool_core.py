@@ -1,9 +1,9 @@
 """Bookkeeping of the rollout pool: actors ("slots"), groups ("jobs"), dispatch and recovery.
 
 `RolloutPool` (pool.py) is the public face; this base holds the state machine it drives. Each
-job has at most one live dispatch (`job.ref`); a result is accepted only from that dispatch and
-the job is removed on delivery, so a group is never lost and never returned twice, however
-actors die, time out or get removed. Everything advances in `_step`, which waits on the refs of
+job has at most one live dispatch (`job.ref`, one call carrying every group sent to that actor in
+the same pass); a result is accepted only from that dispatch and the job is removed on delivery,
+so a group is never lost and never returned twice, however actors die, time out or get removed. Everything advances in `_step`, which waits on the refs of
 all dispatches and control calls with `ray.wait`; no background thread is involved.
 """
 
@@ -91,7 +91,9 @@ class PoolCore:
         self._slots: dict[str, Slot] = {}
         self._jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()
-        self._inflight: dict[Any, str] = {}
+        # Generation calls in flight: ref -> ids of the groups it carries (one call per actor and
+        # dispatch pass, so groups dispatched together reach the engine as one batch).
+        self._inflight: dict[Any, list[str]] = {}
         # Control calls in flight: ref -> (slot name, "start" | "sync", version, push serial).
         self._control: dict[Any, tuple[str, str, int, int]] = {}
         self._results: deque[GroupResult] = deque()
@@ -192,6 +194,8 @@ class PoolCore:
         """Send queued groups to actors in queue order; a group that cannot go yet (only actors
         it must avoid have room) keeps its place without holding up the ones behind it."""
         waiting: deque[str] = deque()
+        chunks: dict[str, list[Job]] = {}
+        now = time.monotonic()
         while self._queue and self._has_room():
             rid = self._queue.popleft()
             job = self._jobs[rid]
@@ -200,16 +204,29 @@ class PoolCore:
                 waiting.append(rid)
                 continue
             job.attempt += 1
-            job.slot, job.dispatched_at = slot.name, time.monotonic()
-            job.ref = slot.handle.generate_group.remote(job.request)
-            self._inflight[job.ref] = job.request.request_id
-            slot.outstanding[job.request.request_id] = job.ref
+            job.slot, job.dispatched_at = slot.name, now
+            slot.outstanding[rid] = None
             slot.work += job.work
+            chunks.setdefault(slot.name, []).append(job)
         self._queue.extendleft(reversed(waiting))
+        for name, jobs in chunks.items():
+            slot = self._slots[name]
+            # One call for the whole chunk: separate calls trickle in and the first would run
+            # as a batch of its own, leaving the rest a full batch behind.
+            ref = slot.handle.generate_groups.remote([j.request for j in jobs])
+            self._inflight[ref] = [j.request.request_id for j in jobs]
+            for j in jobs:
+                j.ref = ref
+                slot.outstanding[j.request.request_id] = ref
 
     def _detach(self, job: Job) -> Slot | None:
         """Forget the job's current dispatch (the result of that dispatch is ignored from now on)."""
-        self._inflight.pop(job.ref, None)
+        rid = job.request.request_id
+        carried = self._inflight.get(job.ref)
+        if carried is not None and rid in carried:
+            carried.remove(rid)
+            if not carried:
+                del self._inflight[job.ref]
         slot = self._slots.get(job.slot or "")
         if slot is not None and slot.outstanding.pop(job.request.request_id, None) is not None:
             slot.work -= job.work
@@ -260,36 +277,44 @@ class PoolCore:
         self._reconcile()
 
     def _on_generation(self, ref: Any) -> None:
-        rid = self._inflight.get(ref)
-        job = self._jobs.get(rid) if rid is not None else None
-        if job is None or job.ref is not ref:
-            self._inflight.pop(ref, None)
+        rids = self._inflight.pop(ref, [])
+        jobs = [self._jobs[r] for r in rids if r in self._jobs and self._jobs[r].ref is ref]
+        if not jobs:
             self._counts["dropped_stale"] += 1
             return
-        slot = self._detach(job)
+        slot = self._slots.get(jobs[0].slot or "")
+        for job in jobs:
+            self._detach(job)
         try:
-            result: GroupResult = ray.get(ref, timeout=0)
+            results: list[GroupResult] = ray.get(ref, timeout=0)
         except RayActorError as exc:
-            self._retry(job, f"actor {job.slot} died: {str(exc).splitlines()[0][:200]}", death=True)
+            for job in jobs:
+                self._retry(job, f"actor {job.slot} died: {str(exc).splitlines()[0][:200]}", death=True)
             if slot is not None:
                 self._actor_died(slot, exc.__class__.__name__)
             return
         except TaskCancelledError:
-            self._retry(job, "cancelled")
+            for job in jobs:
+                self._retry(job, "cancelled")
             return
         except Exception as exc:  # the worker raised (engine failure): retry elsewhere, bounded
-            self._retry(job, f"{exc.__class__.__name__}: {str(exc).splitlines()[-1][:300]}")
+            for job in jobs:
+                self._retry(job, f"{exc.__class__.__name__}: {str(exc).splitlines()[-1][:300]}")
             if slot is not None:
                 slot.failures += 1
                 if slot.failures >= 2 * self.policy.max_attempts:
                     # Bad requests come back as results; only a broken engine raises again and again.
                     self._actor_died(slot, f"{slot.failures} engine errors in a row")
             return
+        by_id = {r.request_id: r for r in results}
         if slot is not None:
             slot.failures = 0
-            slot.finished += 1
-            slot.tokens += sum(len(s.token_ids) for s in result.samples)
-        self._deliver(result)
+        for job in jobs:
+            result = by_id[job.request.request_id]
+            if slot is not None:
+                slot.finished += 1
+                slot.tokens += sum(len(s.token_ids) for s in result.samples)
+            self._deliver(result)
 
     def _on_control(self, ref: Any, loads: dict[str, float] | None) -> None:
         name, kind, version, serial = self._control.pop(ref)
@@ -342,17 +367,19 @@ class PoolCore:
 
     def _check_timeouts(self) -> None:
         now = time.monotonic()
-        for ref, rid in list(self._inflight.items()):
-            job = self._jobs.get(rid)
-            if job is None or now - job.dispatched_at <= self.policy.request_timeout_s:
+        for ref, rids in list(self._inflight.items()):
+            jobs = [self._jobs[r] for r in rids if r in self._jobs]
+            if not jobs or now - jobs[0].dispatched_at <= self.policy.request_timeout_s:
                 continue
-            self._counts["timeouts"] += 1
-            self._detach(job)
+            self._counts["timeouts"] += len(jobs)
+            for job in jobs:
+                self._detach(job)
             try:
                 ray.cancel(ref)
             except Exception as exc:  # cancelling is best effort; the stale result is ignored anyway
-                log.debug("cancel %s: %s", rid, exc)
-            self._retry(job, f"no result within {self.policy.request_timeout_s} s on {job.slot}")
+                log.debug("cancel of %d timed-out group(s): %s", len(jobs), exc)
+            for job in jobs:
+                self._retry(job, f"no result within {self.policy.request_timeout_s} s on {job.slot}")
         for slot in list(self._slots.values()):
             if slot.state in ("starting", "syncing") and now - slot.since > self.policy.start_timeout_s:
                 self._start_failures += slot.state == "starting"

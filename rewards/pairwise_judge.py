@@ -1,0 +1,241 @@
+"""Generative pairwise judge (Keye-VL 1.5 §4.2): prompt format, verdict parser, its RL rewards, and the
+trained judge used as a model-based reward.
+
+The judge reads a request and two responses and ends with one fixed line, `Better: A` or `Better: B`,
+optionally after reasoning inside `<think>...</think>`:
+
+    <think>
+    A ends with 45. B ends with 46.
+    </think>
+    Better: A
+
+`judge_format_reward` and `judge_outcome_reward` train it with GSPO; `PairwiseJudgeReward` serves a
+trained judge (its own vLLM OpenAI-compatible server, or any endpoint) and scores a completion against
+the row's reference response.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rewards._common import THINK_CLOSE, THINK_OPEN, answer_part
+
+logger = logging.getLogger(__name__)
+
+LABELS = ("A", "B")
+THINK_INSTRUCTION = "First compare them inside <think> and </think>, then finish with one line: Better: A or Better: B."
+PLAIN_INSTRUCTION = "Finish with one line: Better: A or Better: B."
+PROMPT_TEMPLATE = (
+    "Compare two responses to the same request and decide which one is better.\n\n"
+    "Request:\n{query}\n\nResponse A:\n{a}\n\nResponse B:\n{b}\n\n{instruction}"
+)
+# "Better: A", "better: **B**", "Better response: B", "Better: Response A", "BETTER = B" ("better" in any
+# case; the letter must be a capital, so "better a lot" is not a verdict).
+_VERDICT_RE = re.compile(
+    r"(?i:\bbetter)(?:\s+(?i:response|answer|one))?\s*(?:(?i:is)\s*)?[:=]?\s*[*_\"'(\[]*\s*(?:(?i:response)\s+)?([AB])\b"
+)
+_BRACKET_RE = re.compile(r"\[\[\s*([AB])\s*\]\]")
+_LAST_LINE_RE = re.compile(r"^[*_\"'(\[\s]*(?:(?i:response)\s+)?([AB])[*_\"')\].\s]*$")
+_STRICT_LINE = r"Better: [AB]"
+_MAX_RATIONALE_ANSWER = 24
+
+
+def judge_prompt(query: str, a: str, b: str, think: bool = True) -> str:
+    """The judge's user message for request `query` and responses `a`, `b`."""
+    return PROMPT_TEMPLATE.format(query=query.strip(), a=a.strip(), b=b.strip(),
+                                  instruction=THINK_INSTRUCTION if think else PLAIN_INSTRUCTION)
+
+
+def judge_rationale(a: str, b: str) -> str:
+    """A label-free reasoning line for SFT targets: the final answer each response reaches."""
+    from rewards.math import extract_answer
+
+    def final(text: str) -> str:
+        # Answers of non-math responses can be whole sentences; the reasoning line stays short.
+        found = " ".join((extract_answer(text) or "no final answer").split())
+        return found if len(found) <= _MAX_RATIONALE_ANSWER else found[:_MAX_RATIONALE_ANSWER] + "..."
+
+    return f"A ends with {final(a)}. B ends with {final(b)}."
+
+
+def judge_target(label: str, rationale: str = "", think: bool = True) -> str:
+    """The judge's answer in the fixed format."""
+    if label not in LABELS:
+        raise ValueError(f"label must be 'A' or 'B', got {label!r}")
+    verdict = f"Better: {label}"
+    return f"{THINK_OPEN}\n{rationale.strip()}\n{THINK_CLOSE}\n{verdict}" if think else verdict
+
+
+def parse_verdict(text: str) -> str | None:
+    """'A', 'B' or None. Only the text after the reasoning block counts (an unclosed `<think>` gives
+    None). The last "Better: X"-style statement wins; then `[[X]]`; then a last line that is only the
+    letter (optionally "Response X")."""
+    answer = answer_part(text or "")
+    if answer is None:
+        return None
+    for regex in (_VERDICT_RE, _BRACKET_RE):
+        found = regex.findall(answer)
+        if found:
+            return found[-1]
+    lines = [line for line in answer.strip().splitlines() if line.strip()]
+    if lines:
+        match = _LAST_LINE_RE.match(lines[-1].strip())
+        if match:
+            return match.group(1)
+    return None
+
+
+def format_ok(completion: str, think: bool | None = True) -> bool:
+    """The completion is exactly the fixed format: `<think>reasoning</think>` (required when `think`,
+    absent when False, either when None) followed by one `Better: A|B` line."""
+    text = completion.strip()
+    with_think = re.fullmatch(rf"{re.escape(THINK_OPEN)}(.+?){re.escape(THINK_CLOSE)}\s*{_STRICT_LINE}", text, re.S)
+    if with_think and (THINK_OPEN in with_think.group(1) or not with_think.group(1).strip()):
+        with_think = None
+    plain = re.fullmatch(_STRICT_LINE, text)
+    if think is None:
+        return bool(with_think or plain)
+    return bool(with_think) if think else bool(plain)
+
+
+def judge_format_reward(prompt: str, completion: str, think: bool | None = True, **_: object) -> dict:
+    """1.0 when the judge's answer follows the fixed format (see `format_ok`)."""
+    return {"score": float(format_ok(completion, think))}
+
+
+def judge_outcome_reward(prompt: str, completion: str, label: str | None = None, **_: object) -> dict:
+    """1.0 when the judge picked the better response (`label`, the row's field); extras: `parsed` (a
+    verdict was found) and `picked_a` (position-bias monitor)."""
+    if label not in LABELS:
+        raise ValueError(f"judge_outcome_reward needs the row field 'label' ('A' or 'B'), got {label!r}")
+    verdict = parse_verdict(completion)
+    return {"score": float(verdict == label), "parsed": float(verdict is not None), "picked_a": float(verdict == "A")}
+
+
+class PairwiseJudgeReward:
+    """A trained pairwise judge as a reward: is the completion better than the row's reference?
+
+    Give `model_path` (a judge checkpoint; `setup()` starts `rlsys.serve` for it inside the reward worker
+    and stops it with the worker) or `base_url` + `model` (any OpenAI-compatible endpoint). Each sample is
+    judged against `fields[reference_field]`; with `both_orders` twice, completion as A and as B, which
+    cancels position bias: score = share of the verdicts won (0, 0.5 or 1). A sample without a reference,
+    or whose verdicts cannot be parsed, gets `fallback_score` (counted in the extras). `think` must match
+    the prompt format the judge was trained on.
+    """
+
+    def __init__(self, model_path: str | None = None, base_url: str | None = None, model: str | None = None,
+                 reference_field: str = "response", both_orders: bool = True, think: bool = True,
+                 max_tokens: int = 96, max_concurrency: int = 8, timeout_s: float = 120.0,
+                 fallback_score: float = 0.0, max_model_len: int | None = 1024, kv_cache_bytes: int = 128 << 20,
+                 api_key_env: str | None = None) -> None:
+        self.validate_static({"model_path": model_path, "base_url": base_url, "model": model})
+        self.model_path = model_path
+        self.base_url = base_url
+        self.model = model
+        self.reference_field = reference_field
+        self.both_orders = both_orders
+        self.think = think
+        self.max_tokens = max_tokens
+        self.max_concurrency = max_concurrency
+        self.timeout_s = timeout_s
+        self.fallback_score = fallback_score
+        self.max_model_len = max_model_len
+        self.kv_cache_bytes = kv_cache_bytes
+        self.api_key_env = api_key_env
+        self._server: Any = None
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def validate_static(cls, kwargs: dict) -> None:
+        path, url = kwargs.get("model_path"), kwargs.get("base_url")
+        if bool(path) == bool(url):
+            raise ValueError("give exactly one of model_path (serve a checkpoint) or base_url (an endpoint)")
+        if path and not (Path(path) / "config.json").is_file():
+            raise ValueError(f"model_path {str(path)!r} has no config.json")
+        if url and not kwargs.get("model"):
+            raise ValueError("base_url needs model (the served model name)")
+
+    def __repr__(self) -> str:
+        return f"PairwiseJudgeReward(model_path={self.model_path!r}, base_url={self.base_url!r})"
+
+    def __getstate__(self) -> dict:
+        # A copy starts its own server / client where it runs.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_server", "_client", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._server, self._client, self._lock = None, None, threading.Lock()
+
+    def setup(self) -> None:
+        """Start the server (model_path) and the client; idempotent."""
+        import os
+
+        import openai
+
+        with self._lock:
+            if self._client is not None:
+                return
+            base_url, model = self.base_url, self.model
+            if self.model_path:
+                from rlsys.serve import serve_model
+
+                self._server = serve_model(self.model_path, max_model_len=self.max_model_len,
+                                           kv_cache_bytes=self.kv_cache_bytes, dtype="float32")
+                base_url, model = self._server.base_url, self._server.model
+                logger.info("pairwise judge served at %s (up in %.1f s)", base_url, self._server.startup_s)
+            key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+            self._client = openai.OpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=self.timeout_s,
+                                         max_retries=2)
+            self._served_model = model
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        self._client = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _verdict(self, query: str, a: str, b: str) -> str | None:
+        reply = self._client.chat.completions.create(
+            model=self._served_model, messages=[{"role": "user", "content": judge_prompt(query, a, b, self.think)}],
+            temperature=0.0, max_tokens=self.max_tokens,
+        )
+        return parse_verdict(reply.choices[0].message.content or "")
+
+    def _judge(self, prompt: str, completion: str, fields: dict) -> dict:
+        reference = fields.get(self.reference_field)
+        if not isinstance(reference, str) or not reference.strip():
+            return {"score": self.fallback_score, "no_reference": 1.0, "parse_error": 0.0}
+        answer = answer_part(completion) or ""
+        wins, parsed = [], 0
+        orders = [("A", answer, reference)] + ([("B", reference, answer)] if self.both_orders else [])
+        for own, a, b in orders:
+            verdict = self._verdict(prompt, a, b)
+            parsed += verdict is not None
+            wins.append(float(verdict == own))
+        if not parsed:
+            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0}
+        return {"score": sum(wins) / len(wins), "no_reference": 0.0, "parse_error": float(parsed < len(orders))}
+
+    def score_batch(self, prompts: list[str], completions: list[str], fields_list: list[dict]) -> list[dict]:
+        """Judge many samples with at most `max_concurrency` requests in flight."""
+        if not len(prompts) == len(completions) == len(fields_list):
+            raise ValueError("prompts, completions and fields_list must have the same length")
+        self.setup()
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(self._judge, prompts, completions, fields_list))
+
+    def __call__(self, prompt: str, completion: str, **fields: object) -> dict:
+        self.setup()
+        return self._judge(prompt, completion, fields)

@@ -1,0 +1,143 @@
+"""The generative pairwise reward model (Keye-VL 1.5 §4.2), trained by SFT then RL inside the pipeline.
+
+- `judge_data`: preference pairs -> judge rows. Each pair is shown once with a seeded random order of its
+  two responses (label = the position of the chosen one); the row holds the judge prompt, the target
+  answer in the fixed format (rewards/pairwise_judge.py) and `label`. Held-out rows come from the eval
+  split (`pref_eval`), each pair in both orders. Writes `data.jsonl` and `eval.jsonl`.
+- `judge_sft`: an SFT stage on those rows (`data_from: judge_data`); `judge_rl`: a GSPO stage on the same
+  prompts with the format + outcome rewards. Both report greedy pairwise accuracy on the held-out rows:
+  `eval/judge_pair_acc` (share of judgments right), `eval/judge_pair_consistent` (pairs right in both
+  orders), `eval/judge_parse_rate`, `eval/judge_picked_a` (position bias; 0.5 is unbiased).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rewards.pairwise_judge import judge_prompt, judge_rationale, judge_target, parse_verdict
+from rlsys.controller.pipeline import DATA_FILE, EVAL_FILE, read_jsonl, write_jsonl
+from rlsys.controller.stages import StageContext
+
+log = logging.getLogger(__name__)
+
+JUDGE_SOURCE = "rlsys/judge"
+
+
+def judge_row(pair: dict, label: str, think: bool, suffix: str = "") -> dict:
+    """The judge row for a preference pair with the chosen response at position `label`."""
+    a, b = (pair["chosen"], pair["rejected"]) if label == "A" else (pair["rejected"], pair["chosen"])
+    return {
+        "id": f"judge-{pair['id']}{suffix}",
+        "data_source": JUDGE_SOURCE,
+        "task": "judge",
+        "pair_id": str(pair["id"]),
+        "prompt": judge_prompt(pair["prompt"], a, b, think),
+        "response": judge_target(label, judge_rationale(a, b) if think else "", think),
+        "label": label,
+    }
+
+
+def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = False) -> list[dict]:
+    """Judge rows from preference pairs: one seeded random order per pair, or both orders."""
+    rng = random.Random(f"judge|{seed}")
+    rows = []
+    for pair in pairs:
+        if both_orders:
+            rows += [judge_row(pair, "A", think, "-a"), judge_row(pair, "B", think, "-b")]
+        else:
+            rows.append(judge_row(pair, "A" if rng.random() < 0.5 else "B", think))
+    return rows
+
+
+def _fits(tokenizer: Any, rows: list[dict], max_tokens: int) -> list[dict]:
+    from rlsys.data.encode import encode_prompt
+
+    return [r for r in rows if len(encode_prompt(tokenizer, r)) <= max_tokens]
+
+
+def run_judge_data(ctx: StageContext) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from rlsys.controller.train_jobs import stage_rows
+
+    stage, cfg = ctx.stage, ctx.cfg
+    tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
+    pairs = stage_rows(ctx, "preference")
+    eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")
+    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think), limit)
+    held_out = _fits(tokenizer, judge_rows(eval_pairs[: cfg.eval.max_pairs], stage.seed, think, both_orders=True), limit)
+    # A pair counts in the held-out set only when both of its orders fit.
+    per_pair: dict[str, int] = {}
+    for r in held_out:
+        per_pair[r["pair_id"]] = per_pair.get(r["pair_id"], 0) + 1
+    held_out = [r for r in held_out if per_pair[r["pair_id"]] == 2]
+    write_jsonl(Path(ctx.out_dir) / DATA_FILE, train)
+    write_jsonl(Path(ctx.out_dir) / EVAL_FILE, held_out)
+    summary = {
+        "rows": len(train),
+        "dropped_long": len(pairs) - len(train),
+        "label_a_share": sum(r["label"] == "A" for r in train) / max(1, len(train)),
+        "eval_rows": len(held_out),
+        "eval_pairs": len(held_out) // 2,
+        "think": think,
+        "data_file": str(Path(ctx.out_dir) / DATA_FILE),
+    }
+    log.info("judge_data %s: %d train rows, %d held-out judgments", ctx.name, len(train), len(held_out))
+    return summary
+
+
+def judge_accuracy(rows: list[dict], texts: list[str]) -> dict[str, float]:
+    """Pairwise accuracy of judge answers `texts` to judge rows `rows` (see the module doc)."""
+    verdicts = [parse_verdict(t) for t in texts]
+    right = [v == r["label"] for v, r in zip(verdicts, rows)]
+    parsed = [v for v in verdicts if v is not None]
+    by_pair: dict[str, list[bool]] = {}
+    for r, ok in zip(rows, right):
+        by_pair.setdefault(r["pair_id"], []).append(ok)
+    n = max(1, len(rows))
+    return {
+        "eval/judge_pair_acc": sum(right) / n,
+        "eval/judge_pair_consistent": sum(all(v) for v in by_pair.values()) / max(1, len(by_pair)),
+        "eval/judge_parse_rate": len(parsed) / n,
+        "eval/judge_picked_a": sum(v == "A" for v in parsed) / max(1, len(parsed)),
+    }
+
+
+def evaluate_judge(ctx: StageContext, model_dir: str) -> dict[str, float]:
+    """Greedy judge answers on the held-out rows of the `data_from` stage, scored."""
+    from rlsys.controller.evaluate import greedy_completions
+    from rlsys.controller.pipeline import input_data_file
+
+    rows = read_jsonl(input_data_file(ctx, EVAL_FILE))
+    if not rows:
+        return {}
+    out = judge_accuracy(rows, greedy_completions(ctx.cfg, model_dir, rows))
+    log.info("judge eval %s: %s", ctx.name, {k: round(v, 3) for k, v in out.items()})
+    return out
+
+
+def run_judge_sft(ctx: StageContext) -> dict[str, Any]:
+    """SFT on the judge rows, then pairwise accuracy (the math / IF evaluation does not apply)."""
+    from rlsys.controller.train_jobs import run_sft
+
+    ctx.stage = OmegaConf.merge(ctx.stage, {"evaluate": False})
+    summary = run_sft(ctx)
+    summary["eval"] = summary.get("eval", {}) | evaluate_judge(ctx, str(Path(ctx.out_dir) / "model"))
+    return summary
+
+
+def run_judge_rl(ctx: StageContext) -> dict[str, Any]:
+    """GSPO on the judge prompts (format + outcome rewards), then pairwise accuracy."""
+    from rlsys.controller.rl import run_rl
+
+    summary = run_rl(ctx)
+    # The controller's math / IF evaluation of a judge is kept aside; the judge's own is what counts.
+    summary["policy_eval"] = summary.pop("eval", {})
+    summary["eval"] = evaluate_judge(ctx, str(Path(ctx.out_dir) / "model"))
+    return summary

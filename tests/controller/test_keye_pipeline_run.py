@@ -1,0 +1,102 @@
+"""`+exp=keye_pipeline` end to end with tiny budgets: real Ray, vLLM (rollout pool and the served judge) and
+DeepSpeed in a subprocess. The first run's alignment stage has a bad reward target: the run fails naming
+the stage; the second run, fixed, reuses every earlier stage and finishes with the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_smoke_exp import SMALL
+
+from rlsys.runtime.artifacts import DONE
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+RL_STAGES = ("rl", "rft_rl", "judge_rl", "align")
+TINY = [
+    *SMALL,
+    "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=2",
+    "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "eval.max_pairs=4",
+    *(f"stages.{s}.{k}" for s in ("pretrain", "sft") for k in ("max_steps=3", "evaluate=false", "batch_size=8")),
+    "stages.mpo.max_steps=2", "stages.mpo.batch_size=4", "stages.mpo.evaluate=false",
+    "stages.rm.max_steps=2", "stages.rm.batch_size=4", "stages.rm.length_anneal_epochs=0",
+    *(f"stages.{s}.rl.{k}" for s in RL_STAGES for k in ("steps=2", "batch_groups=4", "eval_every=0", "save_every=0")),
+    *(f"stages.{s}.rl.eval_before=false" for s in ("rl", "rft_rl")),
+    "stages.rft_sample.sample.max_rows=12", "stages.rft_sample.sample.num_samples=2",
+    "stages.rft_sft.max_steps=2", "stages.rft_sft.batch_size=8", "stages.rft_sft.evaluate=false",
+    *(f"stages.{s}.sample.{k}" for s in ("pass_before", "pass_filter") for k in ("max_rows=12", "num_samples=4")),
+    # An untrained model never solves the math: a plug-in it passes about half the time gives mixed pass
+    # rates, so the (0, 1) filter keeps some problems and drops others.
+    *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]" for s in ("pass_before", "pass_filter", "rft_rl")),
+    "stages.judge_sft.max_steps=3", "stages.judge_sft.batch_size=8",
+    "stages.judge_rl.overrides.rollout.max_tokens=16", "stages.align.overrides.rollout.max_tokens=16",
+]
+
+
+def _run(tmp: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run(
+        [sys.executable, "-m", "rlsys.run", "+exp=keye_pipeline", f"artifacts_dir={tmp / 'artifacts'}",
+         f"hydra.run.dir={run_dir}", *TINY, *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+    )
+
+
+def _summary(run: Path, stage: str) -> dict:
+    return json.loads((run / "stages" / stage / "summary.json").read_text())
+
+
+def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(tmp_path):
+    first = tmp_path / "first"
+    proc = _run(tmp_path, first, "stages.align.reward_fns=[{_target_: no_such_module.reward_fn}]")
+    assert proc.returncode != 0
+    assert "stage 'align' (rl) failed" in proc.stderr + proc.stdout
+    partial = json.loads((first / "pipeline_table.json").read_text())
+    built = [r["stage"] for r in partial["stages"]]
+    assert "align" not in built and {"rft_rl", "judge_rl", "pass_filter"} <= set(built)
+
+    run = tmp_path / "second"
+    proc = _run(tmp_path, run)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    table = json.loads((run / "pipeline_table.json").read_text())
+    status = {r["stage"]: r["status"] for r in table["stages"]}
+    assert status.pop("align") == "trained"
+    assert set(status.values()) == {"reused"}, status
+    assert set(status) >= {"pretrain", "sft", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
+                           "rft_rl", "judge_data", "judge_sft", "judge_rl"}
+    for name in ("pipeline_table.md", "pipeline_curves.png", "rl_curves.png", "constraint_rates.md"):
+        assert (run / name).is_file(), name
+
+    # Rejection sampling rewrote the whole SFT set, replacing only rows it sampled.
+    rft = _summary(run, "rft_sample")
+    rows = [json.loads(x) for x in (run / "stages" / "rft_sample" / "data.jsonl").read_text().splitlines()]
+    assert len(rows) == rft["rows"] and rft["sampled_rows"] == 12
+    assert sum(bool(r.get("rft_replaced")) for r in rows) == rft["replaced"] <= 12
+    assert rft["gold_sources"].get("joined", 0) + rft["gold_sources"].get("stored_boxed", 0) > 0
+
+    # The filter kept exactly the problems with pass rate in (0, 1), and RFT-RL trained on them.
+    kept = [json.loads(x) for x in (run / "stages" / "pass_filter" / "data.jsonl").read_text().splitlines()]
+    hist = _summary(run, "pass_filter")["pass_hist"]
+    assert len(kept) == sum(hist.values()) - hist["0/4"] - hist["4/4"] and all(0 < r["pass_rate"] < 1 for r in kept)
+    assert _summary(run, "rft_rl")["steps"] == 2
+    spec = json.loads((run / "stages" / "rft_rl" / DONE).read_text())
+    assert spec["data"] == {"from": "pass_filter"} and set(spec["inputs"]) == {"rft_sft", "pass_filter"}
+
+    # The judge: held-out pairwise accuracy after SFT and after RL; then served as align's reward.
+    for stage in ("judge_sft", "judge_rl"):
+        ev = _summary(run, stage)["eval"]
+        assert 0.0 <= ev["eval/judge_pair_acc"] <= 1.0 and "eval/judge_parse_rate" in ev
+    align = _summary(run, "align")
+    assert "eval/ifeval_all_pass" in align["eval_before"] and "eval/math_acc_tier1" in align["eval"]
+    records = [json.loads(x) for x in (run / "stages" / "align" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "train/loss" in r]
+    assert len(steps) == 2
+    assert all("reward/judge/mean" in r and "reward/rm/mean" in r for r in steps)
+    assert any(k.startswith("reward/ifeval/constraint/") for r in steps for k in r)

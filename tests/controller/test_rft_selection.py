@@ -1,0 +1,123 @@
+"""Rejection sampling and the RFT-RL filter as pure functions, and the judge's data rows."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from rewards.pairwise_judge import format_ok, parse_verdict
+from rlsys.controller.judge_rm import judge_accuracy, judge_rows
+from rlsys.controller.pipeline import pick_rows, resolve_refs, stage_refs
+from rlsys.controller.rft import (
+    attach_gold,
+    choose_replacements,
+    keep_by_pass_rate,
+    pass_rate_histogram,
+    rank_keys,
+)
+
+
+def test_a_sample_replaces_the_stored_answer_only_when_it_ranks_strictly_higher():
+    stored = [(1.0, 0.5), (1.0, 0.5), (0.0, 0.9), (1.0, 0.2), (0.5, 0.0)]
+    sampled = [
+        [(1.0, 0.4), (1.0, 0.6), None],      # tie on the verifier, better tie-break -> sample 1
+        [(1.0, 0.5), (1.0, 0.5)],            # equal -> keep the stored answer
+        [(0.0, 0.95), (1.0, 0.1)],           # the verifier outranks any tie-break score -> sample 1
+        [(0.0, 0.99), (0.9, 0.99)],          # every sample verifies worse -> keep
+        [None, None],                        # truncated / failed samples never win
+    ]
+    assert choose_replacements(stored, sampled) == [1, None, 1, None, None]
+
+
+def test_replacement_picks_the_first_of_equally_good_samples_and_checks_lengths():
+    assert choose_replacements([(0.0, 0.0)], [[(1.0, 0.0), (1.0, 0.0)]]) == [0]
+    with pytest.raises(ValueError, match="2 stored answers but 1 sample lists"):
+        choose_replacements([(0.0, 0.0), (0.0, 0.0)], [[(1.0, 0.0)]])
+
+
+def test_rank_keys_move_tie_break_entries_out_of_the_combined_score():
+    weights = {"math": 1.0, "rm": 0.5}
+    extras = [{"math": 1.0, "rm": 0.8, "correct": True}, {"math": 0.0, "rm/error": "timeout", "rm": 0.0}]
+    keys = rank_keys([1.4, 0.0], extras, weights, ["rm"])
+    assert keys[0] == pytest.approx((1.0, 0.4))
+    assert keys[1] == pytest.approx((0.0, 0.0))
+    assert rank_keys([1.4], extras[:1], weights, []) == [(1.4, 0.0)]
+
+
+def test_pass_rate_filter_keeps_only_the_open_interval_by_default():
+    rates = [0.0, 0.125, 1.0, 0.5, 0.875, 0.2, 0.8]
+    assert keep_by_pass_rate(rates, 0.0, 1.0, inclusive=False) == [1, 3, 4, 5, 6]
+    assert keep_by_pass_rate(rates, 0.2, 0.8, inclusive=True) == [3, 5, 6]
+    assert pass_rate_histogram([0, 0, 3, 8], 8) == {f"{c}/8": {0: 2, 3: 1, 8: 1}.get(c, 0) for c in range(9)}
+
+
+def test_gold_answers_are_joined_by_id_or_taken_from_the_stored_solution():
+    index = {"ifeval-train-000001": {"constraints": [{"type": "no_commas", "params": {}}]},
+             "Write JSON.": {"format": "json"}}
+    rows = [
+        {"id": "sft-ifeval-train-000001", "task": "ifeval", "prompt": "p", "response": "r"},
+        {"id": "sft-x", "task": "format", "prompt": "Write JSON.", "response": "{}"},
+        {"id": "sft-math-1", "task": "math", "prompt": "2+3?", "response": "2 + 3 = 5.\nThe answer is \\boxed{5}."},
+        {"id": "u-1", "task": "math", "prompt": "1+1?", "response": "two", "answer": "2"},
+        {"id": "u-2", "task": "generic", "prompt": "Say hi.", "response": "hi"},
+    ]
+    counts = attach_gold(rows, index)
+    assert rows[0]["constraints"][0]["type"] == "no_commas" and rows[1]["format"] == "json"
+    assert rows[2]["answer"] == "5" and rows[3]["answer"] == "2" and "answer" not in rows[4]
+    assert counts == Counter(joined=2, stored_boxed=1, own=1, none=1)
+
+
+def test_row_choice_and_stage_references():
+    assert pick_rows(5, 0, 1) == [0, 1, 2, 3, 4]
+    chosen = pick_rows(100, 10, 7)
+    assert chosen == sorted(chosen) and len(set(chosen)) == 10 and chosen == pick_rows(100, 10, 7)
+    fns = [{"_target_": "reward_model", "kwargs": {"model_path": "stage:rm", "note": "stage: not a ref"}}]
+    assert stage_refs(fns) == ["rm"]
+    assert resolve_refs(fns, {"rm": "/a/rm/model"})[0]["kwargs"] == {"model_path": "/a/rm/model", "note": "stage: not a ref"}
+
+
+PAIRS = [{"id": f"p{i}", "prompt": f"What is {i} + 1?", "chosen": f"The answer is \\boxed{{{i + 1}}}.",
+          "rejected": f"The answer is \\boxed{{{i + 2}}}."} for i in range(200)]
+
+
+def test_judge_rows_put_the_chosen_response_at_the_label_in_a_seeded_random_order():
+    rows = judge_rows(PAIRS, seed=3, think=True)
+    assert rows == judge_rows(PAIRS, seed=3, think=True)
+    assert [r["label"] for r in rows] != [r["label"] for r in judge_rows(PAIRS, seed=4, think=True)]
+    assert 0.35 < sum(r["label"] == "A" for r in rows) / len(rows) < 0.65
+    for pair, row in zip(PAIRS, rows):
+        a_part = row["prompt"].split("Response A:\n")[1].split("\n\nResponse B:")[0]
+        assert a_part == (pair["chosen"] if row["label"] == "A" else pair["rejected"])
+        assert parse_verdict(row["response"]) == row["label"] and format_ok(row["response"], think=True)
+        # The reasoning names both final answers but not which one is right.
+        assert f"A ends with {a_part.split('{')[1].rstrip('}.')}" in row["response"]
+    both = judge_rows(PAIRS[:3], seed=0, think=False, both_orders=True)
+    assert [r["label"] for r in both] == ["A", "B"] * 3 and all(format_ok(r["response"], think=False) for r in both)
+
+
+def test_judge_accuracy_counts_judgments_pairs_parses_and_position_bias():
+    rows = judge_rows(PAIRS[:2], seed=0, think=False, both_orders=True)
+    texts = ["Better: A", "Better: A", "Better: A", "no idea"]
+    acc = judge_accuracy(rows, texts)
+    assert acc["eval/judge_pair_acc"] == 0.5
+    assert acc["eval/judge_pair_consistent"] == 0.0
+    assert acc["eval/judge_parse_rate"] == 0.75
+    assert acc["eval/judge_picked_a"] == 1.0
+
+
+def test_problem_sampler_never_repeats_a_problem_within_one_take():
+    from rlsys.controller.rl_state import ProblemSampler
+
+    # RFT-RL trains on the filtered problems: small sets whose takes cross epoch boundaries.
+    sampler = ProblemSampler(n=5, seed=0)
+    seen = []
+    for _ in range(40):
+        take = sampler.take(3)
+        assert len(take) == 3 and len(set(take)) == 3
+        seen += take
+    assert set(seen) == set(range(5))
+    assert sorted(ProblemSampler(n=5, seed=1).take(9)) == [0, 1, 2, 3, 4]
+    assert ProblemSampler(n=0, seed=0).take(4) == []
+    fresh, again = ProblemSampler(n=50, seed=2), ProblemSampler(n=50, seed=2)
+    assert fresh.take(7) == again.take(7) and fresh.state_dict() == again.state_dict() == {"epoch": 0, "index": 7}

@@ -1,0 +1,146 @@
+"""The stage runner as a pipeline: order, artifacts passed along, cache reuse, data files between stages,
+`stage:<name>` references, per-stage overrides, equal-wall budgets, and resuming after a failed stage.
+
+The stage kinds here are stand-ins (no Ray, no training) so the runner's own behaviour is what is tested;
+the real kinds run end to end in test_keye_pipeline_run.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from rlsys.config.schema import Config
+from rlsys.controller import stages
+from rlsys.controller.pipeline import DATA_FILE, write_jsonl
+from rlsys.controller.stages import StageFailed
+
+CALLS: list[dict] = []
+
+
+def _write_model(ctx) -> dict:
+    model = Path(ctx.out_dir) / "model"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"from": ctx.input_model, "stage": ctx.name}))
+    return {"eval": {"eval/math_acc": 0.25, "eval/math_acc_tier1": 0.5}}
+
+
+def fake_model(ctx) -> dict:
+    """A "training" stage: its model records the model it started from."""
+    CALLS.append({"stage": ctx.name, "input": ctx.input_model, "max_tokens": ctx.cfg.rollout.max_tokens})
+    return _write_model(ctx)
+
+
+def fake_data(ctx) -> dict:
+    """A data stage: SFT rows tagged with the stage's seed."""
+    rows = [{"id": f"r{i}", "prompt": f"q{i}", "response": f"seed {ctx.stage.seed} answer {i}"} for i in range(3)]
+    write_jsonl(Path(ctx.out_dir) / DATA_FILE, rows)
+    CALLS.append({"stage": ctx.name, "input": ctx.input_model})
+    return {"rows": len(rows)}
+
+
+def fake_consume(ctx) -> dict:
+    """Reads its rows through `data_from`, loads its reward entries (a bad target fails here)."""
+    from rlsys.controller.train_jobs import stage_rows
+    from rlsys.reward.plugins import load_reward_fns
+
+    rows = stage_rows(ctx, "sft")
+    specs = load_reward_fns(OmegaConf.to_container(ctx.stage.reward_fns), f"stages.{ctx.name}.reward_fns")
+    CALLS.append({"stage": ctx.name, "input": ctx.input_model, "rows": [r["response"] for r in rows],
+                  "reward_kwargs": [s.kwargs for s in specs], "max_tokens": ctx.cfg.rollout.max_tokens,
+                  "max_wall_s": ctx.stage.rl.max_wall_s})
+    return _write_model(ctx)
+
+
+KINDS = {"fake_model": f"{__name__}:fake_model", "fake_data": f"{__name__}:fake_data",
+         "fake_consume": f"{__name__}:fake_consume"}
+
+
+@pytest.fixture
+def make_cfg(tmp_path, monkeypatch):
+    monkeypatch.setattr(stages, "STAGE_KINDS", {**stages.STAGE_KINDS, **KINDS})
+    monkeypatch.setattr("rlsys.controller.builders.start_ray", lambda cfg: {})
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text("{}")
+    CALLS.clear()
+
+    def make(run: str, consume_fns: list, data_seed: int = 0):
+        cfg = OmegaConf.structured(Config)
+        cfg.model.path = str(base)
+        cfg.artifacts_dir = str(tmp_path / "artifacts")
+        cfg.run_dir = str(tmp_path / run)
+        cfg.logging.plots = False
+        cfg.pipeline = ["a", "d", "c"]
+        return OmegaConf.merge(cfg, {"stages": {
+            "a": {"kind": "fake_model"},
+            "rm": {"kind": "fake_model", "input": "a"},
+            "d": {"kind": "fake_data", "input": "a", "seed": data_seed},
+            "c": {"kind": "fake_consume", "input": "a", "data_from": "d", "reward_fns": consume_fns,
+                  "overrides": {"rollout": {"max_tokens": 7}}, "match_wall": ["a", "d"]},
+        }})
+
+    return make
+
+
+GOOD = [{"_target_": "rewards.length.length_penalty", "kwargs": {"max_len": 64, "buffer": 8}},
+        {"_target_": "reward_model", "kwargs": {"model_path": "stage:rm"}}]
+BAD = [{"_target_": "no_such_module.reward_fn"}]
+
+
+def test_stages_run_in_order_pass_artifacts_and_data_and_resume_after_failure(make_cfg, tmp_path):
+    with pytest.raises(StageFailed, match=r"stage 'c' \(fake_consume\) failed: RewardConfigError.*no_such_module"):
+        stages.run(make_cfg("run1", BAD))
+    # The bad entry names no other stage, so c depends on a and d only.
+    assert [c["stage"] for c in CALLS] == ["a", "d"]
+    partial = (tmp_path / "run1" / "pipeline_table.md").read_text()
+    assert "| a | fake_model | trained" in partial and "| c |" not in partial
+
+    CALLS.clear()
+    results = stages.run(make_cfg("run2", GOOD))
+    assert [c["stage"] for c in CALLS] == ["rm", "c"], "a and d must be reused after the failure"
+    assert list(results) == ["a", "d", "rm", "c"]
+    assert results["a"].reused and results["d"].reused and not results["c"].reused
+    consume = CALLS[-1]
+    assert consume["input"] == results["a"].model_dir
+    assert consume["rows"] == [f"seed 0 answer {i}" for i in range(3)]
+    assert consume["reward_kwargs"][1]["model_path"] == results["rm"].model_dir
+    assert consume["max_tokens"] == 7
+    wall = sum(float(results[n].summary["wall_s"]) for n in ("a", "d"))
+    assert consume["max_wall_s"] == pytest.approx(wall)
+    assert json.loads((Path(results["c"].model_dir) / "config.json").read_text())["from"] == results["a"].model_dir
+
+    table = json.loads((tmp_path / "run2" / "pipeline_table.json").read_text())
+    assert [r["stage"] for r in table["stages"]] == ["a", "d", "rm", "c"]
+    assert [r["status"] for r in table["stages"]] == ["reused", "reused", "trained", "trained"]
+    assert table["stages"][0]["eval/math_acc_tier1"] == 0.5
+    assert (tmp_path / "run2" / "stages" / "c").resolve() == Path(results["c"].path).resolve()
+
+    CALLS.clear()
+    again = stages.run(make_cfg("run3", GOOD))
+    assert CALLS == [] and all(r.reused for r in again.values())
+
+    # New data content -> the consumer's cache key changes too; the model stages stay cached.
+    CALLS.clear()
+    stages.run(make_cfg("run4", GOOD, data_seed=1))
+    assert [c["stage"] for c in CALLS] == ["d", "c"]
+    assert CALLS[-1]["rows"] == [f"seed 1 answer {i}" for i in range(3)]
+
+
+def test_dependencies_cover_data_refs_and_wall_matches(make_cfg):
+    cfg = make_cfg("run", GOOD)
+    assert stages.dependencies(cfg.stages.c) == ["a", "d", "rm"]
+
+
+def test_bad_overrides_and_missing_data_file_name_the_stage(make_cfg):
+    cfg = make_cfg("run", GOOD)
+    cfg.stages.c.overrides = {"rollout": {"no_such_key": 1}}
+    with pytest.raises(StageFailed, match=r"stages\.c\.overrides"):
+        stages.run(cfg)
+    cfg = make_cfg("run-b", GOOD)
+    cfg.stages.c.data_from = "rm"
+    with pytest.raises(StageFailed, match=r"stages\.c\.data_from' = 'rm': that stage wrote no data.jsonl"):
+        stages.run(cfg)

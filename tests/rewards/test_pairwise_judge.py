@@ -1,0 +1,134 @@
+"""The pairwise judge's fixed format, its verdict parser, its RL rewards, and the judge as a reward over an
+OpenAI-compatible endpoint (a stdlib stand-in server that prefers the response containing "good")."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from rewards.pairwise_judge import (
+    PairwiseJudgeReward,
+    format_ok,
+    judge_format_reward,
+    judge_outcome_reward,
+    judge_prompt,
+    judge_target,
+    parse_verdict,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        ("Better: A", "A"),
+        ("<think>\nA ends with 4. B ends with 5.\n</think>\nBetter: B", "B"),
+        ("better: **B**", "B"),
+        ("Better response: A.", "A"),
+        ("The better one is: Response B", "B"),
+        ("BETTER = A", "A"),
+        ("Better: A\nOn reflection, Better: B", "B"),
+        ("[[A]]", "A"),
+        ("I compared them.\nB", "B"),
+        ("I compared them.\n**Response A**", "A"),
+        ("<think>Better: A", None),
+        ("<think>Better: A</think>\nI cannot tell.", None),
+        ("It would be better a lot of the time.", None),
+        ("", None),
+    ],
+)
+def test_parse_verdict(text, verdict):
+    assert parse_verdict(text) == verdict
+
+
+def test_fixed_format_is_checked_strictly():
+    assert format_ok("<think>\nA ends with 4.\n</think>\nBetter: A", think=True)
+    assert not format_ok("<think>\nA ends with 4.\n</think>\nBetter: A", think=False)
+    assert format_ok("Better: B", think=False) and not format_ok("Better: B", think=True)
+    assert format_ok("Better: B", think=None) and format_ok("<think>x</think>Better: A", think=None)
+    for bad in ("Better: C", "better: A", "Better: A because", "<think></think>\nBetter: A",
+                "<think>a<think>b</think>Better: A", "Better: A\nBetter: B"):
+        assert not format_ok(bad, think=None), bad
+    assert judge_format_reward("p", "Better: A", think=False) == {"score": 1.0}
+
+
+def test_outcome_reward_scores_the_pick_against_the_label():
+    assert judge_outcome_reward("p", "<think>x</think>\nBetter: B", label="B") == {
+        "score": 1.0, "parsed": 1.0, "picked_a": 0.0}
+    assert judge_outcome_reward("p", "Better: A", label="B")["score"] == 0.0
+    assert judge_outcome_reward("p", "no verdict", label="A") == {"score": 0.0, "parsed": 0.0, "picked_a": 0.0}
+    with pytest.raises(ValueError, match="row field 'label'"):
+        judge_outcome_reward("p", "Better: A")
+
+
+def test_targets_round_trip_and_prompt_holds_both_responses():
+    for think in (True, False):
+        for label in ("A", "B"):
+            target = judge_target(label, "A ends with 1. B ends with 2.", think)
+            assert parse_verdict(target) == label and format_ok(target, think)
+    prompt = judge_prompt("What is 2 + 2?", "four", "five", think=False)
+    assert prompt.index("Response A:\nfour") < prompt.index("Response B:\nfive")
+    assert prompt.endswith("Finish with one line: Better: A or Better: B.")
+    with pytest.raises(ValueError):
+        judge_target("C")
+
+
+class _Judge(BaseHTTPRequestHandler):
+    """Answers /v1/chat/completions: prefers the response that contains "good", else says A."""
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = body["messages"][-1]["content"]
+        a = text.split("Response A:\n")[1].split("\n\nResponse B:")[0]
+        verdict = "garbled" if "unparseable" in text else ("Better: A" if "good" in a else
+                                                          "Better: B" if "good" in text.split("Response B:")[1] else "Better: A")
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": f"<think>ok</think>\n{verdict}"}}],
+                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def judge_url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_served_judge_scores_completions_against_the_reference_in_both_orders(judge_url):
+    reward = PairwiseJudgeReward(base_url=judge_url, model="judge", think=True)
+    out = reward.score_batch(
+        ["q1", "q2", "q3", "q4", "q5"],
+        ["a good answer", "a weak answer", "<think>hmm</think>also weak", "unparseable", "anything"],
+        [{"response": "a weak reference"}, {"response": "a good reference"}, {"response": "weak too"},
+         {"response": "r"}, {}],
+    )
+    assert out[0]["score"] == 1.0          # judged better as A and as B
+    assert out[1]["score"] == 0.0          # the reference wins both orders
+    assert out[2]["score"] == 0.5          # no preference: the stand-in says A both times
+    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0}
+    assert out[4] == {"score": 0.0, "no_reference": 1.0, "parse_error": 0.0}
+    single = PairwiseJudgeReward(base_url=judge_url, model="judge", both_orders=False)
+    assert single("q", "a good answer", response="plain")["score"] == 1.0
+
+
+def test_judge_settings_are_checked_before_anything_starts(tmp_path):
+    with pytest.raises(ValueError, match="exactly one of model_path"):
+        PairwiseJudgeReward()
+    with pytest.raises(ValueError, match="has no config.json"):
+        PairwiseJudgeReward.validate_static({"model_path": str(tmp_path)})
+    with pytest.raises(ValueError, match="needs model"):
+        PairwiseJudgeReward(base_url="http://127.0.0.1:1/v1")
