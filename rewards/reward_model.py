@@ -123,10 +123,13 @@ class RewardModelReward:
         """The conversation as the reward model reads it."""
         if self._tokenizer is None:
             self.setup()
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+        messages = [{"role": "user", "content": prompt}]
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
-        return self._tokenizer.apply_chat_template(messages, tokenize=False)
+        # Exactly what `+exp=rm` trains on (rlsys.data.encode.encode_response): the prompt with the
+        # assistant turn opened, the answer, then the end-of-turn token, whose position is scored.
+        opened = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return opened + completion + self._tokenizer.eos_token
 
     def raw_scores(self, prompts: list[str], completions: list[str]) -> list[float]:
         """The model's logit per (prompt, completion), in input order."""

@@ -131,6 +131,15 @@ class HFGenerate:
         return (out.shape[1] - ids.shape[1]) * out.shape[0]
 
 
+def wait_quiet(max_load: float | None, max_wait_s: float = 1800.0) -> float:
+    """Wait (bounded) until the 1-minute load average drops below `max_load`: on a machine shared
+    with other jobs, a run that starts under heavy load measures the other jobs."""
+    started = time.monotonic()
+    while max_load is not None and os.getloadavg()[0] > max_load and time.monotonic() - started < max_wait_s:
+        time.sleep(10)
+    return os.getloadavg()[0]
+
+
 def new_pool(model_dir: str, actors: int, cpus: float, **kw: Any) -> RolloutPool:
     return RolloutPool(model_dir, worker_kwargs=ENGINE, num_actors=actors, actor_cls=FixedLengthWorker,
                        resources=ActorResources(num_cpus=cpus), policy=PoolPolicy(max_actors=max(actors, 1),
@@ -192,7 +201,7 @@ def bench_vs_hf(model_dir: str, args: argparse.Namespace) -> dict:
             med = {k: statistics.median(v) for k, v in rows.items()}
             out[label] = {"tokens": want, "vllm_tokens_per_s": med["vllm"], "hf_tokens_per_s": med["hf"],
                           "speedup": med["vllm"] / med["hf"], "speedup_cpu": med["vllm_cpu"] / med["hf_cpu"],
-                          "runs": rows}
+                          "loadavg_1m_after": os.getloadavg()[0], "runs": rows}
             print(label, json.dumps({k: round(v, 2) for k, v in out[label].items() if k != "runs"}), flush=True)
     return out
 
@@ -267,12 +276,25 @@ def train_rate(model_dir: str, seqs: int, length: int, threads: int) -> float:
     return rates[-1]
 
 
+def train_rate_isolated(model_dir: str, seqs: int, length: int, threads: int) -> float:
+    """`train_rate` in a child process: the ~100M model needs GBs for a step, and an OOM kill
+    there should be reported, not take the whole benchmark down."""
+    import subprocess
+
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_rollout as b; "
+            f"print(b.train_rate({model_dir!r}, {seqs}, {length}, {threads}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"train-rate probe exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
 def step_share(sync: dict, model_dir: str, prompts: int, n: int, prompt_len: int, gen_len: int, threads: int) -> dict:
     """An RL step = rollout + train + sync; rollout and train from measured rates on this machine."""
     tokens_rollout = prompts * n * gen_len
     rollout_s = tokens_rollout / sync["vllm_tokens_per_s"]
     tokens_train = prompts * n * (prompt_len + gen_len)
-    train_s = tokens_train / train_rate(model_dir, 8, prompt_len + gen_len, threads)
+    train_s = tokens_train / train_rate_isolated(model_dir, 4, prompt_len + gen_len, threads)
     sync_s = sync["median_total_s"]
     step = rollout_s + train_s + sync_s
     return {"step": f"{prompts} prompts x n={n}, {prompt_len}+{gen_len} tokens", "rollout_s": rollout_s,
@@ -292,6 +314,8 @@ def main() -> int:
     ap.add_argument("--skip-100m", action="store_true")
     ap.add_argument("--only", choices=["hf", "pool", "sync"], default=None)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--quiet-load", type=float, default=None,
+                    help="before each section, wait (up to 30 min) until the 1-min load average is below this")
     args = ap.parse_args()
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -300,10 +324,13 @@ def main() -> int:
     report: dict[str, Any] = {"machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}",
                               "loadavg_start": os.getloadavg()}
     if args.only in (None, "hf"):
+        report["load_before_hf"] = wait_quiet(args.quiet_load)
         report["vllm_vs_hf"] = bench_vs_hf(default_dir, args)
     if args.only in (None, "pool"):
+        report["load_before_pool"] = wait_quiet(args.quiet_load)
         report["pool"] = bench_pool(default_dir, args)
     if args.only in (None, "sync"):
+        report["load_before_sync"] = wait_quiet(args.quiet_load)
         sync = {"default": bench_sync(default_dir, "default (tiny)", 64 << 20, 3)}
         sync["default"]["step"] = step_share(sync["default"], default_dir, 64, 8, 64, 256, 1)
         if not args.skip_100m:

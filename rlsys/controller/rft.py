@@ -42,6 +42,7 @@ GOLD_FIELDS = ("answer", "constraints", "format")
 # Suite splits whose rows hold the gold fields of the SFT rows derived from them.
 GOLD_SPLITS = ("ifeval_train", "format_train", "math_train")
 _EXAMPLES = 50
+KEY_DECIMALS = 4
 
 RankKey = tuple[float, float]
 
@@ -69,11 +70,12 @@ def choose_replacements(stored: Sequence[RankKey], sampled: Sequence[Sequence[Ra
 def rank_keys(scores: Sequence[float], extras: Sequence[dict], weights: dict[str, float],
               tie_break: Sequence[str]) -> list[RankKey]:
     """(primary, tie-break) per sample: the tie-break entries' weighted scores are moved out of the
-    combined score into the second element."""
+    combined score into the second element. Both are rounded to `KEY_DECIMALS`: float noise (the
+    subtraction, a model's batch-dependent logits) must not make an answer "strictly better"."""
     keys = []
     for score, extra in zip(scores, extras):
         second = sum(weights[name] * float(extra[name]) for name in tie_break if isinstance(extra.get(name), float))
-        keys.append((score - second, second))
+        keys.append((round(score - second, KEY_DECIMALS), round(second, KEY_DECIMALS)))
     return keys
 
 
@@ -177,7 +179,9 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
         if s_i < 0:
             stored[j] = key
         else:
-            usable = results[j].samples[s_i].finish_reason != "length" and results[j].samples[s_i].text.strip()
+            sample = results[j].samples[s_i]
+            # A truncated, empty or word-for-word copy of the stored answer is no replacement.
+            usable = sample.finish_reason != "length" and sample.text.strip() and sample.text.strip() != picked[j]["response"].strip()
             sampled[j][s_i] = key if usable else None
     choice = choose_replacements(stored, sampled)
 
@@ -206,6 +210,8 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
         "samples_per_row": k,
         "failed_requests": sum(not r.ok for r in results),
         "truncated_samples": sum(s.finish_reason == "length" for r in results for s in r.samples),
+        "copies_of_stored": sum(s.text.strip() == row["response"].strip()
+                                for row, r in zip(picked, results) for s in r.samples),
         "replaced": n_replaced,
         "replaced_share": n_replaced / max(1, len(picked)),
         "replaced_by_task": dict(replaced),

@@ -43,6 +43,9 @@ def test_rank_keys_move_tie_break_entries_out_of_the_combined_score():
     assert keys[0] == pytest.approx((1.0, 0.4))
     assert keys[1] == pytest.approx((0.0, 0.0))
     assert rank_keys([1.4], extras[:1], weights, []) == [(1.4, 0.0)]
+    # Float noise (the subtraction, batch-dependent model scores) never makes an answer strictly better.
+    noisy = rank_keys([1.0 + 0.17751794, 1.0 + 0.17751791], [{"rm": 0.17751794}, {"rm": 0.17751791}], {"rm": 1.0}, ["rm"])
+    assert noisy[0] == noisy[1] and choose_replacements([noisy[0]], [[noisy[1]]]) == [None]
 
 
 def test_pass_rate_filter_keeps_only_the_open_interval_by_default():
@@ -121,3 +124,17 @@ def test_problem_sampler_never_repeats_a_problem_within_one_take():
     assert ProblemSampler(n=0, seed=0).take(4) == []
     fresh, again = ProblemSampler(n=50, seed=2), ProblemSampler(n=50, seed=2)
     assert fresh.take(7) == again.take(7) and fresh.state_dict() == again.state_dict() == {"epoch": 0, "index": 7}
+
+
+def test_arithmetic_steps_checks_every_written_equation():
+    from rlsys.controller.rft_rewards import arithmetic_steps, check_equations
+
+    right = "Ones: 9 + 4 = 13, write 3, carry 1.\nTens: 3 + 2 + 1 = 6.\nSo 39 + 24 = 63.\n2 * 68 = 68 * 2.\nThe answer is \\boxed{63}."
+    assert check_equations(right) == (4, 0) and arithmetic_steps("p", right)["score"] == 1.0
+    slipped = right.replace("3 + 2 + 1 = 6", "3 + 2 + 1 = 7")
+    assert arithmetic_steps("p", slipped) == {"score": 0.0, "equations": 4.0, "wrong_equations": 1.0}
+    # Not integer equations: a variable's coefficient, decimals; an exact division is fine, an inexact one is not.
+    assert check_equations("x / 6 + 14 = 19. Then 1.5 + 2 = 3.5.") == (0, 0)
+    assert check_equations("84 / 4 = 21 and 9 / 2 = 4.") == (2, 1)
+    assert arithmetic_steps("p", "<think>1 + 1 = 3</think>The answer is 2.")["score"] == 1.0
+    assert arithmetic_steps("p", "<think>unfinished 1 + 1 = 2")["score"] == 0.0
