@@ -10,7 +10,15 @@ import yaml
 from rlsys.reward.manager import RewardManager
 from rlsys.reward.plugins import load_reward_fns
 
-SECTION = Path(__file__).resolve().parents[2] / "docs" / "README_rewards_section.md"
+SECTION = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _section() -> str:
+    """The README's "Custom rewards" section, up to the next heading of the same level."""
+    text = SECTION.read_text()
+    start = text.index("## Custom rewards")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
 
 
 def _block(text: str, lang: str) -> str:
@@ -20,7 +28,7 @@ def _block(text: str, lang: str) -> str:
 
 
 def test_readme_plugin_loads_from_one_config_line_and_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = SECTION.read_text()
+    text = _section()
     (tmp_path / "my_rewards.py").write_text(_block(text, "python"))
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "my_rewards", raising=False)
