@@ -5,7 +5,7 @@ The judge reads a request and two responses and ends with one fixed line, `Bette
 optionally after reasoning inside `<think>...</think>`:
 
     <think>
-    A ends with 45. B ends with 46.
+    A ends with 45. B ends with 46. A: steps hold. B: 7 + 5 = 13 is wrong.
     </think>
     Better: A
 
@@ -42,25 +42,12 @@ _VERDICT_RE = re.compile(
 _BRACKET_RE = re.compile(r"\[\[\s*([AB])\s*\]\]")
 _LAST_LINE_RE = re.compile(r"^[*_\"'(\[\s]*(?:(?i:response)\s+)?([AB])[*_\"')\].\s]*$")
 _STRICT_LINE = r"Better: [AB]"
-_MAX_RATIONALE_ANSWER = 24
 
 
 def judge_prompt(query: str, a: str, b: str, think: bool = True) -> str:
     """The judge's user message for request `query` and responses `a`, `b`."""
     return PROMPT_TEMPLATE.format(query=query.strip(), a=a.strip(), b=b.strip(),
                                   instruction=THINK_INSTRUCTION if think else PLAIN_INSTRUCTION)
-
-
-def judge_rationale(a: str, b: str) -> str:
-    """A label-free reasoning line for SFT targets: the final answer each response reaches."""
-    from rewards.math import extract_answer
-
-    def final(text: str) -> str:
-        # Answers of non-math responses can be whole sentences; the reasoning line stays short.
-        found = " ".join((extract_answer(text) or "no final answer").split())
-        return found if len(found) <= _MAX_RATIONALE_ANSWER else found[:_MAX_RATIONALE_ANSWER] + "..."
-
-    return f"A ends with {final(a)}. B ends with {final(b)}."
 
 
 def judge_target(label: str, rationale: str = "", think: bool = True) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlsys.data.tasks.suite import SuiteSpec
+
 
 @dataclass
 class TinyModelConfig:
@@ -48,21 +50,9 @@ class ModelConfig:
     trust_remote_code: bool = False
 
 
-@dataclass
-class SuiteConfig:
-    """Size of the procedurally generated task suite (the embedded default data)."""
-
-    seed: int = 1234
-    n_train_per_tier: int = 4000
-    n_eval_per_tier: int = 200
-    n_if_train: int = 1000
-    n_if_eval: int = 100
-    n_pref_train: int = 2000
-    n_pref_eval: int = 200
-    n_pretrain_docs: int = 20000
-    n_format_train: int = 200
-    n_format_eval: int = 40
-    format: str = "jsonl"
+# The task suite's sizes and seed: the data module's own documented dataclass, used as the
+# config section so the two never drift apart.
+SuiteConfig = SuiteSpec
 
 
 @dataclass

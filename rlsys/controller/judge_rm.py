@@ -2,7 +2,8 @@
 
 - `judge_data`: preference pairs -> judge rows. Each pair is shown once with a seeded random order of its
   two responses (label = the position of the chosen one); the row holds the judge prompt, the target
-  answer in the fixed format (rewards/pairwise_judge.py) and `label`. Held-out rows come from the eval
+  answer in the fixed format (rewards/pairwise_judge.py; the reasoning names both final answers and
+  each response's first false arithmetic step) and `label`. Held-out rows come from the eval
   split (`pref_eval`), each pair in both orders. Writes `data.jsonl` and `eval.jsonl`.
 - `judge_sft`: an SFT stage on those rows (`data_from: judge_data`); `judge_rl`: a GSPO stage on the same
   prompts with the format + outcome rewards. Both report greedy pairwise accuracy on the held-out rows:
@@ -19,13 +20,33 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rewards.pairwise_judge import judge_prompt, judge_rationale, judge_target, parse_verdict
+from rewards.pairwise_judge import judge_prompt, judge_target, parse_verdict
 from rlsys.controller.pipeline import DATA_FILE, EVAL_FILE, read_jsonl, write_jsonl
 from rlsys.controller.stages import StageContext
 
 log = logging.getLogger(__name__)
 
 JUDGE_SOURCE = "rlsys/judge"
+_MAX_ANSWER_CHARS = 24
+
+
+def judge_rationale(a: str, b: str) -> str:
+    """The reasoning an SFT target gives before its verdict, without naming the better response: the
+    final answer each response reaches and, for each, its first false arithmetic step (a rule check
+    standing in for a stronger model's reasoning, as Keye distils its judge's)."""
+    from rewards.math import extract_answer
+    from rlsys.controller.rft_rewards import first_wrong_equation
+
+    def final(text: str) -> str:
+        # Answers of non-math responses can be whole sentences; the reasoning line stays short.
+        found = " ".join((extract_answer(text) or "no final answer").split())
+        return found if len(found) <= _MAX_ANSWER_CHARS else found[:_MAX_ANSWER_CHARS] + "..."
+
+    def steps(label: str, text: str) -> str:
+        wrong = first_wrong_equation(text)
+        return f"{label}: {wrong} is wrong." if wrong else f"{label}: steps hold."
+
+    return f"A ends with {final(a)}. B ends with {final(b)}. {steps('A', a)} {steps('B', b)}"
 
 
 def judge_row(pair: dict, label: str, think: bool, suffix: str = "") -> dict:

@@ -41,17 +41,25 @@ def _value(node: ast.AST) -> float:
     raise ValueError(f"not an arithmetic expression: {ast.dump(node)}")
 
 
+def _holds(left: str, right: str) -> bool:
+    try:
+        return abs(_value(ast.parse(left, mode="eval").body) - _value(ast.parse(right, mode="eval").body)) < 1e-9
+    except (ValueError, ZeroDivisionError, SyntaxError):
+        return False
+
+
 def check_equations(text: str) -> tuple[int, int]:
     """(equations found, equations that are false) in `text`."""
-    found = wrong = 0
-    for expr, result in _EQUATION_RE.findall(text):
-        found += 1
-        try:
-            ok = abs(_value(ast.parse(expr, mode="eval").body) - _value(ast.parse(result, mode="eval").body)) < 1e-9
-        except (ValueError, ZeroDivisionError, SyntaxError):
-            ok = False
-        wrong += not ok
-    return found, wrong
+    results = [_holds(left, right) for left, right in _EQUATION_RE.findall(text)]
+    return len(results), results.count(False)
+
+
+def first_wrong_equation(text: str) -> str | None:
+    """The first false equation in `text` as "left = right" (single spaces), or None."""
+    for left, right in _EQUATION_RE.findall(text):
+        if not _holds(left, right):
+            return " ".join(f"{left} = {right}".split())
+    return None
 
 
 def arithmetic_steps(prompt: str, completion: str, **_: object) -> dict:

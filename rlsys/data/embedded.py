@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,10 @@ _TEXT_FIELDS = ("prompt", "answer", "solution", "response", "chosen", "rejected"
 
 
 def suite_spec(suite_cfg: Any) -> dict[str, Any]:
-    return {
-        "seed": suite_cfg.seed,
-        "n_train_per_tier": suite_cfg.n_train_per_tier,
-        "n_eval_per_tier": suite_cfg.n_eval_per_tier,
-        "n_if_train": suite_cfg.n_if_train,
-        "n_if_eval": suite_cfg.n_if_eval,
-        "n_pref_train": suite_cfg.n_pref_train,
-        "n_pref_eval": suite_cfg.n_pref_eval,
-        "n_pretrain_docs": suite_cfg.n_pretrain_docs,
-        "n_format_train": suite_cfg.n_format_train,
-        "n_format_eval": suite_cfg.n_format_eval,
-        "format": suite_cfg.format,
-    }
+    """The suite's identity as a plain dict (every SuiteSpec field)."""
+    from rlsys.data.tasks.suite import SuiteSpec
+
+    return {f.name: getattr(suite_cfg, f.name) for f in fields(SuiteSpec)}
 
 
 def ensure_task_suite(artifacts_dir: str, suite_cfg: Any) -> dict[str, str]:

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from rewards.pairwise_judge import format_ok, parse_verdict
-from rlsys.controller.judge_rm import judge_accuracy, judge_rows
+from rlsys.controller.judge_rm import judge_accuracy, judge_row, judge_rows
 from rlsys.controller.pipeline import pick_rows, resolve_refs, stage_refs
 from rlsys.controller.rft import (
     attach_gold,
@@ -95,6 +95,11 @@ def test_judge_rows_put_the_chosen_response_at_the_label_in_a_seeded_random_orde
         assert parse_verdict(row["response"]) == row["label"] and format_ok(row["response"], think=True)
         # The reasoning names both final answers but not which one is right.
         assert f"A ends with {a_part.split('{')[1].rstrip('}.')}" in row["response"]
+        assert row["response"].count("steps hold.") == 2
+    slipped = {"id": "s", "prompt": "What is 9 + 4?", "chosen": "9 + 4 = 13.\nThe answer is \\boxed{13}.",
+               "rejected": "9 + 4 = 12.\nThe answer is \\boxed{12}."}
+    row = judge_row(slipped, "B", think=True)
+    assert "A ends with 12. B ends with 13. A: 9 + 4 = 12 is wrong. B: steps hold." in row["response"]
     both = judge_rows(PAIRS[:3], seed=0, think=False, both_orders=True)
     assert [r["label"] for r in both] == ["A", "B"] * 3 and all(format_ok(r["response"], think=False) for r in both)
 
