@@ -356,6 +356,10 @@ class EvalConfig:
     max_ifeval: int = 100
     max_pairs: int = 200
     max_tokens: int = 160
+    # Also report avg@k math accuracy at `sample_temperature` (0 = greedy only). RL sharpens the
+    # sampling distribution first; this shows it before greedy accuracy moves.
+    sample_k: int = 0
+    sample_temperature: float = 1.0
 
 
 @dataclass

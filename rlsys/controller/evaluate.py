@@ -66,17 +66,31 @@ def score_ifeval(rows: list[dict], completions: list[str]) -> dict[str, float]:
 
 def greedy_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any) -> list[str]:
     """Greedy answers to `rows` through `generate(requests) -> results` (a pool or one actor)."""
+    return [texts[0] if texts else "" for texts in sampled_texts(cfg, tokenizer, rows, generate, n=1, temperature=0.0)]
+
+
+def sampled_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any, n: int, temperature: float,
+                  seed: int | None = None) -> list[list[str]]:
+    """`n` answers per row (seeded, so evaluations of different policies see the same noise)."""
     requests = [
         GroupRequest(
             f"eval-{i}",
             prompt_token_ids=encode_prompt(tokenizer, row, cfg.data.system_prompt),
-            n=1,
-            temperature=0.0,
+            n=n,
+            temperature=temperature,
             max_tokens=cfg.eval.max_tokens,
+            seed=None if seed is None else seed + i,
         )
         for i, row in enumerate(rows)
     ]
-    return [r.samples[0].text if r.ok else "" for r in generate(requests)]
+    return [[s.text for s in r.samples] if r.ok else [] for r in generate(requests)]
+
+
+def score_math_sampled(rows: list[dict], texts: list[list[str]]) -> dict[str, float]:
+    """Mean accuracy over each row's samples (avg@k), per tier and overall."""
+    flat_rows = [row for row, ts in zip(rows, texts) for _ in ts]
+    scored = score_math(flat_rows, [t for ts in texts for t in ts])
+    return {k.replace("eval/math_acc", "eval/math_sampled_acc"): v for k, v in scored.items()}
 
 
 def greedy_completions(cfg: Any, model_path: str, rows: list[dict]) -> list[str]:

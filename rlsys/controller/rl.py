@@ -19,7 +19,14 @@ from typing import Any
 from hints.progressive import HintSource, format_table
 from rlsys.algorithms.advantages import get_advantage
 from rlsys.controller.builders import as_dict, build_metrics_at
-from rlsys.controller.evaluate import eval_rows, greedy_texts, score_ifeval, score_math
+from rlsys.controller.evaluate import (
+    eval_rows,
+    greedy_texts,
+    sampled_texts,
+    score_ifeval,
+    score_math,
+    score_math_sampled,
+)
 from rlsys.controller.rl_rollout import Group, GroupCollector, sample_seed
 from rlsys.controller.rl_state import (
     ProblemSampler,
@@ -202,6 +209,10 @@ def evaluate(setup: RLSetup, cfg: Any) -> dict[str, float]:
     texts = greedy_texts(cfg, tokenizer, rows["math"] + rows["ifeval"], setup.pool.generate)
     n = len(rows["math"])
     out = score_math(rows["math"], texts[:n]) | score_ifeval(rows["ifeval"], texts[n:])
+    if cfg.eval.sample_k > 0:
+        sampled = sampled_texts(cfg, tokenizer, rows["math"], setup.pool.generate, cfg.eval.sample_k,
+                                cfg.eval.sample_temperature, seed=sample_seed(cfg.seed, "eval"))
+        out |= score_math_sampled(rows["math"], sampled)
     return out | {"time/eval_s": time.perf_counter() - started}
 
 

@@ -8,6 +8,7 @@ left it. Sampling seeds are derived from (seed, step, problem, level), so no RNG
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 from dataclasses import dataclass, field
@@ -100,7 +101,8 @@ def save_checkpoint(ckpt_root: Path, state: RLState, learners: Any, keep: int) -
     learners.save_checkpoint(str(ckpt_root), tag)
     (ckpt_root / tag / "controller.json").write_text(json.dumps(state.to_json(), indent=1))
     # Written last: a checkpoint only counts once the pointer names it.
-    (ckpt_root / LATEST).write_text(tag)
+    (ckpt_root / f"{LATEST}.tmp").write_text(tag)
+    os.replace(ckpt_root / f"{LATEST}.tmp", ckpt_root / LATEST)
     tags = sorted((p for p in ckpt_root.glob("step*") if p.is_dir()), key=lambda p: int(p.name[4:]))
     for old in tags[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)

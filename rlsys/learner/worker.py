@@ -316,7 +316,9 @@ class LearnerWorker:
                 for k, o in self.objectives.items()
             },
         }
-        self.engine.save_checkpoint(ckpt_dir, tag=tag, client_state=client_state)
+        # save_latest=False: the caller owns the "latest" pointer and writes it only once its own
+        # state sits next to the weights, so a kill in between never leaves a half checkpoint.
+        self.engine.save_checkpoint(ckpt_dir, tag=tag, client_state=client_state, save_latest=False)
         return os.path.join(ckpt_dir, tag)
 
     def load_checkpoint(self, ckpt_dir: str, tag: str) -> int:
