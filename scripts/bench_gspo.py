@@ -15,6 +15,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from statistics import mean
 
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(name: str, wall_s: float, extra: list[str]) -> Path:
-    run_dir = REPO / "runs" / "bench_gspo" / name
+    run_dir = REPO / "runs" / "bench_gspo" / f"{name}-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     cmd = [sys.executable, "-m", "rlsys.run", "+exp=gspo_hints", f"hydra.run.dir={run_dir}",
            f"stages.rl.rl.max_wall_s={wall_s}", "stages.rl.rl.steps=100000", *extra]
     print("$", " ".join(cmd), flush=True)
@@ -56,7 +57,8 @@ def summarize(run_dir: Path) -> dict:
 
 
 def print_tables(named: dict[str, dict]) -> None:
-    tiers = ["eval/math_acc_tier1", "eval/math_acc_tier2", "eval/math_acc_tier3", "eval/math_acc"]
+    tiers = ["eval/math_acc_tier1", "eval/math_acc_tier2", "eval/math_acc_tier3", "eval/math_acc",
+             "eval/math_sampled_acc_tier3", "eval/math_sampled_acc"]
     print("\n| run | steps | wall s | " + " | ".join(t.split("/")[1] + " before→after" for t in tiers) + " | all-fail share |")
     print("|---|---|---|" + "---|" * len(tiers) + "---|")
     for name, s in named.items():

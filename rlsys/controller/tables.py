@@ -59,6 +59,8 @@ def stage_notes(kind: str, summary: dict[str, Any]) -> str:
     ev = summary.get("eval", {})
     if "eval/pref_acc_before" in ev:
         parts.append(f"pref acc before {ev['eval/pref_acc_before']:.3f}")
+    if "eval/pref_likelihood_acc" in ev:
+        parts.append(f"likelihood pref acc {ev['eval/pref_likelihood_acc_before']:.3f} -> {ev['eval/pref_likelihood_acc']:.3f}")
     if "eval/judge_pair_acc" in ev:
         parts.append(f"judge consistent {ev.get('eval/judge_pair_consistent', 0):.3f}, "
                      f"parsed {ev.get('eval/judge_parse_rate', 0):.3f}, picked A {ev.get('eval/judge_picked_a', 0):.3f}")

@@ -178,7 +178,10 @@ def _pair_units(ctx: StageContext, rows: list[dict]) -> list[list[tuple[list[int
 
 
 def preference_accuracy(learners: LearnerGroup, units: list, reward_model: bool) -> float:
-    """Share of held-out pairs ranked correctly: RM scores, or the policy's implicit reward vs ref."""
+    """Share of held-out pairs ranked correctly: RM scores, or the policy's implicit reward vs ref.
+
+    A tie counts half: before any preference training the implicit reward is 0 for every pair.
+    """
     if not units:
         return float("nan")
     seqs = [seq for u in units for seq in u]
@@ -193,7 +196,24 @@ def preference_accuracy(learners: LearnerGroup, units: list, reward_model: bool)
             sum(p - q for p, q, m in zip(lp, rp, s[1]) if m) for lp, rp, s in zip(pol, ref, seqs)
         ]
         margins = [seq_sum[i] - seq_sum[i + 1] for i in range(0, len(seq_sum), 2)]
-    return sum(m > 0 for m in margins) / len(margins)
+    return _ranked(margins)
+
+
+def likelihood_preference_accuracy(learners: LearnerGroup, units: list) -> float:
+    """Share of pairs whose chosen answer has the higher mean token logprob under the policy.
+
+    Unlike the implicit reward it needs no reference, so it compares a model before and after.
+    """
+    if not units:
+        return float("nan")
+    seqs = [seq for u in units for seq in u]
+    lps = learners.compute_logprobs(make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=2))
+    means = [sum(p for p, m in zip(lp, s[1]) if m) / max(1, sum(s[1])) for lp, s in zip(lps, seqs)]
+    return _ranked([means[i] - means[i + 1] for i in range(0, len(means), 2)])
+
+
+def _ranked(margins: list[float]) -> float:
+    return sum(1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins) / len(margins)
 
 
 def run_mpo(ctx: StageContext) -> dict[str, Any]:
@@ -204,9 +224,14 @@ def run_mpo(ctx: StageContext) -> dict[str, Any]:
     learners = build_stage_learners(ctx, steps)
     learners.enable_reference()
     before = preference_accuracy(learners, eval_units, reward_model=False)
+    likely_before = likelihood_preference_accuracy(learners, eval_units)
     summary = train_loop(ctx, learners, units, ctx.stage.loss or "mpo", dict(ctx.stage.loss_kwargs), steps, metrics)
-    after = preference_accuracy(learners, eval_units, reward_model=False)
-    summary["eval"] = {"eval/pref_acc_before": before, "eval/pref_acc": after}
+    summary["eval"] = {
+        "eval/pref_acc_before": before,
+        "eval/pref_acc": preference_accuracy(learners, eval_units, reward_model=False),
+        "eval/pref_likelihood_acc_before": likely_before,
+        "eval/pref_likelihood_acc": likelihood_preference_accuracy(learners, eval_units),
+    }
     return _finish(ctx, learners, summary | {"pairs": len(units)}, metrics)
 
 
