@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsys.controller.builders import as_dict
-from rlsys.data.embedded import suite_spec
+from rlsys.data.embedded import suite_identity
 from rlsys.runtime.artifacts import artifact_dir, cached_build, is_built
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def data_identity(cfg: Any, stage: Any) -> Any:
     user_files = list(cfg.data[files_key]) if files_key else []
     if user_files:
         return {"files": _file_identity(user_files)}
-    return {"suite": suite_spec(cfg.data.suite), "split": stage.data}
+    return {"suite": suite_identity(cfg.data.suite), "split": stage.data}
 
 
 def stage_config(cfg: Any, name: str) -> Any:

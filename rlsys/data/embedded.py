@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import fields
@@ -21,12 +22,32 @@ def suite_spec(suite_cfg: Any) -> dict[str, Any]:
     return {f.name: getattr(suite_cfg, f.name) for f in fields(SuiteSpec)}
 
 
+def generator_fingerprint() -> str:
+    """Hash of the code that writes the suite (the task generators and the IF checkers they verify
+    with). Part of every cache key built on the suite: a changed generator must not reuse data,
+    tokenizer or stages built by the old one."""
+    import rewards.ifeval
+    import rlsys.data.tasks
+
+    sources = sorted(Path(rlsys.data.tasks.__file__).parent.glob("*.py")) + [Path(rewards.ifeval.__file__)]
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def suite_identity(suite_cfg: Any) -> dict[str, Any]:
+    """What identifies the suite's content in cache keys: its spec and its generator code."""
+    return suite_spec(suite_cfg) | {"generator": generator_fingerprint()}
+
+
 def ensure_task_suite(artifacts_dir: str, suite_cfg: Any) -> dict[str, str]:
     """Build (or reuse) the task suite for this spec; returns split name -> file path."""
     from rlsys.data.tasks.suite import SuiteSpec, build_task_suite
 
     spec = suite_spec(suite_cfg)
-    out = cached_build(artifacts_dir, "data", spec, lambda tmp: build_task_suite(str(tmp), SuiteSpec(**spec)))
+    out = cached_build(artifacts_dir, "data", suite_identity(suite_cfg),
+                       lambda tmp: build_task_suite(str(tmp), SuiteSpec(**spec)))
     # Already built: this only reads the manifest and returns the final paths.
     return build_task_suite(str(out), SuiteSpec(**spec))
 

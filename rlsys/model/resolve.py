@@ -13,14 +13,14 @@ log = logging.getLogger(__name__)
 
 
 def tiny_model_spec(cfg: Any) -> dict[str, Any]:
-    from rlsys.data.embedded import suite_spec
+    from rlsys.data.embedded import suite_identity
 
     tiny = cfg.model.tiny
     return {
         "arch": {k: tiny[k] for k in tiny},
         "seed": cfg.model.seed,
         # The tokenizer is trained on the suite, so the suite is part of the model's identity.
-        "suite": suite_spec(cfg.data.suite),
+        "suite": suite_identity(cfg.data.suite),
     }
 
 

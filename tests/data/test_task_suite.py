@@ -151,3 +151,16 @@ def test_corpus_texts_cover_everything_but_held_out(small_suite: dict[str, str])
     assert eval_prompts.isdisjoint(texts)
     in_memory = list(corpus_texts(TINY))
     assert len(in_memory) > 100 and in_memory[:2] == texts[:2]
+
+
+def test_changed_generator_code_builds_a_new_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache key holds the generator's code hash, so stale data is never reused after an edit."""
+    from rlsys.data import embedded
+
+    spec = dataclasses.asdict(TINY)
+    first = Path(embedded.ensure_task_suite(str(tmp_path), TINY)["math_train"]).parent
+    assert Path(embedded.ensure_task_suite(str(tmp_path), TINY)["math_train"]).parent == first
+    assert embedded.suite_identity(TINY) == spec | {"generator": embedded.generator_fingerprint()}
+    monkeypatch.setattr(embedded, "generator_fingerprint", lambda: "edited-generator")
+    second = Path(embedded.ensure_task_suite(str(tmp_path), TINY)["math_train"]).parent
+    assert second != first and second.parent == first.parent
