@@ -177,39 +177,37 @@ def _pair_units(ctx: StageContext, rows: list[dict]) -> list[list[tuple[list[int
     return [[c, r] for c, r in encode_pairs(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt)]
 
 
-def preference_accuracy(learners: LearnerGroup, units: list, reward_model: bool) -> float:
-    """Share of held-out pairs ranked correctly: RM scores, or the policy's implicit reward vs ref.
+def _pair_batch(units: list) -> tuple[list, dict[str, Any]]:
+    seqs = [seq for u in units for seq in u]
+    return seqs, make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=2)
 
-    A tie counts half: before any preference training the implicit reward is 0 for every pair.
-    """
+
+def rm_pair_accuracy(learners: LearnerGroup, units: list) -> float:
+    """Share of held-out pairs the reward model scores chosen above rejected (ties count half)."""
     if not units:
         return float("nan")
-    seqs = [seq for u in units for seq in u]
-    batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=2)
-    if reward_model:
-        scores = learners.compute_scores(batch)
-        margins = [scores[i] - scores[i + 1] for i in range(0, len(scores), 2)]
-    else:
-        pol = learners.compute_logprobs(batch)
-        ref = learners.compute_logprobs(batch, reference=True)
-        seq_sum = [
-            sum(p - q for p, q, m in zip(lp, rp, s[1]) if m) for lp, rp, s in zip(pol, ref, seqs)
-        ]
-        margins = [seq_sum[i] - seq_sum[i + 1] for i in range(0, len(seq_sum), 2)]
-    return _ranked(margins)
+    scores = learners.compute_scores(_pair_batch(units)[1])
+    return _ranked([scores[i] - scores[i + 1] for i in range(0, len(scores), 2)])
 
 
-def likelihood_preference_accuracy(learners: LearnerGroup, units: list) -> float:
-    """Share of pairs whose chosen answer has the higher mean token logprob under the policy.
+def policy_pair_accuracies(learners: LearnerGroup, units: list) -> dict[str, float]:
+    """Preference accuracy of a policy on held-out pairs, from one pass over policy and reference.
 
-    Unlike the implicit reward it needs no reference, so it compares a model before and after.
+    `implicit`: the implicit reward β·log π/π_ref ranks chosen higher (0 for every pair before
+    training, so ties count half). `likelihood`: chosen has the higher mean token logprob; it needs
+    no reference, so it compares a model before and after.
     """
     if not units:
-        return float("nan")
-    seqs = [seq for u in units for seq in u]
-    lps = learners.compute_logprobs(make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=2))
-    means = [sum(p for p, m in zip(lp, s[1]) if m) / max(1, sum(s[1])) for lp, s in zip(lps, seqs)]
-    return _ranked([means[i] - means[i + 1] for i in range(0, len(means), 2)])
+        return {"implicit": float("nan"), "likelihood": float("nan")}
+    seqs, batch = _pair_batch(units)
+    pol = learners.compute_logprobs(batch)
+    ref = learners.compute_logprobs(batch, reference=True)
+    implicit = [sum(p - q for p, q, m in zip(lp, rp, s[1]) if m) for lp, rp, s in zip(pol, ref, seqs)]
+    mean_lp = [sum(p for p, m in zip(lp, s[1]) if m) / max(1, sum(s[1])) for lp, s in zip(pol, seqs)]
+    return {
+        "implicit": _ranked([implicit[i] - implicit[i + 1] for i in range(0, len(seqs), 2)]),
+        "likelihood": _ranked([mean_lp[i] - mean_lp[i + 1] for i in range(0, len(seqs), 2)]),
+    }
 
 
 def _ranked(margins: list[float]) -> float:
@@ -223,14 +221,14 @@ def run_mpo(ctx: StageContext) -> dict[str, Any]:
     metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
     learners = build_stage_learners(ctx, steps)
     learners.enable_reference()
-    before = preference_accuracy(learners, eval_units, reward_model=False)
-    likely_before = likelihood_preference_accuracy(learners, eval_units)
+    before = policy_pair_accuracies(learners, eval_units)
     summary = train_loop(ctx, learners, units, ctx.stage.loss or "mpo", dict(ctx.stage.loss_kwargs), steps, metrics)
+    after = policy_pair_accuracies(learners, eval_units)
     summary["eval"] = {
-        "eval/pref_acc_before": before,
-        "eval/pref_acc": preference_accuracy(learners, eval_units, reward_model=False),
-        "eval/pref_likelihood_acc_before": likely_before,
-        "eval/pref_likelihood_acc": likelihood_preference_accuracy(learners, eval_units),
+        "eval/pref_acc_before": before["implicit"],
+        "eval/pref_acc": after["implicit"],
+        "eval/pref_likelihood_acc_before": before["likelihood"],
+        "eval/pref_likelihood_acc": after["likelihood"],
     }
     return _finish(ctx, learners, summary | {"pairs": len(units)}, metrics)
 
@@ -254,18 +252,18 @@ def run_rm(ctx: StageContext) -> dict[str, Any]:
     anneal_steps = math.ceil(ctx.stage.length_anneal_epochs * len(shorter) / ctx.stage.batch_size) if shorter else 0
     metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
     learners = build_stage_learners(ctx, steps + anneal_steps, model_kind="reward_model")
-    before = preference_accuracy(learners, eval_units, reward_model=True)
+    before = rm_pair_accuracy(learners, eval_units)
     summary = train_loop(ctx, learners, units, ctx.stage.loss or "bradley_terry", dict(ctx.stage.loss_kwargs), steps, metrics)
     if anneal_steps:
         anneal = train_loop(ctx, learners, shorter, ctx.stage.loss or "bradley_terry", dict(ctx.stage.loss_kwargs),
                             anneal_steps, metrics, step_offset=steps)
         summary["anneal_final_loss"] = anneal["final_loss"]
-    after = preference_accuracy(learners, eval_units, reward_model=True)
+    after = rm_pair_accuracy(learners, eval_units)
     shorter_eval = [u for u in eval_units if sum(u[0][1]) < sum(u[1][1])]
     summary["eval"] = {
         "eval/rm_pair_acc_before": before,
         "eval/rm_pair_acc": after,
-        "eval/rm_pair_acc_shorter_chosen": preference_accuracy(learners, shorter_eval, reward_model=True),
+        "eval/rm_pair_acc_shorter_chosen": rm_pair_accuracy(learners, shorter_eval),
     }
     summary.update(pairs=len(units), dropped_long_gap=len(all_units) - len(units), anneal_pairs=len(shorter),
                    anneal_steps=anneal_steps, model_kind="reward_model")
