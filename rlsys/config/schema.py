@@ -253,6 +253,13 @@ class RLConfig:
     # Recompute behaviour logprobs with the learner instead of using the rollout's (needed when
     # the trained context differs from the sampled one, e.g. hints dropped from the context).
     recompute_old_logprobs: bool = False
+    # Credit assignment: "sequence" (one advantage per answer) or "error_tokens" (a failed answer's
+    # negative advantage only on the tokens of the false results that `step_verifier` finds, plus
+    # `step_penalty` on those tokens in every answer; needs a per-token loss such as gspo_token).
+    # See rlsys/algorithms/credit.py.
+    credit: str = "sequence"
+    step_verifier: str = "rewards.steps.false_results"
+    step_penalty: float = 0.0
 
 
 @dataclass

@@ -12,12 +12,14 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hints.progressive import HintSource, format_table
 from rlsys.algorithms.advantages import get_advantage
+from rlsys.algorithms.credit import error_token_advantages, token_char_ends, tokens_in_spans
 from rlsys.controller.builders import as_dict, build_metrics_at
 from rlsys.controller.evaluate import (
     eval_rows,
@@ -55,6 +57,7 @@ class RLSetup:
     metrics: Any
     eval_rows: dict[str, list[dict]]
     out_dir: Path
+    credit: TokenCredit | None = None
 
     def shutdown(self) -> None:
         for closer in (self.pool.shutdown, self.rewards.close, self.learners.shutdown):
@@ -62,6 +65,44 @@ class RLSetup:
                 closer()
             except Exception as exc:  # shutting down a dead actor must not hide the real error
                 log.warning("shutdown: %s", exc)
+
+
+@dataclass
+class TokenCredit:
+    """`rl.credit=error_tokens`: per-token advantages from a step verifier (see algorithms/credit.py)."""
+
+    decode: Callable[[list[int]], str]
+    verifier: Callable[[str], list[tuple[int, int]]]
+    step_penalty: float = 0.0
+
+    def advantages(self, token_ids: list[int], advantage: float) -> tuple[list[float], bool, int]:
+        """Per-token advantages, whether the blame was localised, and the number of false-result tokens."""
+        ends = token_char_ends(self.decode, token_ids)
+        spans = self.verifier(self.decode(token_ids))
+        adv, localised = error_token_advantages(advantage, ends, spans, self.step_penalty)
+        hits = sum(tokens_in_spans(ends, spans)) if spans else 0
+        return adv, localised, hits
+
+
+def build_credit(ctx: StageContext, tokenizer: Any) -> TokenCredit | None:
+    from rewards.registry import import_target
+    from rlsys.config.validate import ConfigError
+
+    rl, key = ctx.stage.rl, f"stages.{ctx.name}.rl"
+    if rl.credit not in ("sequence", "error_tokens"):
+        raise ConfigError(f"config key '{key}.credit' = {rl.credit!r}: must be one of ['sequence', 'error_tokens']")
+    if rl.credit == "sequence":
+        return None
+    if rl.loss == "gspo":
+        raise ConfigError(f"config key '{key}.credit' = 'error_tokens' needs a loss with per-token advantages "
+                          f"(gspo_token, grpo); '{key}.loss' is 'gspo'")
+    if rl.step_penalty < 0:
+        raise ConfigError(f"config key '{key}.step_penalty' = {rl.step_penalty!r}: must be >= 0")
+    try:
+        verifier = import_target(rl.step_verifier)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"config key '{key}.step_verifier' = {rl.step_verifier!r}: {exc}") from exc
+    return TokenCredit(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), verifier, rl.step_penalty)
 
 
 def build_rl(ctx: StageContext) -> RLSetup:
@@ -74,6 +115,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
     cfg, rl = ctx.cfg, ctx.stage.rl
     rows = stage_rows(ctx, "rl")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    credit = build_credit(ctx, tokenizer)
     reward_cfg = as_dict(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
     rewards = RewardWorkerPool(reward_cfg, where=f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns")
     learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
@@ -87,7 +129,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
     return RLSetup(
         learners=learners, pool=pool, rewards=rewards, collector=collector,
         sampler=ProblemSampler(len(rows), ctx.stage.seed), metrics=None, eval_rows=eval_rows(cfg),
-        out_dir=Path(ctx.out_dir),
+        out_dir=Path(ctx.out_dir), credit=credit,
     )
 
 
@@ -112,7 +154,7 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
         while state.step < rl.steps and not (rl.max_wall_s and time.perf_counter() - started > rl.max_wall_s):
             t0 = time.perf_counter()
             groups, step_metrics = setup.collector.collect(state.step, state, setup.sampler)
-            train_metrics, t_train = update_policy(setup.learners, groups, ctx.cfg, rl, state.step)
+            train_metrics, t_train = update_policy(setup.learners, groups, ctx.cfg, rl, state.step, setup.credit)
             t_sync = sync_weights(setup, state)
             state.step += 1
             step_metrics |= train_metrics | {"time/train_s": t_train, "time/sync_s": t_sync}
@@ -151,7 +193,8 @@ def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:
     return [fn(torch.tensor(g.scores, dtype=torch.float32), group_size=len(g.scores)).tolist() for g in groups]
 
 
-def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any, step: int) -> tuple[dict[str, float], float]:
+def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any, step: int,
+                  credit: TokenCredit | None = None) -> tuple[dict[str, float], float]:
     """GSPO on the step's groups, split (by group) into `rl.mini_batches` optimizer steps."""
     started = time.perf_counter()
     if not groups:
@@ -161,6 +204,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
     random.Random(sample_seed(cfg.seed, "minibatch", step)).shuffle(order)
     n_mini = max(1, min(rl.mini_batches, len(groups)))
     sums: dict[str, float] = {}
+    blame = {"negative": 0, "localised": 0, "error_tokens": 0, "tokens": 0}
     for m in range(n_mini):
         chosen = order[m::n_mini]
         ids, masks, old, adv = [], [], [], []
@@ -173,7 +217,15 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
                 ids.append(g.train_prompt_ids + sample.token_ids)
                 masks.append([0] * p + [1] * len(sample.token_ids))
                 old.append([0.0] * p + sample.logprobs)
-                adv.append(a)
+                if credit is None:
+                    adv.append(a)
+                    continue
+                token_adv, localised, hits = credit.advantages(sample.token_ids, a)
+                adv.append([0.0] * p + token_adv)
+                blame["negative"] += a < 0
+                blame["localised"] += localised
+                blame["error_tokens"] += hits
+                blame["tokens"] += len(sample.token_ids)
         if not ids:
             continue
         batch = make_batch(ids, masks, {"old_logprobs": old, "advantages": adv})
@@ -184,6 +236,9 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
             sums[k] = sums.get(k, 0.0) + v / n_mini
     metrics = {f"train/{k}": v for k, v in sums.items()}
     metrics["train/groups"] = float(len(groups))
+    if credit is not None:
+        metrics["train/credit_localised"] = blame["localised"] / max(1, blame["negative"])
+        metrics["train/credit_error_token_share"] = blame["error_tokens"] / max(1, blame["tokens"])
     return metrics, time.perf_counter() - started
 
 

@@ -183,8 +183,22 @@ def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult]) -> dict[str, 
         "base": base_model_identity(cfg) if not stage.input else None,
         "data": data_identity(cfg, stage),
         "learner": _learner_identity(cfg),
-        "eval": non_default(cfg.eval),
+        "eval": _eval_identity(cfg, stage),
     }
+
+
+# Eval settings read only by the RL controller's periodic evaluation (rl.evaluate).
+_RL_ONLY_EVAL_KEYS = ("sample_k", "sample_temperature")
+
+
+def _eval_identity(cfg: Any, stage: Any) -> dict[str, Any]:
+    """Eval settings that shape the stage's recorded results: an exp that turns on RL-only eval
+    options (gspo_hints: avg@k) must still reuse the pretrain and SFT stages `+exp=sft` built."""
+    settings = non_default(cfg.eval)
+    if stage.kind != "rl":
+        for key in _RL_ONLY_EVAL_KEYS:
+            settings.pop(key, None)
+    return settings
 
 
 def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:

@@ -144,3 +144,16 @@ def test_bad_overrides_and_missing_data_file_name_the_stage(make_cfg):
     cfg.stages.c.data_from = "rm"
     with pytest.raises(StageFailed, match=r"stages\.c\.data_from' = 'rm': that stage wrote no data.jsonl"):
         stages.run(cfg)
+
+
+def test_rl_only_eval_settings_do_not_change_upstream_cache_keys(make_cfg):
+    # gspo_hints turns on avg@k (eval.sample_k), which only the RL controller reads: the pretrain / SFT
+    # stages it depends on must keep the keys `+exp=sft` built them under.
+    cfg = OmegaConf.merge(make_cfg("run", GOOD), {"stages": {"r": {"kind": "rl", "input": "a"}}})
+    plain = {name: stages.stage_spec(cfg, cfg.stages[name], {}) for name in ("a", "r")}
+    cfg.eval.sample_k = 4
+    sampled = {name: stages.stage_spec(cfg, cfg.stages[name], {}) for name in ("a", "r")}
+    assert sampled["a"] == plain["a"]
+    assert sampled["r"] != plain["r"]
+    cfg.eval.max_math = 17
+    assert stages.stage_spec(cfg, cfg.stages.a, {}) != plain["a"]

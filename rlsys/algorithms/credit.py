@@ -1,0 +1,65 @@
+"""Token-level credit from a step verifier: put a failed answer's blame on the tokens that were wrong.
+
+With one outcome advantage per answer (GSPO), a worked solution that is right except for one recalled
+fact ("3 * 5 = 21") has every token pushed down, the correct steps included. When a step verifier can
+point at the false results (`rewards.steps.false_results` for worked arithmetic), `error_tokens`
+keeps the outcome advantage Â_i < 0 on exactly those tokens and sets it to 0 on the rest of the answer
+(the process-supervision idea of "Let's Verify Step by Step", arXiv 2305.20050, used as credit
+assignment). Answers with Â_i ≥ 0, and failed answers in which the verifier finds nothing, keep Â_i on
+every token. `step_penalty` β ≥ 0 additionally subtracts β on false-result tokens of every answer, so a
+group in which all answers failed (Â = 0) still says which facts were wrong.
+
+The result feeds a loss that takes per-token advantages [B, T] (`gspo_token`, `grpo`); with
+`gspo_token` and no verifier hit this reduces exactly to GSPO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+Span = tuple[int, int]
+
+
+def token_char_ends(decode: Callable[[list[int]], str], token_ids: Sequence[int]) -> list[int]:
+    """End offset in the decoded text of each token: len(decode(ids[: k + 1])) for every k.
+
+    Decoding prefixes (rather than re-encoding the text) keeps the sampled tokenisation, which need
+    not be the canonical one.
+    """
+    ids = list(token_ids)
+    return [len(decode(ids[: k + 1])) for k in range(len(ids))]
+
+
+def tokens_in_spans(char_ends: Sequence[int], spans: Sequence[Span]) -> list[bool]:
+    """For each token, whether its characters overlap one of the [start, end) spans."""
+    out = []
+    start = 0
+    for end in char_ends:
+        out.append(any(start < s_end and s_start < end for s_start, s_end in spans))
+        start = end
+    return out
+
+
+def error_token_advantages(
+    advantage: float,
+    char_ends: Sequence[int],
+    error_spans: Sequence[Span],
+    step_penalty: float = 0.0,
+) -> tuple[list[float], bool]:
+    """Per-token advantages for one answer, and whether the blame was localised.
+
+    advantage:   the answer's outcome advantage Â_i (group-normalised)
+    char_ends:   [T] end offset of each response token in the text (`token_char_ends`)
+    error_spans: character spans of false results found by the step verifier
+    """
+    if step_penalty < 0:
+        raise ValueError(f"step_penalty must be >= 0, got {step_penalty}")
+    wrong = tokens_in_spans(char_ends, error_spans) if error_spans else [False] * len(char_ends)
+    localised = advantage < 0 and any(wrong)
+    if localised:
+        adv = [advantage if w else 0.0 for w in wrong]
+    else:
+        adv = [float(advantage)] * len(char_ends)
+    if step_penalty:
+        adv = [a - step_penalty if w else a for a, w in zip(adv, wrong)]
+    return adv, localised

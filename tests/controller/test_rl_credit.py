@@ -1,0 +1,78 @@
+"""`rl.credit`: config checks, and the per-token advantages the controller hands to the learner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from rlsys.config.schema import RLConfig
+from rlsys.config.validate import ConfigError
+from rlsys.controller.rl import TokenCredit, build_credit, update_policy
+from rlsys.controller.rl_rollout import Group
+from rlsys.controller.stages import StageContext
+from rlsys.rollout.types import Sample
+
+PIECES = ["3", " *", " 5", " =", " 2", "1", " 15", ".", "<eos>"]
+
+
+def decode(ids: list[int]) -> str:
+    return "".join(PIECES[i] for i in ids if PIECES[i] != "<eos>")
+
+
+def _ctx(**rl: object) -> StageContext:
+    stage = SimpleNamespace(rl=RLConfig(**rl))
+    return StageContext(cfg=None, name="rl", stage=stage, input_model="", out_dir=Path("."))
+
+
+@pytest.mark.parametrize(("rl", "message"), [
+    ({"credit": "tokens"}, "'stages.rl.rl.credit' = 'tokens'"),
+    ({"credit": "error_tokens", "loss": "gspo"}, "'stages.rl.rl.loss' is 'gspo'"),
+    ({"credit": "error_tokens", "loss": "gspo_token", "step_penalty": -0.1}, "'stages.rl.rl.step_penalty'"),
+    ({"credit": "error_tokens", "loss": "gspo_token", "step_verifier": "rewards.steps.nope"}, "'stages.rl.rl.step_verifier'"),
+])
+def test_bad_credit_config_names_the_key(rl: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        build_credit(_ctx(**rl), tokenizer=None)
+
+
+def test_sequence_credit_builds_nothing() -> None:
+    assert build_credit(_ctx(), tokenizer=None) is None
+
+
+class RecordingLearners:
+    """Stands in for the learner group at the batch boundary: keeps what train_step is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[dict] = []
+
+    def train_step(self, batch: dict, loss: str, kwargs: dict) -> dict[str, float]:
+        self.batches.append(batch)
+        return {"loss": 0.0}
+
+
+def _group() -> Group:
+    right = Sample(token_ids=[0, 1, 2, 3, 6, 7, 8], text="3 * 5 = 15.", logprobs=[-0.1] * 7, finish_reason="stop")
+    wrong = Sample(token_ids=[0, 1, 2, 3, 4, 5, 7, 8], text="3 * 5 = 21.", logprobs=[-0.2] * 8, finish_reason="stop")
+    return Group(row={"id": "p"}, row_index=0, level=0, prompt_ids=[9, 9], train_prompt_ids=[9, 9],
+                 samples=[right, wrong], version=0, scores=[1.0, 0.0], correct=[True, False])
+
+
+def test_update_policy_puts_the_failed_answers_advantage_on_its_false_result() -> None:
+    from rewards.steps import false_results
+
+    cfg = SimpleNamespace(seed=0, hints=SimpleNamespace(keep_hint_in_context=True))
+    rl = RLConfig(loss="gspo_token", credit="error_tokens", mini_batches=1)
+    learners = RecordingLearners()
+    metrics, _ = update_policy(learners, [_group()], cfg, rl, step=0, credit=TokenCredit(decode, false_results))
+    (batch,) = learners.batches
+    right, wrong = batch["fields"]["advantages"]
+    # Group of two with rewards (1, 0): mean 0.5, population std 0.5, so Â = ±1 (up to the 1e-6 in the std).
+    assert right[:2] == [0.0, 0.0] and all(a == pytest.approx(1.0, rel=1e-5) for a in right[2:])
+    assert wrong[:2] == [0.0, 0.0]
+    # Tokens " 2" and "1" state the false 21; every other token of the failed answer gets 0.
+    assert [a == pytest.approx(-1.0, rel=1e-5) for a in wrong[2:]] == [False, False, False, False, True, True, False, False]
+    assert all(a == 0.0 for i, a in enumerate(wrong[2:]) if i not in (4, 5))
+    assert metrics["train/credit_localised"] == 1.0
+    assert metrics["train/credit_error_token_share"] == pytest.approx(2 / 15)
