@@ -42,13 +42,10 @@ def default_model(out_dir: str) -> str:
 
 
 def learner_cfg(num_actors: int, zero: int, threads: int) -> dict:
-    return {
-        "num_actors": num_actors, "cpus_per_actor": 1.0, "gpus_per_actor": 0.0, "zero_stage": zero,
-        "precision": "fp32", "micro_batch_size": 16, "max_tokens_per_micro": 8192, "gradient_checkpointing": False,
-        "num_threads": threads, "dist_backend": "auto", "seed": 0,
-        "optim": {"lr": 1e-4, "min_lr_ratio": 0.1, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8,
-                  "warmup_steps": 0, "schedule": "constant", "total_steps": 100, "grad_clip": 1.0},
-    }
+    from rlsys.config.schema import learner_settings
+
+    return learner_settings({"lr": 1e-4, "total_steps": 100}, num_actors=num_actors, zero_stage=zero,
+                            micro_batch_size=16, max_tokens_per_micro=8192, num_threads=threads)
 
 
 def run(args: SimpleNamespace) -> list[dict]:

@@ -35,6 +35,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from rewards.math import math_reward
+    from rlsys.config.schema import learner_settings
     from rlsys.config.store import register_configs
     from rlsys.data.embedded import ensure_task_suite
     from rlsys.data.encode import encode_prompt
@@ -56,14 +57,8 @@ def main() -> None:
     held_out = load_rows(files["math_eval"], "rl")[0][::2][:150]
     tok = AutoTokenizer.from_pretrained(args.model)
     pool = RolloutPool.from_config(cfg, args.model)
-    learner_cfg = {
-        "num_actors": 1, "cpus_per_actor": 1.0, "gpus_per_actor": 0.0, "zero_stage": 0, "precision": "fp32",
-        "micro_batch_size": 4, "max_tokens_per_micro": 4096, "gradient_checkpointing": False, "num_threads": 2,
-        "dist_backend": "auto", "seed": 0,
-        "optim": {"lr": args.lr, "min_lr_ratio": 1.0, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8,
-                  "warmup_steps": 0, "schedule": "constant", "total_steps": 1000, "grad_clip": 1.0,
-                  "anneal_fraction": 0.0, "anneal_lr_ratio": 1.0},
-    }
+    learner_cfg = learner_settings({"lr": args.lr, "min_lr_ratio": 1.0, "anneal_lr_ratio": 1.0},
+                                   micro_batch_size=4, num_threads=2)
     learners = LearnerGroup(args.model, learner_cfg)
 
     def generate(rows: list[dict], n: int, temperature: float, tag: str) -> tuple[list, list]:

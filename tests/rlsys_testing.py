@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rlsys.config.schema import learner_settings
+
 
 class TinyArch:
     """A smaller-than-default Qwen3 so integration tests spend seconds, not minutes."""
@@ -23,29 +25,8 @@ def tiny_texts() -> list[str]:
     ] * 20
 
 
-
-
 def learner_config(**overrides) -> dict:
     """A learner section as the Hydra config would give it (plain dict), for direct group tests."""
-    cfg = {
-        "num_actors": 1,
-        "cpus_per_actor": 0.5,
-        "gpus_per_actor": 0.0,
-        "zero_stage": 0,
-        "precision": "fp32",
-        "micro_batch_size": 4,
-        "max_tokens_per_micro": 4096,
-        "gradient_checkpointing": False,
-        "num_threads": 1,
-        "dist_backend": "auto",
-        "seed": 0,
-        "optim": {
-            "lr": 1e-3, "min_lr_ratio": 0.1, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8,
-            "warmup_steps": 0, "schedule": "cosine", "total_steps": 20, "grad_clip": 1.0,
-            "anneal_fraction": 0.0, "anneal_lr_ratio": 0.1,
-        },
-    }
-    optim = overrides.pop("optim", {})
-    cfg.update(overrides)
-    cfg["optim"].update(optim)
-    return cfg
+    optim = {"lr": 1e-3, "schedule": "cosine", "total_steps": 20, **overrides.pop("optim", {})}
+    settings = {"cpus_per_actor": 0.5, "micro_batch_size": 4, "num_threads": 1, **overrides}
+    return learner_settings(optim, **settings)

@@ -7,7 +7,7 @@ fills one of these sections; each `conf/exp/*.yaml` overrides any of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from rlsys.data.tasks.suite import SuiteSpec
@@ -151,6 +151,18 @@ class LearnerConfig:
     dist_backend: str = "auto"
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
+
+
+def learner_settings(optim: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """LearnerConfig's defaults as the plain dict a LearnerGroup takes, with overrides, for code that
+    builds learners without Hydra (tests, benchmarks, probes). An unknown key fails, named."""
+    cfg = asdict(LearnerConfig())
+    for section, values, where in ((cfg, overrides, "learner"), (cfg["optim"], optim or {}, "learner.optim")):
+        unknown = sorted(set(values) - set(section))
+        if unknown:
+            raise KeyError(f"unknown {where} keys {unknown}; known: {sorted(section)}")
+        section.update(values)
+    return cfg
 
 
 @dataclass

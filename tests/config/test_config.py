@@ -80,3 +80,15 @@ def test_cli_exits_nonzero_with_key_named():
     )
     assert proc.returncode != 0
     assert "num_actor" in proc.stderr + proc.stdout
+
+
+def test_learner_settings_defaults_overrides_and_unknown_keys() -> None:
+    from rlsys.config.schema import LearnerConfig, learner_settings
+
+    cfg = learner_settings({"lr": 3e-4}, zero_stage=2)
+    assert cfg["zero_stage"] == 2 and cfg["optim"]["lr"] == 3e-4
+    assert cfg["optim"]["schedule"] == "constant" and cfg["micro_batch_size"] == LearnerConfig.micro_batch_size
+    with pytest.raises(KeyError, match=r"unknown learner keys \['zero'\]"):
+        learner_settings(zero=1)
+    with pytest.raises(KeyError, match=r"unknown learner.optim keys \['learning_rate'\]"):
+        learner_settings({"learning_rate": 1.0})
