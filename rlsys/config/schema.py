@@ -322,6 +322,9 @@ class StageConfig:
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     # Task-suite split (e.g. "sft_train", "pretrain", "pref_train") or user files (data.*_files).
     data: str = "sft_train"
+    # Keep only rows whose field holds one of the listed values, e.g. {tier: [3]} (RL on the hard
+    # tier) or {data_source: [my/src]}; applied after loading, whatever the source.
+    where: dict[str, list[Any]] = field(default_factory=dict)
     eval_data: str | None = None
     epochs: float = 1.0
     # > 0 caps the optimizer steps (overrides epochs).

@@ -212,7 +212,13 @@ class GroupCollector:
             return {}
         scores = [s for g in plain for s in g.scores]
         lengths = [len(s.token_ids) for g in plain for s in g.samples]
-        return {
+        by_tier: dict[Any, list[Group]] = {}
+        for g in plain:
+            if "tier" in g.row:
+                by_tier.setdefault(g.row["tier"], []).append(g)
+        tiers = {f"rollout/accuracy_tier{t}": sum(g.n_correct for g in gs) / sum(len(g.correct) for g in gs)
+                 for t, gs in sorted(by_tier.items())}
+        return tiers | {
             "rollout/reward_mean": sum(scores) / len(scores),
             "rollout/accuracy": sum(g.n_correct for g in plain) / sum(len(g.correct) for g in plain),
             "rollout/all_fail_share": sum(g.n_correct == 0 for g in plain) / len(plain),

@@ -44,6 +44,20 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None) -> list[d
         rows, stats = load_rows([files[n] for n in names], kind, cfg.data.on_bad_row)
     if stats["skipped"]:
         log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
+    return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if ctx.stage.where else rows
+
+
+def select_rows(rows: list[dict], where: Any, key: str) -> list[dict]:
+    """Rows whose every `where` field holds one of its listed values; an empty result is an error."""
+    from rlsys.config.validate import ConfigError
+
+    for field_name, allowed in dict(where).items():
+        allowed = list(allowed)
+        if not any(field_name in r for r in rows):
+            raise ConfigError(f"config key '{key}.{field_name}': no row has a field '{field_name}'")
+        rows = [r for r in rows if r.get(field_name) in allowed]
+        if not rows:
+            raise ConfigError(f"config key '{key}.{field_name}' = {allowed}: no row matches")
     return rows
 
 

@@ -64,6 +64,8 @@ def test_short_run_trains_logs_and_writes_tables(tmp_path):
                 "time/train_s", "time/sync_s", "time/other_s", "policy_version"):
         assert all(key in r for r in steps), key
     assert steps[-1]["policy_version"] == 3
+    # The suite's rows carry a tier: fresh-problem accuracy is also logged per tier.
+    assert all(any(k.startswith("rollout/accuracy_tier") for k in r) for r in steps)
     assert any("eval/math_acc" in r for r in records if r.get("step") == 0)
     assert (stage / "hint_table.md").read_text().startswith("Per hint level")
     table = json.loads((stage / "hint_table.json").read_text())
