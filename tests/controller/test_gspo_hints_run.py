@@ -26,6 +26,7 @@ TINY_RL = [
     *SMALL,
     "stages.pretrain.max_steps=3", "stages.pretrain.evaluate=false", "stages.pretrain.batch_size=8",
     "stages.sft.max_steps=3", "stages.sft.evaluate=false", "stages.sft.batch_size=8",
+    "stages.sft_more.max_steps=3", "stages.sft_more.evaluate=false", "stages.sft_more.batch_size=8",
     "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=3",
     "stages.rl.rl.batch_groups=4", "stages.rl.rl.eval_every=2", "stages.rl.lr=1e-3",
     "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "reward.correct_threshold=0.5",
@@ -74,7 +75,7 @@ def test_short_run_trains_logs_and_writes_tables(tmp_path):
     summary = json.loads((stage / "rl_summary.json").read_text())
     assert "eval/math_acc_tier1" in summary["eval_before"] and "eval/math_acc_tier1" in summary["eval"]
 
-    sft_dir = (run / "stages" / "sft").resolve() / "model"
+    sft_dir = (run / "stages" / "sft_more").resolve() / "model"
     before, after = load_file(str(sft_dir / "model.safetensors")), load_file(str(stage / "model" / "model.safetensors"))
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before), "GSPO did not change the weights"
