@@ -20,14 +20,15 @@ from collections.abc import Callable, Sequence
 Span = tuple[int, int]
 
 
-def token_char_ends(decode: Callable[[list[int]], str], token_ids: Sequence[int]) -> list[int]:
-    """End offset in the decoded text of each token: len(decode(ids[: k + 1])) for every k.
+def decode_with_char_ends(decode: Callable[[list[int]], str], token_ids: Sequence[int]) -> tuple[str, list[int]]:
+    """The decoded text and the end offset of each token in it: len(decode(ids[: k + 1])) for every k.
 
     Decoding prefixes (rather than re-encoding the text) keeps the sampled tokenisation, which need
-    not be the canonical one.
+    not be the canonical one; the last prefix is the whole text, so it is not decoded again.
     """
     ids = list(token_ids)
-    return [len(decode(ids[: k + 1])) for k in range(len(ids))]
+    prefixes = [decode(ids[: k + 1]) for k in range(len(ids))]
+    return (prefixes[-1] if prefixes else ""), [len(p) for p in prefixes]
 
 
 def tokens_in_spans(char_ends: Sequence[int], spans: Sequence[Span]) -> list[bool]:
@@ -42,24 +43,21 @@ def tokens_in_spans(char_ends: Sequence[int], spans: Sequence[Span]) -> list[boo
 
 def error_token_advantages(
     advantage: float,
-    char_ends: Sequence[int],
-    error_spans: Sequence[Span],
+    wrong: Sequence[bool],
     step_penalty: float = 0.0,
 ) -> tuple[list[float], bool]:
     """Per-token advantages for one answer, and whether the blame was localised.
 
-    advantage:   the answer's outcome advantage Â_i (group-normalised)
-    char_ends:   [T] end offset of each response token in the text (`token_char_ends`)
-    error_spans: character spans of false results found by the step verifier
+    advantage: the answer's outcome advantage Â_i (group-normalised)
+    wrong:     [T] whether each response token lies in a false result (`tokens_in_spans`)
     """
     if step_penalty < 0:
         raise ValueError(f"step_penalty must be >= 0, got {step_penalty}")
-    wrong = tokens_in_spans(char_ends, error_spans) if error_spans else [False] * len(char_ends)
     localised = advantage < 0 and any(wrong)
     if localised:
         adv = [advantage if w else 0.0 for w in wrong]
     else:
-        adv = [float(advantage)] * len(char_ends)
+        adv = [float(advantage)] * len(wrong)
     if step_penalty:
         adv = [a - step_penalty if w else a for a, w in zip(adv, wrong)]
     return adv, localised

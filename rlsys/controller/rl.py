@@ -19,7 +19,7 @@ from typing import Any
 
 from hints.progressive import HintSource, format_table
 from rlsys.algorithms.advantages import get_advantage
-from rlsys.algorithms.credit import error_token_advantages, token_char_ends, tokens_in_spans
+from rlsys.algorithms.credit import decode_with_char_ends, error_token_advantages, tokens_in_spans
 from rlsys.controller.builders import as_dict, build_metrics_at
 from rlsys.controller.evaluate import (
     eval_rows,
@@ -77,11 +77,11 @@ class TokenCredit:
 
     def advantages(self, token_ids: list[int], advantage: float) -> tuple[list[float], bool, int]:
         """Per-token advantages, whether the blame was localised, and the number of false-result tokens."""
-        ends = token_char_ends(self.decode, token_ids)
-        spans = self.verifier(self.decode(token_ids))
-        adv, localised = error_token_advantages(advantage, ends, spans, self.step_penalty)
-        hits = sum(tokens_in_spans(ends, spans)) if spans else 0
-        return adv, localised, hits
+        text, ends = decode_with_char_ends(self.decode, token_ids)
+        spans = self.verifier(text)
+        wrong = tokens_in_spans(ends, spans) if spans else [False] * len(ends)
+        adv, localised = error_token_advantages(advantage, wrong, self.step_penalty)
+        return adv, localised, sum(wrong)
 
 
 def build_credit(ctx: StageContext, tokenizer: Any) -> TokenCredit | None:
