@@ -166,6 +166,7 @@ def mpo_loss(
     w_q: float = 0.2,
     w_g: float = 1.0,
     global_denominator: Denominator = None,
+    chosen_sft_logps: torch.Tensor | None = None,  # [B] log π_θ(y_c|x) over the whole chosen response
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Mixed Preference Optimization (Wang et al. 2024, arXiv 2411.10442 §4.1).
 
@@ -177,7 +178,9 @@ def mpo_loss(
         L     = mean_pairs [ w_p·L_DPO + w_q·L_BCO + w_g·L_SFT ]
 
     Defaults are the paper's (w_p=0.8, w_q=0.2, w_g=1.0, β=0.1). δ follows `bco_pair_loss`: the
-    value from before this batch's update, passed in.
+    value from before this batch's update, passed in. When the preference terms score only part of
+    each response (stage `pair_scope`), `chosen_sft_logps` gives L_SFT the whole chosen response
+    (`chosen_lengths` is then its length too).
 
     Metrics (local means): `dpo_loss`, `bco_loss`, `sft_loss` (unweighted parts), the reward
     metrics of `dpo_loss`, and `delta`.
@@ -188,7 +191,7 @@ def mpo_loss(
     dpo = _dpo_per_pair(rho_c, rho_r)
     bco = _bco_per_pair(rho_c, rho_r, delta_t)
     lengths = chosen_lengths.to(rho_c).clamp_min(1.0)
-    sft = -upcast(policy_chosen_logps) / lengths
+    sft = -upcast(policy_chosen_logps if chosen_sft_logps is None else chosen_sft_logps) / lengths
     per_pair = w_p * dpo + w_q * bco + w_g * sft
     loss = normalise(per_pair.sum(), per_pair.new_tensor(float(per_pair.numel())), global_denominator)
     metrics = to_metrics(

@@ -344,6 +344,12 @@ class StageConfig:
     # extra annealing epoch on pairs whose chosen answer is the shorter one (Keye §4.2).
     max_length_ratio: float = 3.0
     length_anneal_epochs: float = 0.0
+    # Preference stages (dpo, bco_pair, mpo): the response tokens the preference terms score.
+    # "full": whole responses. "first_diff_line": up to the end of the first line where chosen and
+    # rejected differ (Step-DPO, arXiv 2406.18629). The shared lines before it cancel in DPO, and the
+    # rejected answer's later lines (often right steps from a wrong premise) are not pushed down. MPO's
+    # SFT term still covers the whole chosen response.
+    pair_scope: str = "full"
     # Merge stage: task-vector merge of `experts` (stage names) into `input`.
     experts: list[str] = field(default_factory=list)
     merge_method: str = "ties"

@@ -128,7 +128,9 @@ def train_loop(
     lengths = [max(len(seq[0]) for seq in unit) for unit in units]
     for step, picked in enumerate(epoch_batches(lengths, ctx.stage.batch_size, steps, ctx.stage.seed + step_offset)):
         seqs = [seq for i in picked for seq in units[i]]
-        batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=group)
+        # A third element holds per-token fields (e.g. the preference terms' `pref_mask`).
+        fields = {k: [s[2][k] for s in seqs] for k in seqs[0][2]} if len(seqs[0]) > 2 else None
+        batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], fields, group_size=group)
         last = learners.train_step(batch, loss, loss_kwargs)
         tokens += int(last["tokens"])
         progress.update(1)
@@ -184,11 +186,16 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     return _finish(ctx, learners, summary | {"sequences": len(units)}, metrics)
 
 
-def _pair_units(ctx: StageContext, rows: list[dict]) -> list[list[tuple[list[int], list[int]]]]:
+def _pair_units(ctx: StageContext, rows: list[dict], scope: str = "full") -> list[list[tuple]]:
     from transformers import AutoTokenizer
 
+    from rlsys.config.validate import ConfigError
+    from rlsys.data.encode import PAIR_SCOPES
+
+    if scope not in PAIR_SCOPES:
+        raise ConfigError(f"config key 'stages.{ctx.name}.pair_scope' = {scope!r}: must be one of {list(PAIR_SCOPES)}")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
-    return [[c, r] for c, r in encode_pairs(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt)]
+    return [[c, r] for c, r in encode_pairs(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt, scope)]
 
 
 def _pair_batch(units: list) -> tuple[list, dict[str, Any]]:
@@ -229,7 +236,7 @@ def _ranked(margins: list[float]) -> float:
 
 
 def run_mpo(ctx: StageContext) -> dict[str, Any]:
-    units = _pair_units(ctx, stage_rows(ctx, "preference"))
+    units = _pair_units(ctx, stage_rows(ctx, "preference"), ctx.stage.pair_scope)
     eval_units = _pair_units(ctx, stage_rows(ctx, "preference", ctx.stage.eval_data or "pref_eval"))[: ctx.cfg.eval.max_pairs]
     steps = total_steps(ctx.stage, len(units))
     metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
@@ -258,6 +265,11 @@ def run_rm(ctx: StageContext) -> dict[str, Any]:
     Pairs whose response lengths differ by more than `max_length_ratio` are dropped; then an
     annealing pass over pairs whose chosen answer is the shorter one counters length bias.
     """
+    if ctx.stage.pair_scope != "full":
+        from rlsys.config.validate import ConfigError
+
+        raise ConfigError(f"config key 'stages.{ctx.name}.pair_scope' = {ctx.stage.pair_scope!r}: a reward model "
+                          "scores whole responses; only 'full' applies")
     all_units = _pair_units(ctx, stage_rows(ctx, "preference"))
     units = [u for u in all_units if _length_ratio(u) <= ctx.stage.max_length_ratio]
     shorter = [u for u in units if sum(u[0][1]) < sum(u[1][1])]

@@ -53,26 +53,68 @@ def encode_prompt(tokenizer: Any, row: dict, system_prompt: str | None = None, h
     return _ids(tokenizer, text)
 
 
-def encode_response(tokenizer: Any, prompt_ids: list[int], response: str, max_len: int) -> tuple[list[int], list[int]]:
-    """Prompt ids + response ids + end-of-turn token; the mask covers the response part."""
-    resp = _ids(tokenizer, response) + [tokenizer.eos_token_id]
+PAIR_SCOPES = ("full", "first_diff_line")
+
+
+def first_diff_line_ends(a: str, b: str) -> tuple[int, int]:
+    """Character ends in `a` and `b` of the first line where they differ (its newline included).
+
+    Lines before it are shared; a text that is a line-prefix of the other ends at its own length.
+    """
+    lines_a, lines_b = a.splitlines(keepends=True), b.splitlines(keepends=True)
+    end_a = end_b = 0
+    for line_a, line_b in zip(lines_a, lines_b):
+        end_a, end_b = end_a + len(line_a), end_b + len(line_b)
+        if line_a != line_b:
+            return end_a, end_b
+    return (end_a + len(lines_a[len(lines_b)]) if len(lines_a) > len(lines_b) else end_a,
+            end_b + len(lines_b[len(lines_a)]) if len(lines_b) > len(lines_a) else end_b)
+
+
+def _prefix_tokens(tokenizer: Any, text: str, ids: list[int], end: int) -> int:
+    """How many of `ids` (the tokens of `text`) cover text[:end]; a token crossing `end` counts."""
+    if end >= len(text):
+        return len(ids)
+    head = _ids(tokenizer, text[:end])
+    if ids[: len(head)] == head:
+        return len(head)
+    return next(k for k in range(1, len(ids) + 1) if len(tokenizer.decode(ids[:k])) >= end)
+
+
+def encode_response(tokenizer: Any, prompt_ids: list[int], response: str, max_len: int, scored_chars: int | None = None) -> tuple:
+    """Prompt ids + response ids + end-of-turn token; the mask covers the response part.
+
+    With `scored_chars`, a third element is a per-token `pref_mask` covering only the response tokens
+    of response[:scored_chars] (and the end token when that is the whole response).
+    """
+    body = _ids(tokenizer, response)
+    resp = body + [tokenizer.eos_token_id]
     ids = (prompt_ids + resp)[:max_len]
     mask = ([0] * len(prompt_ids) + [1] * len(resp))[:max_len]
-    return ids, mask
+    if scored_chars is None:
+        return ids, mask
+    scored = _prefix_tokens(tokenizer, response, body, scored_chars) + (scored_chars >= len(response))
+    pref = ([0] * len(prompt_ids) + [1] * scored + [0] * (len(resp) - scored))[:max_len]
+    return ids, mask, {"pref_mask": pref}
 
 
 def encode_pairs(
-    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None
-) -> list[tuple[tuple[list[int], list[int]], tuple[list[int], list[int]]]]:
-    """(chosen, rejected) sequences per preference row, sharing the rendered prompt."""
+    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None, scope: str = "full"
+) -> list[tuple[tuple, tuple]]:
+    """(chosen, rejected) sequences per preference row, sharing the rendered prompt.
+
+    scope "first_diff_line" adds each sequence's `pref_mask` (see `first_diff_line_ends`).
+    """
+    if scope not in PAIR_SCOPES:
+        raise ValueError(f"pair scope {scope!r}: must be one of {list(PAIR_SCOPES)}")
     pairs = []
     for row in rows:
         prompt = encode_prompt(tokenizer, row, system_prompt)
         if len(prompt) >= max_len - 1:
             continue
-        pairs.append(
-            (encode_response(tokenizer, prompt, row["chosen"], max_len), encode_response(tokenizer, prompt, row["rejected"], max_len))
-        )
+        ends = first_diff_line_ends(row["chosen"], row["rejected"]) if scope == "first_diff_line" else (None, None)
+        pairs.append((encode_response(tokenizer, prompt, row["chosen"], max_len, ends[0]),
+                      encode_response(tokenizer, prompt, row["rejected"], max_len, ends[1])))
     return pairs
 
 

@@ -121,12 +121,16 @@ class Preference(Objective):
 
     def loss(self, out: ForwardOut, mb: MicroBatch, global_denominator: float) -> tuple[torch.Tensor, dict]:
         assert out.logprobs is not None and out.ref_logprobs is not None
-        seq = (out.logprobs * mb.loss_mask).sum(-1)  # [2B]
-        ref = (out.ref_logprobs * mb.loss_mask).sum(-1)  # [2B]
+        # The preference terms score the tokens of `pref_mask` when the stage narrows them (pair_scope).
+        scored = mb.fields.get("pref_mask", mb.loss_mask)
+        seq = (out.logprobs * scored).sum(-1)  # [2B]
+        ref = (out.ref_logprobs * scored).sum(-1)  # [2B]
         args = [seq[0::2], seq[1::2], ref[0::2], ref[1::2]]
         kwargs = dict(self.kwargs)
         if self.loss_name == "mpo":
             args.append(mb.loss_mask[0::2].sum(-1))
+            if "pref_mask" in mb.fields:
+                kwargs["chosen_sft_logps"] = (out.logprobs * mb.loss_mask).sum(-1)[0::2]
         if self.loss_name in ("mpo", "bco_pair"):
             kwargs["delta"] = self.delta.mean
         loss, metrics = self.fn(*args, global_denominator=global_denominator, **kwargs)

@@ -155,3 +155,23 @@ def test_bradley_terry_per_pair_margin() -> None:
         torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0]), margin=torch.tensor([0.0, 1.0])
     )
     assert loss.item() == pytest.approx((softplus(-1.0) + softplus(0.0)) / 2, rel=1e-6)
+
+
+def test_mpo_sft_term_on_the_whole_chosen_response() -> None:
+    """With `chosen_sft_logps` (pair_scope), L_SFT reads it; DPO/BCO still read the scored parts."""
+    p = _pairs()
+    lengths = torch.tensor([4, 2])
+    loss, metrics = mpo_loss(**p, chosen_lengths=lengths, delta=0.05,
+                             chosen_sft_logps=torch.tensor([-20.0, -3.0], dtype=torch.float64))
+    dpo = (softplus(-0.3) + softplus(0.3)) / 2
+    bco = (softplus(-0.15) + softplus(-0.15) + softplus(0.15) + softplus(0.15)) / 2
+    sft = (20.0 / 4 + 3.0 / 2) / 2
+    assert metrics["sft_loss"] == pytest.approx(sft)
+    assert metrics["dpo_loss"] == pytest.approx(dpo)
+    assert loss.item() == pytest.approx(0.8 * dpo + 0.2 * bco + 1.0 * sft)
+    loss.backward()
+    # The scored chosen logps get only the DPO/BCO gradient (no SFT part): pair 1 on its own,
+    # d/dlogπ_c [0.8·softplus(−(ρ_c−ρ_r)) + 0.2·softplus(−(ρ_c−δ))] / 2 with ρ = 0.1·(logπ − logπ_ref).
+    sig = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+    expected = -(0.8 * sig(-0.3) + 0.2 * sig(-0.15)) * 0.1 / 2
+    assert p["policy_chosen_logps"].grad[0].item() == pytest.approx(expected)
