@@ -24,7 +24,7 @@ TINY = [
     *SMALL,
     "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=2",
     "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "eval.max_pairs=4",
-    *(f"stages.{s}.{k}" for s in ("pretrain", "sft") for k in ("max_steps=3", "evaluate=false", "batch_size=8")),
+    *(f"stages.{s}.{k}" for s in ("pretrain", "sft", "sft_more") for k in ("max_steps=3", "evaluate=false", "batch_size=8")),
     "stages.mpo.max_steps=2", "stages.mpo.batch_size=4", "stages.mpo.evaluate=false",
     "stages.rm.max_steps=2", "stages.rm.batch_size=4", "stages.rm.length_anneal_epochs=0",
     *(f"stages.{s}.rl.{k}" for s in RL_STAGES for k in ("steps=2", "batch_groups=4", "eval_every=0", "save_every=0")),
@@ -69,7 +69,7 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     status = {r["stage"]: r["status"] for r in table["stages"]}
     assert status.pop("align") == "trained"
     assert set(status.values()) == {"reused"}, status
-    assert set(status) >= {"pretrain", "sft", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
+    assert set(status) >= {"pretrain", "sft", "sft_more", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
                            "rft_rl", "judge_data", "judge_sft", "judge_rl"}
     for name in ("pipeline_table.md", "pipeline_curves.png", "rl_curves.png", "constraint_rates.md"):
         assert (run / name).is_file(), name
