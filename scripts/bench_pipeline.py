@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-KEYE_STAGES = ["pretrain", "sft", "sft_more", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter", "rft_rl",
+KEYE_STAGES = ["pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter", "rft_rl",
                "judge_sft", "judge_rl", "align", "rl_alone"]
 MATH_KEYS = ("eval/math_acc_tier1", "eval/math_acc_tier2", "eval/math_acc_tier3", "eval/math_acc")
 IF_KEYS = ("eval/ifeval_all_pass", "eval/ifeval_constraint_pass")
@@ -107,12 +107,13 @@ def report(keye: Path, cascade: Path | None) -> tuple[str, dict[str, Any]]:
     if rates.is_file():
         lines += ["", rates.read_text()]
     if cascade is not None:
-        c = {name: summary(cascade, name) for name in ("mpo", "rl", "gspo_alone")}
+        c = {name: summary(cascade, name) for name in ("pref_sample", "mpo", "rl", "gspo_alone")}
         data["cascade_run"] = str(cascade)
         lines += ["", f"### Cascade RL vs GSPO alone (run `{cascade}`)", "",
-                  f"Cascade: MPO ({_wall(c['mpo']):.0f} s) then GSPO from the MPO model ({_wall(c['rl']):.0f} s, "
+                  f"Cascade: pair sampling ({_wall(c['pref_sample']):.0f} s, {c['pref_sample'].get('pairs')} pairs), MPO "
+                  f"({_wall(c['mpo']):.0f} s), then GSPO from the MPO model ({_wall(c['rl']):.0f} s, "
                   f"{c['rl'].get('steps')} steps). GSPO alone from the SFT model with rl.max_wall_s = "
-                  f"{_wall(c['mpo']) + _wall(c['rl']):.0f} s: {c['gspo_alone'].get('steps')} steps.", ""]
+                  f"{sum(_wall(c[n]) for n in ('pref_sample', 'mpo', 'rl')):.0f} s: {c['gspo_alone'].get('steps')} steps.", ""]
         lines += _eval_table([("sft_more (start)", summary(cascade, "sft_more").get("eval", {}), ""),
                               ("mpo", c["mpo"].get("eval", {}), ""),
                               ("cascade: mpo -> rl", c["rl"].get("eval", {}), ""),

@@ -276,7 +276,7 @@ class RLConfig:
 
 @dataclass
 class OfflineSampleConfig:
-    """Offline sampling stages: `rft_sample`, `pass_filter`, and the pairwise judge's data and eval.
+    """Offline sampling stages: `rft_sample`, `pass_filter`, `pref_sample`, and the pairwise judge's data and eval.
 
     `rft_sample` draws `num_samples` answers per SFT prompt from its input model, scores them and
     the stored answer with the stage's reward workers, and keeps a sampled answer only when it
@@ -298,6 +298,10 @@ class OfflineSampleConfig:
     keep_low: float = 0.0
     keep_high: float = 1.0
     keep_inclusive: bool = False
+    # pref_sample: (correct, wrong) answer pairs written per problem (see rlsys/controller/pref_sample.py),
+    # and whether answers cut at max_tokens are left out of them.
+    pairs_per_prompt: int = 1
+    drop_truncated: bool = True
     # Pairwise judge rows: reason inside <think>...</think> before the verdict line; judge prompts
     # longer than this many tokens are dropped.
     judge_think: bool = True
@@ -307,10 +311,10 @@ class OfflineSampleConfig:
 @dataclass
 class StageConfig:
     """One stage of a pipeline (pretrain, sft, mpo, rm, merge, rl, rft_sample, pass_filter,
-    judge_data, judge_sft, judge_rl).
+    pref_sample, judge_data, judge_sft, judge_rl).
 
     A stage reads the model produced by `input` (another stage's name; null = the base model) and
-    writes an HF checkpoint (data stages - rft_sample, pass_filter, judge_data - write a data file). Its artifact is cached under artifacts_dir by a hash of everything
+    writes an HF checkpoint (data stages - rft_sample, pass_filter, pref_sample, judge_data - write a data file). Its artifact is cached under artifacts_dir by a hash of everything
     it depends on, and reused when nothing changed (`cache: false` always reruns it).
     """
 
@@ -363,8 +367,8 @@ class StageConfig:
     log_every: int = 10
     seed: int = 0
     # Take the data rows from the data file (data.jsonl) another stage wrote (rft_sample's updated
-    # SFT set, pass_filter's kept problems, judge_data's judge rows) instead of `data`; that stage
-    # is built first and its hash is part of this stage's cache key.
+    # SFT set, pass_filter's kept problems, pref_sample's pairs, judge_data's judge rows) instead of
+    # `data`; that stage is built first and its hash is part of this stage's cache key.
     data_from: str | None = None
     # rl stages: set rl.max_wall_s to the summed build wall time of these stages (equal-wall-time
     # baselines, e.g. GSPO alone vs MPO + GSPO); they are built first.

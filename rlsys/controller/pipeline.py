@@ -1,7 +1,7 @@
 """Pipeline plumbing for multi-stage runs: data files passed between stages, `stage:<name>` model
 references, per-stage config overrides, equal-wall-time budgets, and offline sampling + scoring.
 
-Data stages (rft_sample, pass_filter, judge_data) write `data.jsonl` into their artifact; a stage with
+Data stages (rft_sample, pass_filter, pref_sample, judge_data) write `data.jsonl` into their artifact; a stage with
 `data_from: <stage>` reads its rows from there. Reward kwargs and `overrides` values may be the string
 `stage:<name>`; it becomes that stage's model directory when the stage runs, and the named stage is a
 dependency (built first, part of the cache key).
@@ -59,7 +59,7 @@ def input_data_file(ctx: StageContext, name: str = DATA_FILE) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"config key 'stages.{ctx.name}.data_from' = {src!r}: that stage wrote no {name} "
-            "(stage kinds that write one: rft_sample, pass_filter, judge_data)"
+            "(stage kinds that write one: rft_sample, pass_filter, pref_sample, judge_data)"
         )
     return path
 
@@ -190,3 +190,33 @@ def score_all(rewards: Any, samples: list[dict], chunk: int = 1024) -> tuple[lis
         scores += s
         extras += e
     return scores, extras, metrics
+
+
+def sample_and_judge(ctx: StageContext, rows: Sequence[dict], k: int) -> tuple[list[int], list[list[Any]], list[list[bool]]]:
+    """`k` answers per row from the stage's input model, judged by the stage's reward workers.
+
+    Returns the indices of the rows whose request succeeded and, for each of them, its samples and
+    whether each was correct (the reward's `correct` extra).
+    """
+    from transformers import AutoTokenizer
+
+    from rlsys.rollout.pool import RolloutPool
+
+    tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    rewards = build_reward_pool(ctx)
+    pool = RolloutPool.from_config(ctx.cfg, ctx.input_model)
+    try:
+        results = sample_rows(ctx, pool, tokenizer, rows, k)
+        pool.shutdown()
+        ok = [j for j, r in enumerate(results) if r.ok and r.samples]
+        kept = [results[j].samples for j in ok]
+        samples = [reward_sample(rows[j], s.text, len(s.token_ids)) for j, ss in zip(ok, kept) for s in ss]
+        _, extras, _ = score_all(rewards, samples)
+    finally:
+        pool.shutdown()
+        rewards.close()
+    correct, pos = [], 0
+    for ss in kept:
+        correct.append([bool(e.get("correct")) for e in extras[pos : pos + len(ss)]])
+        pos += len(ss)
+    return ok, kept, correct

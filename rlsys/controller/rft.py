@@ -29,6 +29,7 @@ from rlsys.controller.pipeline import (
     build_reward_pool,
     pick_rows,
     reward_sample,
+    sample_and_judge,
     sample_rows,
     score_all,
     write_jsonl,
@@ -227,32 +228,14 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_pass_filter(ctx: StageContext) -> dict[str, Any]:
-    from transformers import AutoTokenizer
-
     from rlsys.controller.train_jobs import stage_rows
-    from rlsys.rollout.pool import RolloutPool
 
     stage, k = ctx.stage, ctx.stage.sample.num_samples
     rows = stage_rows(ctx, "rl")
     picked = [rows[i] for i in pick_rows(len(rows), stage.sample.max_rows, stage.seed)]
-    tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
-    rewards = build_reward_pool(ctx)
-    pool = RolloutPool.from_config(ctx.cfg, ctx.input_model)
-    try:
-        results = sample_rows(ctx, pool, tokenizer, picked, k)
-        pool.shutdown()
-        ok = [j for j, r in enumerate(results) if r.ok and r.samples]
-        samples = [reward_sample(picked[j], s.text, len(s.token_ids)) for j in ok for s in results[j].samples]
-        _, extras, _ = score_all(rewards, samples)
-    finally:
-        pool.shutdown()
-        rewards.close()
-    n_correct, pos = [], 0
-    for j in ok:
-        m = len(results[j].samples)
-        n_correct.append(sum(bool(e.get("correct")) for e in extras[pos : pos + m]))
-        pos += m
-    rates = [c / len(results[j].samples) for c, j in zip(n_correct, ok)]
+    ok, _, correct = sample_and_judge(ctx, picked, k)
+    n_correct = [sum(c) for c in correct]
+    rates = [c / len(flags) for c, flags in zip(n_correct, correct)]
     s = stage.sample
     kept = [ok[i] for i in keep_by_pass_rate(rates, s.keep_low, s.keep_high, s.keep_inclusive)]
     rate_of = dict(zip(ok, rates))

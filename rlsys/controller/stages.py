@@ -34,6 +34,7 @@ STAGE_KINDS = {
     "rl": "rlsys.controller.rl:run_rl",
     "rft_sample": "rlsys.controller.rft:run_rft_sample",
     "pass_filter": "rlsys.controller.rft:run_pass_filter",
+    "pref_sample": "rlsys.controller.pref_sample:run_pref_sample",
     "judge_data": "rlsys.controller.judge_rm:run_judge_data",
     "judge_sft": "rlsys.controller.judge_rm:run_judge_sft",
     "judge_rl": "rlsys.controller.judge_rm:run_judge_rl",
@@ -42,7 +43,7 @@ STAGE_KINDS = {
 # Which user data files replace the suite split for each stage kind.
 USER_FILES = {
     "pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files", "rl": "train_files",
-    "rft_sample": "sft_files", "pass_filter": "train_files", "judge_data": "pref_files",
+    "rft_sample": "sft_files", "pass_filter": "train_files", "pref_sample": "train_files", "judge_data": "pref_files",
 }
 
 

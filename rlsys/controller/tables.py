@@ -45,6 +45,9 @@ def stage_notes(kind: str, summary: dict[str, Any]) -> str:
                 f"{summary.get('replaced_by_task', {})}, {summary.get('replaced_on_tie_break', 0)} on the tie-break")
     if kind == "pass_filter":
         return f"kept {summary.get('kept', 0)}/{summary.get('problems', 0)}; pass-rate histogram {summary.get('pass_hist', {})}"
+    if kind == "pref_sample":
+        return (f"{summary.get('pairs', 0)} pairs from {summary.get('problems', 0)} problems; "
+                f"correct-count histogram {summary.get('correct_hist', {})}")
     if kind == "judge_data":
         return f"{summary.get('rows', 0)} judge rows, {summary.get('eval_pairs', 0)} held-out pairs"
     parts = []

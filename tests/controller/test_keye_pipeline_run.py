@@ -26,6 +26,7 @@ TINY = [
     "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "eval.max_pairs=4",
     *(f"stages.{s}.{k}" for s in ("pretrain", "sft", "sft_more") for k in ("max_steps=3", "evaluate=false", "batch_size=8")),
     "stages.mpo.max_steps=2", "stages.mpo.batch_size=4", "stages.mpo.evaluate=false",
+    "stages.pref_sample.sample.max_rows=12", "stages.pref_sample.sample.drop_truncated=false",
     "stages.rm.max_steps=2", "stages.rm.batch_size=4", "stages.rm.length_anneal_epochs=0",
     *(f"stages.{s}.rl.{k}" for s in RL_STAGES for k in ("steps=2", "batch_groups=4", "eval_every=0", "save_every=0")),
     *(f"stages.{s}.rl.eval_before=false" for s in ("rl", "rft_rl")),
@@ -34,7 +35,7 @@ TINY = [
     *(f"stages.{s}.sample.{k}" for s in ("pass_before", "pass_filter") for k in ("max_rows=12", "num_samples=4")),
     # An untrained model never solves the math: a plug-in it passes about half the time gives mixed pass
     # rates, so the (0, 1) filter keeps some problems and drops others.
-    *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]" for s in ("pass_before", "pass_filter", "rft_rl")),
+    *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]" for s in ("pref_sample", "pass_before", "pass_filter", "rft_rl")),
     "stages.judge_sft.max_steps=3", "stages.judge_sft.batch_size=8",
     "stages.judge_rl.overrides.rollout.max_tokens=16", "stages.align.overrides.rollout.max_tokens=16",
 ]
@@ -69,10 +70,20 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     status = {r["stage"]: r["status"] for r in table["stages"]}
     assert status.pop("align") == "trained"
     assert set(status.values()) == {"reused"}, status
-    assert set(status) >= {"pretrain", "sft", "sft_more", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
+    assert set(status) >= {"pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
                            "rft_rl", "judge_data", "judge_sft", "judge_rl"}
     for name in ("pipeline_table.md", "pipeline_curves.png", "rl_curves.png", "constraint_rates.md"):
         assert (run / name).is_file(), name
+
+    # MPO trained on the pairs pref_sample drew from the sft_more model: a pair per mixed problem.
+    pref = _summary(run, "pref_sample")
+    pairs = [json.loads(x) for x in (run / "stages" / "pref_sample" / "data.jsonl").read_text().splitlines()]
+    mixed = sum(n for key, n in pref["correct_hist"].items() if key not in ("0/4", "4/4"))
+    assert len(pairs) == pref["pairs"] == pref["problems_with_pairs"] > 0 and pref["problems"] == 12
+    assert pref["pairs"] == mixed and pref["truncated_samples"] > 0  # kept: drop_truncated=false
+    assert all(p["chosen"] != p["rejected"] and len(p["chosen"]) % 2 == 0 != len(p["rejected"]) % 2 for p in pairs)
+    spec = json.loads((run / "stages" / "mpo" / DONE).read_text())
+    assert spec["data"] == {"from": "pref_sample"} and set(spec["inputs"]) == {"sft_more", "pref_sample"}
 
     # Rejection sampling rewrote the whole SFT set, replacing only rows it sampled.
     rft = _summary(run, "rft_sample")
