@@ -9,6 +9,15 @@ optionally after reasoning inside `<think>...</think>`:
     </think>
     Better: A
 
+or, for a judge that solves the request first (rlsys/controller/judge_rm.py, `judge_solve`):
+
+    <think>
+    7 + 5 = 12, so 33 + 12 = 45.
+    The answer is \\boxed{45}.
+    A ends with 45. B ends with 46. A agrees with mine.
+    </think>
+    Better: A
+
 `judge_format_reward` and `judge_outcome_reward` train it with GSPO; `PairwiseJudgeReward` serves a
 trained judge (its own vLLM OpenAI-compatible server, or any endpoint) and scores a completion against
 the row's reference response.

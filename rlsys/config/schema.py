@@ -286,7 +286,7 @@ class OfflineSampleConfig:
 
     num_samples: int = 4
     # Rows taken from the stage's data (seeded choice; 0 = all). rft_sample keeps the other rows as
-    # they are; pass_filter only looks at the chosen ones.
+    # they are; pass_filter and judge_data only look at the chosen ones.
     max_rows: int = 0
     temperature: float = 1.0
     # 0 = rollout.max_tokens.
@@ -306,6 +306,10 @@ class OfflineSampleConfig:
     # longer than this many tokens are dropped.
     judge_think: bool = True
     max_prompt_tokens: int = 448
+    # judge_data: the input model solves each request whose two responses reach different final answers
+    # (num_samples tries, the stage's reward workers verify); the judge's reasoning starts from that
+    # solution. Needs an input model and a math reward entry.
+    judge_solve: bool = False
 
 
 @dataclass
@@ -325,6 +329,7 @@ class StageConfig:
     loss: str = "sft"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     # Task-suite split (e.g. "sft_train", "pretrain", "pref_train") or user files (data.*_files).
+    # "a+b" joins splits; "math_train:600" takes a seeded 600 of that split's rows.
     data: str = "sft_train"
     # Keep only rows whose field holds one of the listed values, e.g. {tier: [3]} (RL on the hard
     # tier) or {data_source: [my/src]}; applied after loading, whatever the source.

@@ -5,6 +5,10 @@
   answer in the fixed format (rewards/pairwise_judge.py; the reasoning names both final answers and
   each response's first false arithmetic step) and `label`. Held-out rows come from the eval
   split (`pref_eval`), each pair in both orders. Writes `data.jsonl` and `eval.jsonl`.
+  With `sample.judge_solve` the judge solves the request first (generative verifier, as in GenRM-CoT):
+  for pairs whose responses reach different final answers, the input model samples `num_samples`
+  solutions; the first one the verifier accepts becomes the start of the reasoning, which then says
+  which response agrees with it. Pairs it never solves are left out of training (counted).
 - `judge_sft`: an SFT stage on those rows (`data_from: judge_data`); `judge_rl`: a GSPO stage on the same
   prompts with the format + outcome rewards. Both report greedy pairwise accuracy on the held-out rows:
   `eval/judge_pair_acc` (share of judgments right), `eval/judge_pair_consistent` (pairs right in both
@@ -21,7 +25,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rewards.pairwise_judge import judge_prompt, judge_target, parse_verdict
-from rlsys.controller.pipeline import DATA_FILE, EVAL_FILE, read_jsonl, write_jsonl
+from rlsys.controller.pipeline import DATA_FILE, EVAL_FILE, pick_rows, read_jsonl, write_jsonl
 from rlsys.controller.stages import StageContext
 
 log = logging.getLogger(__name__)
@@ -30,49 +34,95 @@ JUDGE_SOURCE = "rlsys/judge"
 _MAX_ANSWER_CHARS = 24
 
 
+def final_answer(text: str) -> str:
+    """A response's final answer for the judge's reasoning line (shortened: non-math answers can be
+    whole sentences)."""
+    from rewards.math import extract_answer
+
+    found = " ".join((extract_answer(text) or "no final answer").split())
+    return found if len(found) <= _MAX_ANSWER_CHARS else found[:_MAX_ANSWER_CHARS] + "..."
+
+
 def judge_rationale(a: str, b: str) -> str:
     """The reasoning an SFT target gives before its verdict, without naming the better response: the
     final answer each response reaches and, for each, its first false arithmetic step (a rule check
     standing in for a stronger model's reasoning, as Keye distils its judge's)."""
-    from rewards.math import extract_answer
     from rlsys.controller.rft_rewards import first_wrong_equation
-
-    def final(text: str) -> str:
-        # Answers of non-math responses can be whole sentences; the reasoning line stays short.
-        found = " ".join((extract_answer(text) or "no final answer").split())
-        return found if len(found) <= _MAX_ANSWER_CHARS else found[:_MAX_ANSWER_CHARS] + "..."
 
     def steps(label: str, text: str) -> str:
         wrong = first_wrong_equation(text)
         return f"{label}: {wrong} is wrong." if wrong else f"{label}: steps hold."
 
-    return f"A ends with {final(a)}. B ends with {final(b)}. {steps('A', a)} {steps('B', b)}"
+    return f"A ends with {final_answer(a)}. B ends with {final_answer(b)}. {steps('A', a)} {steps('B', b)}"
 
 
-def judge_row(pair: dict, label: str, think: bool, suffix: str = "") -> dict:
-    """The judge row for a preference pair with the chosen response at position `label`."""
+def solved_rationale(solution: str, a: str, b: str) -> str:
+    """The reasoning of a judge that solves the request first: its own worked solution, both final
+    answers, and which response agrees with its own answer."""
+    own, fa, fb = final_answer(solution), final_answer(a), final_answer(b)
+    agree = [label for label, f in (("A", fa), ("B", fb)) if f == own]
+    verdict = f"{agree[0]} agrees with mine." if len(agree) == 1 else "Neither agrees with mine."
+    return f"{solution.strip()}\nA ends with {fa}. B ends with {fb}. {verdict}"
+
+
+def has_distinct_answers(pair: dict) -> bool:
+    """Whether the two responses reach different final answers (the pairs a solving judge can decide)."""
+    from rewards.math import extract_answer
+
+    chosen, rejected = extract_answer(pair["chosen"]), extract_answer(pair["rejected"])
+    return chosen is not None and rejected is not None and chosen.strip() != rejected.strip()
+
+
+def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: str | None = None) -> dict:
+    """The judge row for a preference pair with the chosen response at position `label` (reasoning from
+    the judge's own `solution` when given)."""
     a, b = (pair["chosen"], pair["rejected"]) if label == "A" else (pair["rejected"], pair["chosen"])
+    rationale = "" if not think else solved_rationale(solution, a, b) if solution else judge_rationale(a, b)
     return {
         "id": f"judge-{pair['id']}{suffix}",
         "data_source": JUDGE_SOURCE,
         "task": "judge",
         "pair_id": str(pair["id"]),
         "prompt": judge_prompt(pair["prompt"], a, b, think),
-        "response": judge_target(label, judge_rationale(a, b) if think else "", think),
+        "response": judge_target(label, rationale, think),
         "label": label,
     }
 
 
-def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = False) -> list[dict]:
-    """Judge rows from preference pairs: one seeded random order per pair, or both orders."""
+def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = False,
+               solutions: dict[str, str] | None = None) -> list[dict]:
+    """Judge rows from preference pairs: one seeded random order per pair, or both orders. `solutions`
+    (pair id -> the judge's own verified solution) switches those pairs to solve-first reasoning."""
     rng = random.Random(f"judge|{seed}")
+    solutions = solutions or {}
     rows = []
     for pair in pairs:
+        solution = solutions.get(str(pair["id"]))
         if both_orders:
-            rows += [judge_row(pair, "A", think, "-a"), judge_row(pair, "B", think, "-b")]
+            rows += [judge_row(pair, "A", think, "-a", solution), judge_row(pair, "B", think, "-b", solution)]
         else:
-            rows.append(judge_row(pair, "A" if rng.random() < 0.5 else "B", think))
+            rows.append(judge_row(pair, "A" if rng.random() < 0.5 else "B", think, solution=solution))
     return rows
+
+
+def solve_pairs(ctx: StageContext, pairs: list[dict]) -> dict[str, str]:
+    """The input model's first verified solution to the request of each pair with distinct final answers
+    (the chosen response's answer is the gold), by pair id; unsolved pairs are absent."""
+    from rewards._common import answer_part
+    from rewards.math import extract_answer
+    from rlsys.controller.pipeline import sample_and_judge
+
+    asks = [{"id": f"solve-{p['id']}", "pair_id": str(p["id"]), "prompt": p["prompt"], "data_source": "rlsys/math",
+             "answer": extract_answer(p["chosen"])} for p in pairs if has_distinct_answers(p)]
+    ok, samples, correct = sample_and_judge(ctx, asks, ctx.stage.sample.num_samples)
+    solutions = {}
+    for j, texts, marks in zip(ok, samples, correct):
+        good = [answer_part(s.text) for s, right in zip(texts, marks) if right]
+        good = [g.strip() for g in good if g and g.strip()]
+        if good:
+            solutions[asks[j]["pair_id"]] = good[0]
+    log.info("judge_data %s: solved %d/%d pairs with distinct answers", ctx.name, len(solutions), len(asks))
+    return solutions
 
 
 def _fits(tokenizer: Any, rows: list[dict], max_tokens: int) -> list[dict]:
@@ -90,8 +140,13 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
     pairs = stage_rows(ctx, "preference")
+    pairs = [pairs[i] for i in pick_rows(len(pairs), stage.sample.max_rows, stage.seed)]
     eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")
-    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think), limit)
+    solve = stage.sample.judge_solve and think
+    solutions = solve_pairs(ctx, pairs) if solve else {}
+    unsolved = {str(p["id"]) for p in pairs if solve and has_distinct_answers(p) and str(p["id"]) not in solutions}
+    pairs = [p for p in pairs if str(p["id"]) not in unsolved]
+    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions), limit)
     held_out = _fits(tokenizer, judge_rows(eval_pairs[: cfg.eval.max_pairs], stage.seed, think, both_orders=True), limit)
     # A pair counts in the held-out set only when both of its orders fit.
     per_pair: dict[str, int] = {}
@@ -103,6 +158,8 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     summary = {
         "rows": len(train),
         "dropped_long": len(pairs) - len(train),
+        "solved": len(solutions),
+        "dropped_unsolved": len(unsolved),
         "label_a_share": sum(r["label"] == "A" for r in train) / max(1, len(train)),
         "eval_rows": len(held_out),
         "eval_pairs": len(held_out) // 2,
@@ -138,7 +195,10 @@ def evaluate_judge(ctx: StageContext, model_dir: str) -> dict[str, float]:
     rows = read_jsonl(input_data_file(ctx, EVAL_FILE))
     if not rows:
         return {}
-    out = judge_accuracy(rows, greedy_completions(ctx.cfg, model_dir, rows))
+    # A judge that solves first writes a whole solution before its verdict.
+    max_tokens = ctx.stage.sample.max_tokens or ctx.cfg.rollout.max_tokens
+    cfg = OmegaConf.merge(ctx.cfg, {"eval": {"max_tokens": max_tokens}})
+    out = judge_accuracy(rows, greedy_completions(cfg, model_dir, rows))
     log.info("judge eval %s: %s", ctx.name, {k: round(v, 3) for k, v in out.items()})
     return out
 

@@ -34,17 +34,33 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None) -> list[d
     elif user_files:
         rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row)
     else:
+        from rlsys.controller.pipeline import pick_rows
         from rlsys.data.embedded import ensure_task_suite
 
         files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
-        names = (split or ctx.stage.data).split("+")
-        unknown = [n for n in names if n not in files]
-        if unknown:
-            raise KeyError(f"config key 'stages.{ctx.name}.data' = {unknown[0]!r}: suite splits are {sorted(files)}")
-        rows, stats = load_rows([files[n] for n in names], kind, cfg.data.on_bad_row)
+        rows, stats = [], {"skipped": 0}
+        for name, limit in split_parts(split or ctx.stage.data, f"stages.{ctx.name}.data"):
+            if name not in files:
+                raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are {sorted(files)}")
+            part, part_stats = load_rows([files[name]], kind, cfg.data.on_bad_row)
+            rows += [part[i] for i in pick_rows(len(part), limit, ctx.stage.seed)]
+            stats["skipped"] += part_stats["skipped"]
     if stats["skipped"]:
         log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
     return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if ctx.stage.where else rows
+
+
+def split_parts(spec: str, key: str) -> list[tuple[str, int]]:
+    """`a+b:N` -> [("a", 0), ("b", N)]: suite splits joined, `:N` taking a seeded N of that split's rows."""
+    from rlsys.config.validate import ConfigError
+
+    parts = []
+    for part in spec.split("+"):
+        name, _, limit = part.partition(":")
+        if limit and not (limit.isdigit() and int(limit) > 0):
+            raise ConfigError(f"config key '{key}' = {spec!r}: ':{limit}' must be a positive row count")
+        parts.append((name.strip(), int(limit) if limit else 0))
+    return parts
 
 
 def select_rows(rows: list[dict], where: Any, key: str) -> list[dict]:

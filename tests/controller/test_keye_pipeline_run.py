@@ -35,7 +35,9 @@ TINY = [
     *(f"stages.{s}.sample.{k}" for s in ("pass_before", "pass_filter") for k in ("max_rows=12", "num_samples=4")),
     # An untrained model never solves the math: a plug-in it passes about half the time gives mixed pass
     # rates, so the (0, 1) filter keeps some problems and drops others.
-    *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]" for s in ("pref_sample", "pass_before", "pass_filter", "rft_rl")),
+    *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]"
+      for s in ("pref_sample", "pass_before", "pass_filter", "rft_rl", "judge_data")),
+    "stages.judge_data.sample.max_rows=12", "stages.judge_data.sample.num_samples=2",
     "stages.judge_sft.max_steps=3", "stages.judge_sft.batch_size=8",
     "stages.judge_rl.overrides.rollout.max_tokens=16", "stages.align.overrides.rollout.max_tokens=16",
 ]
@@ -100,6 +102,14 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     spec = json.loads((run / "stages" / "rft_rl" / DONE).read_text())
     assert spec["data"] == {"from": "pass_filter"} and set(spec["inputs"]) == {"rft_sft", "pass_filter"}
 
+    # The judge solves first: its data holds the input model's accepted solutions (here: even-length
+    # answers), and pairs it never solved are left out.
+    jd = _summary(run, "judge_data")
+    judge = [json.loads(x) for x in (run / "stages" / "judge_data" / "data.jsonl").read_text().splitlines()]
+    assert jd["solved"] > 0 and jd["solved"] + jd["dropped_unsolved"] <= 12 and len(judge) == jd["rows"]
+    assert len(judge) + jd["dropped_unsolved"] + jd["dropped_long"] == 12
+    solved_rows = sum("agrees with mine." in r["response"] for r in judge)
+    assert solved_rows <= jd["solved"] and (jd["dropped_long"] > 0 or solved_rows == jd["solved"])
     # The judge: held-out pairwise accuracy after SFT and after RL; then served as align's reward.
     for stage in ("judge_sft", "judge_rl"):
         ev = _summary(run, stage)["eval"]

@@ -7,7 +7,13 @@ from collections import Counter
 import pytest
 
 from rewards.pairwise_judge import format_ok, parse_verdict
-from rlsys.controller.judge_rm import judge_accuracy, judge_row, judge_rows
+from rlsys.controller.judge_rm import (
+    has_distinct_answers,
+    judge_accuracy,
+    judge_row,
+    judge_rows,
+    solved_rationale,
+)
 from rlsys.controller.pipeline import pick_rows, resolve_refs, stage_refs
 from rlsys.controller.rft import (
     attach_gold,
@@ -143,3 +149,22 @@ def test_arithmetic_steps_checks_every_written_equation():
     assert check_equations("84 / 4 = 21 and 9 / 2 = 4.") == (2, 1)
     assert arithmetic_steps("p", "<think>1 + 1 = 3</think>The answer is 2.")["score"] == 1.0
     assert arithmetic_steps("p", "<think>unfinished 1 + 1 = 2")["score"] == 0.0
+
+
+def test_solve_first_reasoning_names_the_response_that_agrees_with_the_judges_own_solution():
+    pair = {"id": "s", "prompt": "What is 9 + 4 * 2?", "chosen": "4 * 2 = 8.\n9 + 8 = 17.\nThe answer is \\boxed{17}.",
+            "rejected": "4 * 2 = 8.\n9 + 8 = 16.\nThe answer is \\boxed{16}."}
+    own = "Multiply first: 4 * 2 = 8.\nSo 9 + 8 = 17.\nThe answer is \\boxed{17}."
+    assert has_distinct_answers(pair)
+    assert not has_distinct_answers(pair | {"rejected": "9 + 8 = 17, so \\boxed{17}."})
+    assert not has_distinct_answers(pair | {"rejected": "I cannot say."} | {"chosen": "No idea."})
+    rows = judge_rows([pair, PAIRS[0]], seed=0, think=True, both_orders=True, solutions={"s": own})
+    assert [r["label"] for r in rows] == ["A", "B", "A", "B"]
+    a_first, b_first = rows[0]["response"], rows[1]["response"]
+    assert a_first.split("<think>\n")[1].startswith(own)
+    assert "A ends with 17. B ends with 16. A agrees with mine.\n</think>\nBetter: A" in a_first
+    assert "A ends with 16. B ends with 17. B agrees with mine.\n</think>\nBetter: B" in b_first
+    # Pairs without a solution keep the rule-based reasoning.
+    assert rows[2]["response"].count("steps hold.") == 2 and "agrees" not in rows[2]["response"]
+    assert solved_rationale("The answer is \\boxed{5}.", pair["chosen"], pair["rejected"]).endswith(
+        "Neither agrees with mine.")

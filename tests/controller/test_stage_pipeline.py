@@ -157,3 +157,33 @@ def test_rl_only_eval_settings_do_not_change_upstream_cache_keys(make_cfg):
     assert sampled["r"] != plain["r"]
     cfg.eval.max_math = 17
     assert stages.stage_spec(cfg, cfg.stages.a, {}) != plain["a"]
+
+
+def test_suite_splits_join_and_a_row_count_takes_a_seeded_subset(tmp_path, monkeypatch):
+    from rlsys.config.schema import StageConfig
+    from rlsys.config.validate import ConfigError
+    from rlsys.controller.stages import StageContext
+    from rlsys.controller.train_jobs import split_parts, stage_rows
+
+    files = {}
+    for split, n in (("ifeval_train", 3), ("math_train", 50)):
+        files[split] = str(tmp_path / f"{split}.jsonl")
+        write_jsonl(Path(files[split]), [{"id": f"{split}-{i}", "prompt": f"q{i}", "answer": str(i)} for i in range(n)])
+    monkeypatch.setattr("rlsys.data.embedded.ensure_task_suite", lambda *_: files)
+    assert split_parts("ifeval_train+math_train:7", "k") == [("ifeval_train", 0), ("math_train", 7)]
+    for bad in ("math_train:0", "math_train:x", "math_train:-3"):
+        with pytest.raises(ConfigError, match=r"config key 'k' = .*positive row count"):
+            split_parts(bad, "k")
+
+    def rows(spec: str, seed: int = 0) -> list[str]:
+        stage = OmegaConf.merge(OmegaConf.structured(StageConfig), {"kind": "rl", "data": spec, "seed": seed})
+        ctx = StageContext(OmegaConf.structured(Config), "align", stage, "", tmp_path)
+        return [r["id"] for r in stage_rows(ctx, "rl")]
+
+    mixed = rows("ifeval_train+math_train:7")
+    assert mixed[:3] == ["ifeval_train-0", "ifeval_train-1", "ifeval_train-2"] and len(mixed) == 10
+    assert len(set(mixed)) == 10 and mixed == rows("ifeval_train+math_train:7")
+    assert mixed != rows("ifeval_train+math_train:7", seed=1)
+    assert rows("math_train:500") == [f"math_train-{i}" for i in range(50)]
+    with pytest.raises(KeyError, match="stages.align.data' = 'nope'"):
+        rows("math_train+nope")
