@@ -12,9 +12,10 @@ optionally after reasoning inside `<think>...</think>`:
 or, for a judge that solves the request first (rlsys/controller/judge_rm.py, `judge_solve`):
 
     <think>
+    A ends with 45. B ends with 46.
     7 + 5 = 12, so 33 + 12 = 45.
     The answer is \\boxed{45}.
-    A ends with 45. B ends with 46. A agrees with mine.
+    Mine is 45. A: 45, same. B: 46, not mine.
     </think>
     Better: A
 

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 KEYE_STAGES = ["pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter", "rft_rl",
                "judge_sft", "judge_rl", "align", "rl_alone"]
 MATH_KEYS = ("eval/math_acc_tier1", "eval/math_acc_tier2", "eval/math_acc_tier3", "eval/math_acc")
-IF_KEYS = ("eval/ifeval_all_pass", "eval/ifeval_constraint_pass")
+IF_KEYS = ("eval/ifeval_all_pass", "eval/ifeval_constraint_pass", "eval/format_pass")
 
 
 def run_exp(exp: str, run_dir: Path, overrides: list[str]) -> float:

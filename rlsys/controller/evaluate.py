@@ -1,4 +1,4 @@
-"""Held-out evaluation: greedy math accuracy per tier and IF pass rate through a vLLM actor."""
+"""Held-out evaluation: greedy math accuracy per tier, IF pass rate and format adherence through a vLLM actor."""
 
 from __future__ import annotations
 
@@ -15,20 +15,36 @@ log = logging.getLogger(__name__)
 
 
 def eval_rows(cfg: Any) -> dict[str, list[dict]]:
-    """Held-out rows: the user's eval files, else the suite's math/IF eval splits (capped)."""
+    """Held-out rows: the user's eval files, else the suite's math/IF/format eval splits (math and IF
+    capped; the format split is small and taken whole)."""
     from rlsys.data.loading import load_rows
 
     if cfg.data.eval_files:
         rows, _ = load_rows(list(cfg.data.eval_files), "rl", cfg.data.on_bad_row)
         math_rows = [r for r in rows if r.get("answer") is not None]
         if_rows = [r for r in rows if r.get("constraints")]
+        format_rows = [r for r in rows if r.get("format") and r.get("answer") is None and not r.get("constraints")]
     else:
         from rlsys.data.embedded import ensure_task_suite
 
         files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
         math_rows, _ = load_rows(files["math_eval"], "rl")
         if_rows, _ = load_rows(files["ifeval_eval"], "rl")
-    return {"math": _spread(math_rows, cfg.eval.max_math), "ifeval": if_rows[: cfg.eval.max_ifeval]}
+        format_rows, _ = load_rows(files["format_eval"], "rl") if "format_eval" in files else ([], {})
+    return {"math": _spread(math_rows, cfg.eval.max_math), "ifeval": if_rows[: cfg.eval.max_ifeval],
+            "format": format_rows}
+
+
+def eval_prompts(rows: dict[str, list[dict]]) -> list[dict]:
+    """All held-out rows in the order `score_eval` expects their answers."""
+    return rows["math"] + rows["ifeval"] + rows.get("format", [])
+
+
+def score_eval(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, float]:
+    """Math, IF and format scores of `texts`, the answers to `eval_prompts(rows)`."""
+    n_math, n_if = len(rows["math"]), len(rows["ifeval"])
+    out = score_math(rows["math"], texts[:n_math]) | score_ifeval(rows["ifeval"], texts[n_math : n_math + n_if])
+    return out | score_format(rows.get("format", []), texts[n_math + n_if :])
 
 
 def _spread(rows: list[dict], limit: int) -> list[dict]:
@@ -62,6 +78,17 @@ def score_ifeval(rows: list[dict], completions: list[str]) -> dict[str, float]:
     if not rows:
         return {}
     return {"eval/ifeval_constraint_pass": sum(share) / len(share), "eval/ifeval_all_pass": sum(all_pass) / len(all_pass)}
+
+
+def score_format(rows: list[dict], completions: list[str]) -> dict[str, float]:
+    """Share of format rows (JSON / markdown / code / think tags) whose answer passes their checker."""
+    from rewards.format import format_reward
+
+    if not rows:
+        return {}
+    ok = [format_reward(row["prompt"], text, mode="auto", format=row.get("format"))["score"] >= 0.5
+          for row, text in zip(rows, completions)]
+    return {"eval/format_pass": sum(ok) / len(ok)}
 
 
 def greedy_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any) -> list[str]:
@@ -114,9 +141,6 @@ def greedy_completions(cfg: Any, model_path: str, rows: list[dict]) -> list[str]
 def evaluate_model(cfg: Any, model_path: str) -> dict[str, float]:
     """Math accuracy per tier and IF pass rates of `model_path` on the held-out rows."""
     rows = eval_rows(cfg)
-    texts = greedy_completions(cfg, model_path, rows["math"] + rows["ifeval"])
-    n_math = len(rows["math"])
-    out = score_math(rows["math"], texts[:n_math])
-    out.update(score_ifeval(rows["ifeval"], texts[n_math:]))
+    out = score_eval(rows, greedy_completions(cfg, model_path, eval_prompts(rows)))
     log.info("eval %s: %s", model_path, {k: round(v, 3) for k, v in out.items()})
     return {k: v for k, v in out.items() if not math.isnan(v)}

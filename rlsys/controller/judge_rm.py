@@ -5,10 +5,10 @@
   answer in the fixed format (rewards/pairwise_judge.py; the reasoning names both final answers and
   each response's first false arithmetic step) and `label`. Held-out rows come from the eval
   split (`pref_eval`), each pair in both orders. Writes `data.jsonl` and `eval.jsonl`.
-  With `sample.judge_solve` the judge solves the request first (generative verifier, as in GenRM-CoT):
+  With `sample.judge_solve` the judge solves the request itself (a generative verifier, as in GenRM-CoT):
   for pairs whose responses reach different final answers, the input model samples `num_samples`
-  solutions; the first one the verifier accepts becomes the start of the reasoning, which then says
-  which response agrees with it. Pairs it never solves are left out of training (counted).
+  solutions; the first one the verifier accepts goes into the reasoning, which then sets each
+  response's final answer against it. Pairs it never solves are left out of training (counted).
 - `judge_sft`: an SFT stage on those rows (`data_from: judge_data`); `judge_rl`: a GSPO stage on the same
   prompts with the format + outcome rewards. Both report greedy pairwise accuracy on the held-out rows:
   `eval/judge_pair_acc` (share of judgments right), `eval/judge_pair_consistent` (pairs right in both
@@ -57,12 +57,15 @@ def judge_rationale(a: str, b: str) -> str:
 
 
 def solved_rationale(solution: str, a: str, b: str) -> str:
-    """The reasoning of a judge that solves the request first: its own worked solution, both final
-    answers, and which response agrees with its own answer."""
+    """The reasoning of a judge that solves the request itself: both final answers (copied first, while
+    the responses are the nearest context), its own worked solution, then each answer set against its own
+    one at a time (a tiny model copies and compares reliably in short steps, not in one lookup)."""
     own, fa, fb = final_answer(solution), final_answer(a), final_answer(b)
-    agree = [label for label, f in (("A", fa), ("B", fb)) if f == own]
-    verdict = f"{agree[0]} agrees with mine." if len(agree) == 1 else "Neither agrees with mine."
-    return f"{solution.strip()}\nA ends with {fa}. B ends with {fb}. {verdict}"
+
+    def check(label: str, found: str) -> str:
+        return f"{label}: {found}, {'same' if found == own else 'not mine'}."
+
+    return f"A ends with {fa}. B ends with {fb}.\n{solution.strip()}\nMine is {own}. {check('A', fa)} {check('B', fb)}"
 
 
 def has_distinct_answers(pair: dict) -> bool:

@@ -22,11 +22,11 @@ from rlsys.algorithms.advantages import get_advantage
 from rlsys.algorithms.credit import decode_with_char_ends, error_token_advantages, tokens_in_spans
 from rlsys.controller.builders import as_dict, build_metrics_at
 from rlsys.controller.evaluate import (
+    eval_prompts,
     eval_rows,
     greedy_texts,
     sampled_texts,
-    score_ifeval,
-    score_math,
+    score_eval,
     score_math_sampled,
 )
 from rlsys.controller.rl_rollout import Group, GroupCollector, sample_seed
@@ -261,9 +261,7 @@ def evaluate(setup: RLSetup, cfg: Any) -> dict[str, float]:
     started = time.perf_counter()
     rows = setup.eval_rows
     tokenizer = setup.collector.tokenizer
-    texts = greedy_texts(cfg, tokenizer, rows["math"] + rows["ifeval"], setup.pool.generate)
-    n = len(rows["math"])
-    out = score_math(rows["math"], texts[:n]) | score_ifeval(rows["ifeval"], texts[n:])
+    out = score_eval(rows, greedy_texts(cfg, tokenizer, eval_prompts(rows), setup.pool.generate))
     if cfg.eval.sample_k > 0:
         sampled = sampled_texts(cfg, tokenizer, rows["math"], setup.pool.generate, cfg.eval.sample_k,
                                 cfg.eval.sample_temperature, seed=sample_seed(cfg.seed, "eval"))

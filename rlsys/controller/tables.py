@@ -26,6 +26,7 @@ EVAL_COLUMNS = (
     ("math", "eval/math_acc"),
     ("IF all", "eval/ifeval_all_pass"),
     ("IF share", "eval/ifeval_constraint_pass"),
+    ("format", "eval/format_pass"),
 )
 PREF_KEYS = ("eval/pref_acc", "eval/rm_pair_acc", "eval/judge_pair_acc")
 RL_KINDS = ("rl", "judge_rl")

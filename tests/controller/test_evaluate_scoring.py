@@ -1,10 +1,10 @@
-"""Held-out scoring: greedy accuracy per tier and avg@k over sampled answers."""
+"""Held-out scoring: greedy accuracy per tier, avg@k over sampled answers, IF and format pass rates."""
 
 from __future__ import annotations
 
 import pytest
 
-from rlsys.controller.evaluate import score_math, score_math_sampled
+from rlsys.controller.evaluate import eval_prompts, score_eval, score_format, score_math, score_math_sampled
 
 ROWS = [
     {"prompt": "What is 2 + 3?", "answer": "5", "tier": 1},
@@ -24,3 +24,26 @@ def test_sampled_accuracy_is_the_mean_over_each_rows_samples():
     assert out["eval/math_sampled_acc_tier3"] == pytest.approx(2 / 4)
     assert out["eval/math_sampled_acc"] == pytest.approx(5 / 8)
     assert not any(k.startswith("eval/math_acc") for k in out)
+
+
+FORMAT_ROWS = [
+    {"prompt": "Reply only with JSON: an object with an \"answer\" key. Add 2 and 3.", "format": "json"},
+    {"prompt": "Use markdown with a heading and a bullet list. Compute 2 * 2.", "format": "markdown"},
+]
+
+
+def test_format_pass_is_the_share_of_answers_their_checker_accepts():
+    good_json, good_md = '{"answer": 5}', "# Steps\n\n- 2 * 2 = 4.\n\nThe answer is 4."
+    assert score_format(FORMAT_ROWS, [good_json, good_md]) == {"eval/format_pass": 1.0}
+    assert score_format(FORMAT_ROWS, ['{"answer": 5', good_md]) == {"eval/format_pass": 0.5}
+    assert score_format(FORMAT_ROWS, ["answer: 5", "4"]) == {"eval/format_pass": 0.0}
+    assert score_format([], []) == {}
+
+
+def test_score_eval_splits_the_answers_by_eval_part_in_prompt_order():
+    if_row = {"prompt": "Say hi. Do not use any commas.", "constraints": [{"type": "no_commas", "params": {}}]}
+    rows = {"math": ROWS, "ifeval": [if_row], "format": FORMAT_ROWS}
+    assert eval_prompts(rows) == [*ROWS, if_row, *FORMAT_ROWS]
+    out = score_eval(rows, ["\\boxed{5}", "\\boxed{5/2}", "hi there", '{"answer": 5}', "no markdown"])
+    assert out["eval/math_acc"] == 1.0 and out["eval/ifeval_all_pass"] == 1.0 and out["eval/format_pass"] == 0.5
+    assert "eval/format_pass" not in score_eval(rows | {"format": []}, ["\\boxed{5}", "x", "hi, there"])

@@ -37,6 +37,8 @@ TINY = [
     # rates, so the (0, 1) filter keeps some problems and drops others.
     *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]"
       for s in ("pref_sample", "pass_before", "pass_filter", "rft_rl", "judge_data")),
+    # The judge solves first here (off by default): its data stage samples the sft_more model.
+    "stages.judge_data.sample.judge_solve=true", "stages.judge_data.input=sft_more",
     "stages.judge_data.sample.max_rows=12", "stages.judge_data.sample.num_samples=2",
     "stages.judge_sft.max_steps=3", "stages.judge_sft.batch_size=8",
     "stages.judge_rl.overrides.rollout.max_tokens=16", "stages.align.overrides.rollout.max_tokens=16",
@@ -108,7 +110,7 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     judge = [json.loads(x) for x in (run / "stages" / "judge_data" / "data.jsonl").read_text().splitlines()]
     assert jd["solved"] > 0 and jd["solved"] + jd["dropped_unsolved"] <= 12 and len(judge) == jd["rows"]
     assert len(judge) + jd["dropped_unsolved"] + jd["dropped_long"] == 12
-    solved_rows = sum("agrees with mine." in r["response"] for r in judge)
+    solved_rows = sum("\nMine is " in r["response"] for r in judge)
     assert solved_rows <= jd["solved"] and (jd["dropped_long"] > 0 or solved_rows == jd["solved"])
     # The judge: held-out pairwise accuracy after SFT and after RL; then served as align's reward.
     for stage in ("judge_sft", "judge_rl"):

@@ -161,10 +161,11 @@ def test_solve_first_reasoning_names_the_response_that_agrees_with_the_judges_ow
     rows = judge_rows([pair, PAIRS[0]], seed=0, think=True, both_orders=True, solutions={"s": own})
     assert [r["label"] for r in rows] == ["A", "B", "A", "B"]
     a_first, b_first = rows[0]["response"], rows[1]["response"]
-    assert a_first.split("<think>\n")[1].startswith(own)
-    assert "A ends with 17. B ends with 16. A agrees with mine.\n</think>\nBetter: A" in a_first
-    assert "A ends with 16. B ends with 17. B agrees with mine.\n</think>\nBetter: B" in b_first
+    assert a_first == (f"<think>\nA ends with 17. B ends with 16.\n{own}\nMine is 17. A: 17, same. B: 16, not mine."
+                       "\n</think>\nBetter: A")
+    assert b_first.startswith("<think>\nA ends with 16. B ends with 17.\n")
+    assert b_first.endswith("Mine is 17. A: 16, not mine. B: 17, same.\n</think>\nBetter: B")
     # Pairs without a solution keep the rule-based reasoning.
-    assert rows[2]["response"].count("steps hold.") == 2 and "agrees" not in rows[2]["response"]
+    assert rows[2]["response"].count("steps hold.") == 2 and "Mine is" not in rows[2]["response"]
     assert solved_rationale("The answer is \\boxed{5}.", pair["chosen"], pair["rejected"]).endswith(
-        "Neither agrees with mine.")
+        "Mine is 5. A: 17, not mine. B: 16, not mine.")
