@@ -289,7 +289,7 @@ class OfflineSampleConfig:
     # they are; pass_filter and judge_data only look at the chosen ones.
     max_rows: int = 0
     temperature: float = 1.0
-    # 0 = rollout.max_tokens.
+    # Answer length when sampling, and for judge stages when evaluating the judge; 0 = rollout.max_tokens.
     max_tokens: int = 0
     # rft_sample: names of reward entries that only break ties between answers the other entries
     # (the verifiers) score the same, e.g. a reward model behind a 0/1 verifier.

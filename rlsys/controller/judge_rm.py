@@ -140,6 +140,10 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     from rlsys.controller.train_jobs import stage_rows
 
     stage, cfg = ctx.stage, ctx.cfg
+    if stage.sample.judge_solve and not stage.input:
+        from rlsys.config.validate import ConfigError
+
+        raise ConfigError(f"config key 'stages.{ctx.name}.input': judge_solve needs a model to solve with")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
     pairs = stage_rows(ctx, "preference")

@@ -41,6 +41,8 @@ TINY = [
     "stages.judge_data.sample.judge_solve=true", "stages.judge_data.input=sft_more",
     "stages.judge_data.sample.max_rows=12", "stages.judge_data.sample.num_samples=2",
     "stages.judge_sft.max_steps=3", "stages.judge_sft.batch_size=8",
+    # The small suite has few IF rows: keep align's math share small so its steps see IF prompts.
+    "stages.align.data=ifeval_train+format_train+math_train:4",
     "stages.judge_rl.overrides.rollout.max_tokens=16", "stages.align.overrides.rollout.max_tokens=16",
 ]
 

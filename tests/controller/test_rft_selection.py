@@ -169,3 +169,18 @@ def test_solve_first_reasoning_names_the_response_that_agrees_with_the_judges_ow
     assert rows[2]["response"].count("steps hold.") == 2 and "Mine is" not in rows[2]["response"]
     assert solved_rationale("The answer is \\boxed{5}.", pair["chosen"], pair["rejected"]).endswith(
         "Mine is 5. A: 17, not mine. B: 16, not mine.")
+
+
+def test_a_solving_judge_without_an_input_model_fails_naming_the_key(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rlsys.config.schema import Config, StageConfig
+    from rlsys.config.validate import ConfigError
+    from rlsys.controller.judge_rm import run_judge_data
+    from rlsys.controller.stages import StageContext
+
+    stage = OmegaConf.merge(OmegaConf.structured(StageConfig),
+                            {"kind": "judge_data", "input": None, "sample": {"judge_solve": True}})
+    ctx = StageContext(OmegaConf.structured(Config), "judge_data", stage, "", tmp_path)
+    with pytest.raises(ConfigError, match="stages.judge_data.input"):
+        run_judge_data(ctx)
