@@ -108,9 +108,9 @@ def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = Fa
     return rows
 
 
-def solve_pairs(ctx: StageContext, pairs: list[dict]) -> dict[str, str]:
+def solve_pairs(ctx: StageContext, pairs: list[dict]) -> tuple[dict[str, str], set[str]]:
     """The input model's first verified solution to the request of each pair with distinct final answers
-    (the chosen response's answer is the gold), by pair id; unsolved pairs are absent."""
+    (the chosen response's answer is the gold), by pair id, and the ids of those it never solved."""
     from rewards._common import answer_part
     from rewards.math import extract_answer
     from rlsys.controller.pipeline import sample_and_judge
@@ -125,7 +125,7 @@ def solve_pairs(ctx: StageContext, pairs: list[dict]) -> dict[str, str]:
         if good:
             solutions[asks[j]["pair_id"]] = good[0]
     log.info("judge_data %s: solved %d/%d pairs with distinct answers", ctx.name, len(solutions), len(asks))
-    return solutions
+    return solutions, {a["pair_id"] for a in asks} - set(solutions)
 
 
 def _fits(tokenizer: Any, rows: list[dict], max_tokens: int) -> list[dict]:
@@ -149,9 +149,7 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     pairs = stage_rows(ctx, "preference")
     pairs = [pairs[i] for i in pick_rows(len(pairs), stage.sample.max_rows, stage.seed)]
     eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")
-    solve = stage.sample.judge_solve and think
-    solutions = solve_pairs(ctx, pairs) if solve else {}
-    unsolved = {str(p["id"]) for p in pairs if solve and has_distinct_answers(p) and str(p["id"]) not in solutions}
+    solutions, unsolved = solve_pairs(ctx, pairs) if stage.sample.judge_solve and think else ({}, set())
     pairs = [p for p in pairs if str(p["id"]) not in unsolved]
     train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions), limit)
     held_out = _fits(tokenizer, judge_rows(eval_pairs[: cfg.eval.max_pairs], stage.seed, think, both_orders=True), limit)
