@@ -310,6 +310,10 @@ class OfflineSampleConfig:
     # (num_samples tries, the stage's reward workers verify); the judge's reasoning starts from that
     # solution. Needs an input model and a math reward entry.
     judge_solve: bool = False
+    # judge_data's rule-written reasoning (rlsys/controller/judge_rm.py): "steps" (both final answers and
+    # each response's first false step), "recheck" (each equation copied in order with ok / no, up to the
+    # first false one) or "recompute" (each equation copied, its left side worked out again, then ok / no).
+    judge_reasoning: str = "steps"
 
 
 @dataclass

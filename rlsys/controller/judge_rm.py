@@ -31,6 +31,7 @@ from rlsys.controller.stages import StageContext
 log = logging.getLogger(__name__)
 
 JUDGE_SOURCE = "rlsys/judge"
+REASONING = ("steps", "recheck", "recompute")
 _MAX_ANSWER_CHARS = 24
 
 
@@ -56,6 +57,42 @@ def judge_rationale(a: str, b: str) -> str:
     return f"A ends with {final_answer(a)}. B ends with {final_answer(b)}. {steps('A', a)} {steps('B', b)}"
 
 
+def recheck_rationale(a: str, b: str, recompute: bool = False) -> str:
+    """The reasoning of a judge that re-checks the work, response by response, each up to its first false
+    equation (where the check stops):
+    - recheck: each equation copied, then "ok" or "no" ("3 + 2 + 1 = 16 no");
+    - recompute: each equation copied, its left side worked out again, then the verdict
+      ("3 + 2 + 1 = 16; 3 + 2 + 1 is 6; no"): the result comes from the model's own arithmetic (after
+      "is", where copying the response cannot help) and the check compares two nearby numbers."""
+    from rlsys.controller.rft_rewards import equation_checks, equation_value
+
+    def walk(label: str, text: str) -> str:
+        parts = []
+        for eq, ok in equation_checks(answer_text(text)):
+            verdict = "ok" if ok else "no"
+            if recompute:
+                left = eq.split(" = ")[0]
+                try:
+                    value = str(equation_value(left))
+                except ZeroDivisionError:
+                    value = "undefined"
+                parts.append(f"{eq}; {left} is {value}; {verdict}")
+            else:
+                parts.append(f"{eq} {verdict}")
+            if not ok:
+                break
+        return f"{label}: {', '.join(parts) if parts else 'no equations'}."
+
+    return f"{walk('A', a)}\n{walk('B', b)}"
+
+
+def answer_text(text: str) -> str:
+    """A response's answer part (its text after any reasoning block)."""
+    from rewards._common import answer_part
+
+    return answer_part(text) or ""
+
+
 def solved_rationale(solution: str, a: str, b: str) -> str:
     """The reasoning of a judge that solves the request itself: both final answers (copied first, while
     the responses are the nearest context), its own worked solution, then each answer set against its own
@@ -76,16 +113,23 @@ def has_distinct_answers(pair: dict) -> bool:
     return chosen is not None and rejected is not None and chosen.strip() != rejected.strip()
 
 
-def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: str | None = None) -> dict:
+def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: str | None = None,
+              reasoning: str = "steps") -> dict:
     """The judge row for a preference pair with the chosen response at position `label` (reasoning from
-    the judge's own `solution` when given)."""
+    the judge's own `solution` when given, else re-checked equations or the step check)."""
     a, b = (pair["chosen"], pair["rejected"]) if label == "A" else (pair["rejected"], pair["chosen"])
-    rationale = "" if not think else solved_rationale(solution, a, b) if solution else judge_rationale(a, b)
+    if not think:
+        rationale = ""
+    elif solution:
+        rationale = solved_rationale(solution, a, b)
+    else:
+        rationale = judge_rationale(a, b) if reasoning == "steps" else recheck_rationale(a, b, reasoning == "recompute")
     return {
         "id": f"judge-{pair['id']}{suffix}",
         "data_source": JUDGE_SOURCE,
         "task": "judge",
         "pair_id": str(pair["id"]),
+        "pair_source": pair.get("data_source"),
         "prompt": judge_prompt(pair["prompt"], a, b, think),
         "response": judge_target(label, rationale, think),
         "label": label,
@@ -93,18 +137,20 @@ def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: s
 
 
 def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = False,
-               solutions: dict[str, str] | None = None) -> list[dict]:
+               solutions: dict[str, str] | None = None, reasoning: str = "steps") -> list[dict]:
     """Judge rows from preference pairs: one seeded random order per pair, or both orders. `solutions`
-    (pair id -> the judge's own verified solution) switches those pairs to solve-first reasoning."""
+    (pair id -> the judge's own verified solution) switches those pairs to solve-first reasoning; the
+    others reason as `reasoning` says (see `REASONING`)."""
     rng = random.Random(f"judge|{seed}")
     solutions = solutions or {}
     rows = []
     for pair in pairs:
         solution = solutions.get(str(pair["id"]))
         if both_orders:
-            rows += [judge_row(pair, "A", think, "-a", solution), judge_row(pair, "B", think, "-b", solution)]
+            rows += [judge_row(pair, "A", think, "-a", solution, reasoning),
+                     judge_row(pair, "B", think, "-b", solution, reasoning)]
         else:
-            rows.append(judge_row(pair, "A" if rng.random() < 0.5 else "B", think, solution=solution))
+            rows.append(judge_row(pair, "A" if rng.random() < 0.5 else "B", think, solution=solution, reasoning=reasoning))
     return rows
 
 
@@ -137,13 +183,15 @@ def _fits(tokenizer: Any, rows: list[dict], max_tokens: int) -> list[dict]:
 def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
+    from rlsys.config.validate import ConfigError
     from rlsys.controller.train_jobs import stage_rows
 
     stage, cfg = ctx.stage, ctx.cfg
     if stage.sample.judge_solve and not stage.input:
-        from rlsys.config.validate import ConfigError
-
         raise ConfigError(f"config key 'stages.{ctx.name}.input': judge_solve needs a model to solve with")
+    if stage.sample.judge_reasoning not in REASONING:
+        raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_reasoning': "
+                          f"{stage.sample.judge_reasoning!r} is not one of {list(REASONING)}")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
     pairs = stage_rows(ctx, "preference")
@@ -151,8 +199,10 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")
     solutions, unsolved = solve_pairs(ctx, pairs) if stage.sample.judge_solve and think else ({}, set())
     pairs = [p for p in pairs if str(p["id"]) not in unsolved]
-    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions), limit)
-    held_out = _fits(tokenizer, judge_rows(eval_pairs[: cfg.eval.max_pairs], stage.seed, think, both_orders=True), limit)
+    reasoning = stage.sample.judge_reasoning
+    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions, reasoning=reasoning), limit)
+    held_out = _fits(tokenizer, judge_rows(eval_pairs[: cfg.eval.max_pairs], stage.seed, think, both_orders=True,
+                                           reasoning=reasoning), limit)
     # A pair counts in the held-out set only when both of its orders fit.
     per_pair: dict[str, int] = {}
     for r in held_out:
@@ -184,12 +234,19 @@ def judge_accuracy(rows: list[dict], texts: list[str]) -> dict[str, float]:
     for r, ok in zip(rows, right):
         by_pair.setdefault(r["pair_id"], []).append(ok)
     n = max(1, len(rows))
-    return {
+    out = {
         "eval/judge_pair_acc": sum(right) / n,
         "eval/judge_pair_consistent": sum(all(v) for v in by_pair.values()) / max(1, len(by_pair)),
         "eval/judge_parse_rate": len(parsed) / n,
         "eval/judge_picked_a": sum(v == "A" for v in parsed) / max(1, len(parsed)),
     }
+    # Per kind of pair (math / ifeval), from the pair's data source ("rlsys/math" -> "math").
+    by_source: dict[str, list[bool]] = {}
+    for r, ok in zip(rows, right):
+        if r.get("pair_source"):
+            by_source.setdefault(str(r["pair_source"]).rsplit("/", 1)[-1], []).append(ok)
+    out |= {f"eval/judge_pair_acc_{kind}": sum(v) / len(v) for kind, v in sorted(by_source.items())}
+    return out
 
 
 def evaluate_judge(ctx: StageContext, model_dir: str) -> dict[str, float]:
@@ -203,7 +260,11 @@ def evaluate_judge(ctx: StageContext, model_dir: str) -> dict[str, float]:
     # A judge that solves first writes a whole solution before its verdict.
     max_tokens = ctx.stage.sample.max_tokens or ctx.cfg.rollout.max_tokens
     cfg = OmegaConf.merge(ctx.cfg, {"eval": {"max_tokens": max_tokens}})
-    out = judge_accuracy(rows, greedy_completions(cfg, model_dir, rows))
+    texts = greedy_completions(cfg, model_dir, rows)
+    out = judge_accuracy(rows, texts)
+    # The judgments themselves, next to the model, for reading what the judge does.
+    write_jsonl(Path(model_dir).parent / "judge_eval.jsonl",
+                [{"id": r["id"], "label": r["label"], "output": t} for r, t in zip(rows, texts)])
     log.info("judge eval %s: %s", ctx.name, {k: round(v, 3) for k, v in out.items()})
     return out
 

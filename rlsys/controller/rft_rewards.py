@@ -41,6 +41,12 @@ def _value(node: ast.AST) -> float:
     raise ValueError(f"not an arithmetic expression: {ast.dump(node)}")
 
 
+def equation_value(expr: str) -> int | float:
+    """The value of an integer chain such as "3 + 2 * 4" (an int when it is whole)."""
+    value = _value(ast.parse(expr, mode="eval").body)
+    return int(value) if float(value).is_integer() else value
+
+
 def _holds(left: str, right: str) -> bool:
     try:
         return abs(_value(ast.parse(left, mode="eval").body) - _value(ast.parse(right, mode="eval").body)) < 1e-9
@@ -48,18 +54,20 @@ def _holds(left: str, right: str) -> bool:
         return False
 
 
+def equation_checks(text: str) -> list[tuple[str, bool]]:
+    """Each written integer equation in `text`, in order, as ("left = right" with single spaces, holds)."""
+    return [(" ".join(f"{left} = {right}".split()), _holds(left, right)) for left, right in _EQUATION_RE.findall(text)]
+
+
 def check_equations(text: str) -> tuple[int, int]:
     """(equations found, equations that are false) in `text`."""
-    results = [_holds(left, right) for left, right in _EQUATION_RE.findall(text)]
+    results = [ok for _, ok in equation_checks(text)]
     return len(results), results.count(False)
 
 
 def first_wrong_equation(text: str) -> str | None:
     """The first false equation in `text` as "left = right" (single spaces), or None."""
-    for left, right in _EQUATION_RE.findall(text):
-        if not _holds(left, right):
-            return " ".join(f"{left} = {right}".split())
-    return None
+    return next((eq for eq, ok in equation_checks(text) if not ok), None)
 
 
 def arithmetic_steps(prompt: str, completion: str, **_: object) -> dict:

@@ -12,6 +12,7 @@ from rlsys.controller.judge_rm import (
     judge_accuracy,
     judge_row,
     judge_rows,
+    recheck_rationale,
     solved_rationale,
 )
 from rlsys.controller.pipeline import pick_rows, resolve_refs, stage_refs
@@ -118,6 +119,11 @@ def test_judge_accuracy_counts_judgments_pairs_parses_and_position_bias():
     assert acc["eval/judge_pair_consistent"] == 0.0
     assert acc["eval/judge_parse_rate"] == 0.75
     assert acc["eval/judge_picked_a"] == 1.0
+    kinds = [{**p, "data_source": src} for p, src in zip(PAIRS[:2], ("rlsys/math", "rlsys/ifeval"))]
+    by_kind = judge_accuracy(judge_rows(kinds, seed=0, think=False, both_orders=True),
+                             ["Better: A", "Better: B", "Better: A", "no idea"])
+    assert by_kind["eval/judge_pair_acc_math"] == 1.0 and by_kind["eval/judge_pair_acc_ifeval"] == 0.5
+    assert by_kind["eval/judge_pair_acc"] == 0.75
 
 
 def test_problem_sampler_never_repeats_a_problem_within_one_take():
@@ -171,6 +177,31 @@ def test_solve_first_reasoning_names_the_response_that_agrees_with_the_judges_ow
         "Mine is 5. A: 17, not mine. B: 16, not mine.")
 
 
+def test_recheck_reasoning_copies_each_equation_in_order_and_stops_at_the_first_false_one():
+    pair = {"id": "r", "prompt": "Find 36 + 27 - 47.",
+            "chosen": "Ones: 6 + 7 = 13, write 3, carry 1.\nTens: 3 + 2 + 1 = 6.\nSo 36 + 27 = 63.\n"
+                      "Then 63 - 47 = 16.\nThe answer is \\boxed{16}.",
+            "rejected": "Ones: 6 + 7 = 13, write 3, carry 1.\nTens: 3 + 2 + 1 = 16.\nSo 36 + 27 = 163.\n"
+                        "Then 163 - 47 = 116.\nThe answer is \\boxed{116}."}
+    a_first, b_first = judge_rows([pair], seed=0, think=True, both_orders=True, reasoning="recheck")
+    assert a_first["response"] == ("<think>\nA: 6 + 7 = 13 ok, 3 + 2 + 1 = 6 ok, 36 + 27 = 63 ok, 63 - 47 = 16 ok.\n"
+                                   "B: 6 + 7 = 13 ok, 3 + 2 + 1 = 16 no.\n</think>\nBetter: A")
+    assert b_first["response"] == ("<think>\nA: 6 + 7 = 13 ok, 3 + 2 + 1 = 16 no.\n"
+                                   "B: 6 + 7 = 13 ok, 3 + 2 + 1 = 6 ok, 36 + 27 = 63 ok, 63 - 47 = 16 ok.\n</think>\nBetter: B")
+    # Reasoning blocks are not re-checked; text without equations says so.
+    prose = {"id": "p", "prompt": "Say hi.", "chosen": "<think>1 + 1 = 3</think>Hi there.", "rejected": "Hello."}
+    row = judge_row(prose, "A", think=True, reasoning="recheck")
+    assert row["response"].startswith("<think>\nA: no equations.\nB: no equations.\n</think>")
+    # recompute: the left side worked out again after "is", then the verdict.
+    (row,) = judge_rows([pair], seed=1, think=True, reasoning="recompute")
+    b_side = "3 + 2 + 1 = 16; 3 + 2 + 1 is 6; no." if row["label"] == "A" else "63 - 47 = 16; 63 - 47 is 16; ok."
+    assert b_side in row["response"] and "6 + 7 = 13; 6 + 7 is 13; ok, " in row["response"]
+    odd = {"id": "d", "prompt": "p", "chosen": "84 / 4 = 21.", "rejected": "9 / 2 = 4 and 5 / 0 = 1."}
+    assert recheck_rationale(odd["chosen"], odd["rejected"], recompute=True) == (
+        "A: 84 / 4 = 21; 84 / 4 is 21; ok.\nB: 9 / 2 = 4; 9 / 2 is 4.5; no.")
+    assert recheck_rationale("5 / 0 = 1.", "", recompute=True) == "A: 5 / 0 = 1; 5 / 0 is undefined; no.\nB: no equations."
+
+
 def test_a_solving_judge_without_an_input_model_fails_naming_the_key(tmp_path):
     from omegaconf import OmegaConf
 
@@ -184,3 +215,6 @@ def test_a_solving_judge_without_an_input_model_fails_naming_the_key(tmp_path):
     ctx = StageContext(OmegaConf.structured(Config), "judge_data", stage, "", tmp_path)
     with pytest.raises(ConfigError, match="stages.judge_data.input"):
         run_judge_data(ctx)
+    bad = OmegaConf.merge(stage, {"input": "sft", "sample": {"judge_solve": False, "judge_reasoning": "vibes"}})
+    with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_reasoning.*'vibes'"):
+        run_judge_data(StageContext(OmegaConf.structured(Config), "judge_data", bad, "", tmp_path))
