@@ -4,12 +4,18 @@ A stage's artifact lives at artifacts/stages/<name>/<hash>/ where the hash cover
 config, its inputs' hashes, the base model and data identity, and the learner settings. A stage
 whose artifact exists is reused; otherwise it is built in a temporary directory and renamed into
 place only when it succeeded, so a failed pipeline resumes at the failed stage on rerun.
+
+The hash does not cover code (a refactor would rebuild every stage). Each artifact records the hash of
+the module that implements its kind (`code.json`); reusing one built by another version of that module
+logs a warning naming the stage and how to rebuild it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -176,6 +182,31 @@ def run_stage_chain(cfg: Any, names: list[str], results: dict[str, StageResult] 
     return results
 
 
+CODE_FILE = "code.json"
+
+
+def kind_code(kind: str) -> dict[str, str]:
+    """The module implementing stage kind `kind` and a hash of its source (found without importing it)."""
+    module = STAGE_KINDS[kind].split(":")[0]
+    spec = importlib.util.find_spec(module)
+    source = Path(spec.origin).read_bytes() if spec and spec.origin else b""
+    return {"module": module, "sha256": hashlib.sha256(source).hexdigest()[:16]}
+
+
+def warn_if_stale(name: str, kind: str, out: Path) -> bool:
+    """Warn (and return True) when the artifact at `out` was built by another version of its kind's module."""
+    recorded = out / CODE_FILE
+    if not recorded.is_file():
+        return False
+    built, now = json.loads(recorded.read_text()), kind_code(kind)
+    if built == now:
+        return False
+    log.warning("stage %s: reusing %s, built by another version of %s (%s, now %s); set "
+                "stages.%s.cache=false or move that directory to rebuild it", name, out, now["module"],
+                built.get("sha256"), now["sha256"], name)
+    return True
+
+
 def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult]) -> dict[str, Any]:
     """Everything a stage's result depends on; its hash names the cached artifact."""
     return {
@@ -213,6 +244,7 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
     if stage.cache and is_built(out):
         summary = json.loads((out / "summary.json").read_text())
         log.info("stage %s: reusing %s", name, out)
+        warn_if_stale(name, stage.kind, out)
         result = StageResult(name, stage.kind, str(out), str(out / "model"), True, 0.0, summary)
         _link_into_run(cfg, result)
         return result
@@ -234,6 +266,7 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
         # A resumed stage writes into the directory it resumes, not `tmp`.
         built["dir"] = Path(ctx.out_dir)
         (built["dir"] / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        (built["dir"] / CODE_FILE).write_text(json.dumps(kind_code(stage.kind)))
 
     try:
         if stage.cache:

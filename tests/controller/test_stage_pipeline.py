@@ -130,6 +130,22 @@ def test_stages_run_in_order_pass_artifacts_and_data_and_resume_after_failure(ma
     assert CALLS[-1]["rows"] == [f"seed 1 answer {i}" for i in range(3)]
 
 
+def test_reusing_a_stage_built_by_other_code_warns_naming_the_stage(make_cfg, caplog):
+    results = stages.run(make_cfg("run1", GOOD))
+    code = Path(results["d"].path) / stages.CODE_FILE
+    assert json.loads(code.read_text()) == stages.kind_code("fake_data")
+    with caplog.at_level("WARNING", logger="rlsys.controller.stages"):
+        stages.run(make_cfg("run2", GOOD))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    # The module behind fake_data changed since d was built: d is still reused, with a warning.
+    code.write_text(json.dumps({"module": __name__, "sha256": "0" * 16}))
+    with caplog.at_level("WARNING", logger="rlsys.controller.stages"):
+        again = stages.run(make_cfg("run3", GOOD))
+    assert again["d"].reused
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "stage d: reusing" in warning and "stages.d.cache=false" in warning and __name__ in warning
+
+
 def test_dependencies_cover_data_refs_and_wall_matches(make_cfg):
     cfg = make_cfg("run", GOOD)
     assert stages.dependencies(cfg.stages.c) == ["a", "d", "rm"]
