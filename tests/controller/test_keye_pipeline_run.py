@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 from test_smoke_exp import SMALL
 
 from rlsys.runtime.artifacts import DONE
@@ -19,7 +20,7 @@ from rlsys.runtime.artifacts import DONE
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-RL_STAGES = ("rl", "rft_rl", "judge_rl", "align")
+RL_STAGES = ("rl", "rft_rl", "judge_rl", "align", "align_rules")
 TINY = [
     *SMALL,
     "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=2",
@@ -42,9 +43,12 @@ TINY = [
     "stages.judge_data.sample.max_rows=12", "stages.judge_data.sample.num_samples=2",
     "stages.judge_sft.max_steps=3", "stages.judge_sft.batch_size=8",
     # The small suite has few IF rows: keep align's math share small so its steps see IF prompts.
-    "stages.align.data=ifeval_train+format_train+math_train:4",
-    "stages.judge_rl.overrides.rollout.max_tokens=16", "stages.align.overrides.rollout.max_tokens=16",
+    *(f"stages.{s}.{k}" for s in ("align", "align_rules")
+      for k in ("data=ifeval_train+format_train+math_train:4", "overrides.rollout.max_tokens=16")),
+    "stages.judge_rl.overrides.rollout.max_tokens=16",
 ]
+# The default chain, then alignment RL with the rule checkers only.
+PIPELINE = [*OmegaConf.load(REPO / "conf" / "exp" / "keye_pipeline.yaml").pipeline, "align_rules"]
 
 
 def _run(tmp: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -70,11 +74,11 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     assert "align" not in built and {"rft_rl", "judge_rl", "pass_filter"} <= set(built)
 
     run = tmp_path / "second"
-    proc = _run(tmp_path, run)
+    proc = _run(tmp_path, run, f"pipeline=[{','.join(PIPELINE)}]")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     table = json.loads((run / "pipeline_table.json").read_text())
     status = {r["stage"]: r["status"] for r in table["stages"]}
-    assert status.pop("align") == "trained"
+    assert status.pop("align") == status.pop("align_rules") == "trained"
     assert set(status.values()) == {"reused"}, status
     assert set(status) >= {"pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
                            "rft_rl", "judge_data", "judge_sft", "judge_rl"}
@@ -118,10 +122,11 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     for stage in ("judge_sft", "judge_rl"):
         ev = _summary(run, stage)["eval"]
         assert 0.0 <= ev["eval/judge_pair_acc"] <= 1.0 and "eval/judge_parse_rate" in ev
-    align = _summary(run, "align")
-    assert "eval/ifeval_all_pass" in align["eval_before"] and "eval/math_acc_tier1" in align["eval"]
-    records = [json.loads(x) for x in (run / "stages" / "align" / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in records if "train/loss" in r]
-    assert len(steps) == 2
-    assert all("reward/judge/mean" in r and "reward/rm/mean" in r for r in steps)
-    assert any(k.startswith("reward/ifeval/constraint/") for r in steps for k in r)
+    for stage, model_terms in (("align", True), ("align_rules", False)):
+        align = _summary(run, stage)
+        assert "eval/ifeval_all_pass" in align["eval_before"] and "eval/math_acc_tier1" in align["eval"]
+        records = [json.loads(x) for x in (run / "stages" / stage / "metrics.jsonl").read_text().splitlines()]
+        steps = [r for r in records if "train/loss" in r]
+        assert len(steps) == 2
+        assert all(("reward/judge/mean" in r and "reward/rm/mean" in r) == model_terms for r in steps)
+        assert any(k.startswith("reward/ifeval/constraint/") for r in steps for k in r)
