@@ -64,11 +64,13 @@ def recheck_rationale(a: str, b: str, recompute: bool = False) -> str:
     - recompute: each equation copied, its left side worked out again, then the verdict
       ("3 + 2 + 1 = 16; 3 + 2 + 1 is 6; no"): the result comes from the model's own arithmetic (after
       "is", where copying the response cannot help) and the check compares two nearby numbers."""
+    from rewards._common import answer_part
     from rlsys.controller.rft_rewards import equation_checks, equation_value
 
     def walk(label: str, text: str) -> str:
         parts = []
-        for eq, ok in equation_checks(answer_text(text)):
+        # Only the answer part: a response's reasoning block is not what the judge rules on.
+        for eq, ok in equation_checks(answer_part(text) or ""):
             verdict = "ok" if ok else "no"
             if recompute:
                 left = eq.split(" = ")[0]
@@ -84,13 +86,6 @@ def recheck_rationale(a: str, b: str, recompute: bool = False) -> str:
         return f"{label}: {', '.join(parts) if parts else 'no equations'}."
 
     return f"{walk('A', a)}\n{walk('B', b)}"
-
-
-def answer_text(text: str) -> str:
-    """A response's answer part (its text after any reasoning block)."""
-    from rewards._common import answer_part
-
-    return answer_part(text) or ""
 
 
 def solved_rationale(solution: str, a: str, b: str) -> str:

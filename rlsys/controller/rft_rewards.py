@@ -44,12 +44,12 @@ def _value(node: ast.AST) -> float:
 def equation_value(expr: str) -> int | float:
     """The value of an integer chain such as "3 + 2 * 4" (an int when it is whole)."""
     value = _value(ast.parse(expr, mode="eval").body)
-    return int(value) if float(value).is_integer() else value
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _holds(left: str, right: str) -> bool:
     try:
-        return abs(_value(ast.parse(left, mode="eval").body) - _value(ast.parse(right, mode="eval").body)) < 1e-9
+        return abs(equation_value(left) - equation_value(right)) < 1e-9
     except (ValueError, ZeroDivisionError, SyntaxError):
         return False
 
