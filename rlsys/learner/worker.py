@@ -260,6 +260,10 @@ class LearnerWorker:
         """Full tensors of every parameter, gathered one at a time under ZeRO-3 (collective)."""
         import deepspeed
 
+        if self.cfg["zero_stage"] == 3:
+            # A forward can leave prefetched parameters in flight (seen on a 1.4B model on an H100);
+            # gathering one then fails with "Cannot partition a param in flight". Settle them first.
+            self.engine.empty_partition_cache()
         for name, param in self.engine.module.named_parameters():
             if hasattr(param, "ds_id"):
                 with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
