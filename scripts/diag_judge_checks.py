@@ -2,8 +2,12 @@
 
 Reads the held-out judgments a judge stage wrote (`judge_eval.jsonl` next to its model) and counts each
 "X = c; X is v; ok|no" triple: is v the true value of X, and does the ok / no follow c == v?
+With `--rows` (the judge_data stage's eval.jsonl) and `--tokenizer`, also where it fails: accuracy by
+prompt length in tokens, and the share of copied equations found verbatim in the response they name,
+by the token position where that response starts.
 
-    .venv/bin/python scripts/diag_judge_checks.py artifacts/stages/judge_sft/<hash>/judge_eval.jsonl
+    .venv/bin/python scripts/diag_judge_checks.py artifacts/stages/judge_sft/<hash>/judge_eval.jsonl \
+        [--rows artifacts/stages/judge_data/<hash>/eval.jsonl --tokenizer MODEL_DIR]
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import json
 import re
 
+from rewards.pairwise_judge import parse_verdict
 from rlsys.controller.rft_rewards import equation_value
 
 TRIPLE = re.compile(r"(\d+(?: [-+*/] \d+)+) = (\d+); \1 is (-?[\d.]+); (ok|no)")
@@ -35,13 +40,50 @@ def count(outputs: list[str]) -> dict[str, float]:
             "claim_equals_own_value": claim_same / d, "said_ok": said_ok / d}
 
 
+def by_position(judgments: list[dict], rows: dict[str, dict], n_tokens, width: int = 64) -> dict[str, dict]:
+    """Accuracy by prompt length and verbatim-copy rate by the copied response's start position."""
+    acc: dict[int, list[int]] = {}
+    copied: dict[str, list[int]] = {}
+    for judged in judgments:
+        prompt = rows[judged["id"]]["prompt"]
+        length = n_tokens(prompt) // width * width
+        hit = acc.setdefault(length, [0, 0])
+        hit[0] += parse_verdict(judged["output"]) == judged["label"]
+        hit[1] += 1
+        starts = {label: prompt.index(f"Response {label}:") for label in "AB"}
+        spans = {"A": prompt[starts["A"]:starts["B"]], "B": prompt[starts["B"]:]}
+        for label, span in spans.items():
+            line = re.search(rf"^{label}: (.*)$", judged["output"], re.M)
+            key = f"{label} from token {n_tokens(prompt[:starts[label]]) // 100 * 100}"
+            for chunk in (line.group(1).split(", ") if line else []):
+                equation = chunk.split(";")[0].strip().rstrip(".")
+                if " = " in equation:
+                    seen = copied.setdefault(key, [0, 0])
+                    seen[0] += equation in span
+                    seen[1] += 1
+    return {
+        "accuracy_by_prompt_tokens": {f"{k}-{k + width - 1}": f"{a / n:.3f} (n={n})" for k, (a, n) in sorted(acc.items())},
+        "copied_verbatim_by_response_start": {k: f"{a / n:.2f} (n={n})" for k, (a, n) in sorted(copied.items())},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("judgments", help="judge_eval.jsonl written by a judge_sft / judge_rl stage")
+    parser.add_argument("--rows", help="the judge_data stage's eval.jsonl (prompts of the judged rows)")
+    parser.add_argument("--tokenizer", help="model dir whose tokenizer counts prompt tokens")
     args = parser.parse_args()
     with open(args.judgments) as fh:
-        outputs = [json.loads(line)["output"] for line in fh if line.strip()]
-    print(json.dumps({k: round(v, 3) for k, v in count(outputs).items()}, indent=2))
+        judgments = [json.loads(line) for line in fh if line.strip()]
+    report: dict = {k: round(v, 3) for k, v in count([j["output"] for j in judgments]).items()}
+    if args.rows and args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        with open(args.rows) as fh:
+            rows = {r["id"]: r for r in map(json.loads, fh)}
+        report.update(by_position(judgments, rows, lambda text: len(tokenizer(text)["input_ids"])))
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
