@@ -86,3 +86,28 @@ def test_zero3_exports_full_weights_and_logprobs(ray_session, tiny_model_dir):
         ref = hf(ids).logits.log_softmax(-1)[0, :-1].gather(-1, ids[0, 1:, None])[:, 0]
     assert lps[0][0] == 0.0
     assert torch.allclose(torch.tensor(lps[0][1:]), ref, atol=1e-5)
+
+
+def test_kl_anchor_measures_distance_from_the_start_weights(ray_session, tiny_model_dir):
+    """`kl_coef` in an RL loss's kwargs makes the worker load the start weights as the frozen reference
+    (how alignment RL anchors the policy): zero KL before the first update, growing after it."""
+    group = LearnerGroup(tiny_model_dir, learner_config())
+    kwargs = {"eps_low": 0.2, "eps_high": 0.2, "kl_coef": 0.1}
+    try:
+        batch = _batch(3, n=8)
+        start = group.compute_logprobs(batch)
+        kls = []
+        for _ in range(4):
+            old = group.compute_logprobs(batch)
+            fields = {"old_logprobs": old, "advantages": [1.0 if i % 2 else -1.0 for i in range(8)]}
+            rl_batch = make_batch(batch["input_ids"], batch["loss_mask"], fields)
+            kls.append(group.train_step(rl_batch, "gspo", kwargs)["kl"])
+        reference = group.compute_logprobs(batch, reference=True)
+        moved = group.compute_logprobs(batch)
+    finally:
+        group.shutdown()
+    assert kls[0] == pytest.approx(0.0, abs=1e-7)
+    assert 0.0 < kls[1] < kls[-1]
+    flat = [x for row in start for x in row]
+    assert [x for row in reference for x in row] == pytest.approx(flat, abs=1e-6)
+    assert max(abs(a - b) for a, b in zip((x for row in moved for x in row), flat)) > 1e-3
