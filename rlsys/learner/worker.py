@@ -112,10 +112,12 @@ class LearnerWorker:
         return self.objectives[key]
 
     def enable_reference(self, path: str | None = None) -> None:
-        """Load a frozen reference model (default: the initial weights) for KL / preference losses."""
+        """Load a frozen reference model (default: the initial weights) for KL / preference losses, in the
+        training precision (a full unsharded copy per rank: bf16 halves it for real models)."""
         from transformers import AutoModelForCausalLM
 
-        self.ref_model = AutoModelForCausalLM.from_pretrained(path or self.model_path, dtype=torch.float32)
+        dtype = torch.bfloat16 if self.cfg["precision"] == "bf16" else torch.float32
+        self.ref_model = AutoModelForCausalLM.from_pretrained(path or self.model_path, dtype=dtype)
         self.ref_model.to(self.device).eval().requires_grad_(False)
 
     def _forward(self, mb: MicroBatch, obj: Objective | None, with_grad: bool) -> ForwardOut:
