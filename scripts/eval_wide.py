@@ -1,0 +1,100 @@
+"""Held-out evaluation on a wider set than the stages use, with paired differences against a baseline.
+
+    .venv/bin/python scripts/eval_wide.py start=artifacts/stages/rft_rl/<hash>/model \
+        align=artifacts/stages/align/<hash>/model [...] [--n-if 600] [--n-format 200] [--max-math 600]
+
+The stages evaluate on 100 IF prompts and 40 format prompts, where one checkpoint moves ±0.04 between
+evals: too coarse to tell a +0.03 IF gain from noise. This draws more rows of the same held-out splits
+from the suite's generators (the first 100 IF rows are the stages' own eval rows, which the script
+checks; format prompts are deduplicated), answers them greedily with each model through a vLLM actor, and prints each
+model's scores plus its paired difference from the first model with a standard error over prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def per_prompt(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, list[float]]:
+    """Per-prompt scores: math correct, IF constraint share, IF all pass, format pass."""
+    from rewards.format import format_reward
+    from rewards.ifeval import check_constraints
+    from rewards.math import math_reward
+
+    n_math, n_if = len(rows["math"]), len(rows["ifeval"])
+    out: dict[str, list[float]] = {"math": [], "if_share": [], "if_all": [], "format": []}
+    for row, text in zip(rows["math"], texts[:n_math]):
+        out["math"].append(float(math_reward(row["prompt"], text, answer=row["answer"])["score"] >= 0.5))
+    for row, text in zip(rows["ifeval"], texts[n_math:n_math + n_if]):
+        passed = check_constraints(text, row["constraints"], row["prompt"])
+        out["if_share"].append(sum(passed) / len(passed))
+        out["if_all"].append(float(all(passed)))
+    for row, text in zip(rows["format"], texts[n_math + n_if:]):
+        ok = format_reward(row["prompt"], text, mode="auto", format=row.get("format"))["score"] >= 0.5
+        out["format"].append(float(ok))
+    return out
+
+
+def paired(a: list[float], b: list[float]) -> str:
+    """Mean of b - a and its standard error over prompts."""
+    diffs = [y - x for x, y in zip(a, b)]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return f"{statistics.mean(diffs):+.3f} ± {se:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help="name=model_dir; the first is the baseline")
+    parser.add_argument("--n-if", type=int, default=600)
+    parser.add_argument("--n-format", type=int, default=200)
+    parser.add_argument("--max-math", type=int, default=600)
+    parser.add_argument("--exp", default="keye_pipeline")
+    args = parser.parse_args()
+    from hydra import compose, initialize_config_dir
+
+    from rlsys.config.store import register_configs
+    from rlsys.controller.evaluate import eval_prompts, eval_rows, greedy_completions
+    from rlsys.data.tasks.format_tasks import format_rows
+    from rlsys.data.tasks.ifeval_tasks import ifeval_rows
+    from rlsys.run import CONF_DIR, normalize_overrides
+    from rlsys.runtime.ray_utils import init_ray
+
+    register_configs()
+    overrides = [f"+exp={args.exp}", f"eval.max_math={args.max_math}"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        cfg = compose(config_name="config", overrides=normalize_overrides(overrides))
+    cfg.artifacts_dir = str(REPO / cfg.artifacts_dir)
+    rows = eval_rows(cfg)
+    seed = cfg.data.suite.seed
+    wide_if = ifeval_rows(args.n_if, seed, "eval")[0]
+    if [r["prompt"] for r in wide_if[: len(rows["ifeval"])]] != [r["prompt"] for r in rows["ifeval"]]:
+        raise SystemExit("the widened IF rows do not start with the stages' eval rows: suite changed?")
+    # Code prompts are few, so a longer format draw repeats them (and draws differently once they run
+    # out): keep each prompt once and say how many of the stages' 40 are among them.
+    wide_format = list({r["prompt"]: r for r in format_rows(args.n_format, seed, "eval")}.values())
+    shared = len({r["prompt"] for r in rows["format"]} & {r["prompt"] for r in wide_format})
+    print(f"rows: math {len(rows['math'])}, IF {len(wide_if)}, format {len(wide_format)} "
+          f"({shared} of the stages' {len(rows['format'])} format rows among them)", flush=True)
+    rows = {"math": rows["math"], "ifeval": wide_if, "format": wide_format}
+    init_ray(num_cpus=4)
+    scores: dict[str, dict[str, list[float]]] = {}
+    for spec in args.models:
+        name, path = spec.split("=", 1)
+        scores[name] = per_prompt(rows, greedy_completions(cfg, path, eval_prompts(rows)))
+        print(name, {k: round(statistics.mean(v), 3) for k, v in scores[name].items()}, flush=True)
+    base = next(iter(scores))
+    print(f"\n| model | math | IF share | IF all | format | Δ math | Δ IF share | Δ IF all | Δ format (vs {base}) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, s in scores.items():
+        means = " | ".join(f"{statistics.mean(s[k]):.3f}" for k in ("math", "if_share", "if_all", "format"))
+        deltas = " | ".join(paired(scores[base][k], s[k]) for k in ("math", "if_share", "if_all", "format"))
+        print(f"| {name} | {means} | {deltas} |")
+
+
+if __name__ == "__main__":
+    main()
