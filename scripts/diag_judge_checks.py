@@ -3,7 +3,7 @@
 Reads the held-out judgments a judge stage wrote (`judge_eval.jsonl` next to its model) and counts each
 "X = c; X is v; ok|no" triple: is v the true value of X, and does the ok / no follow c == v?
 With `--rows` (the judge_data stage's eval.jsonl) and `--tokenizer`, also where it fails: accuracy by
-prompt length in tokens, and the share of copied equations found verbatim in the response they name,
+prompt length in tokens (the raw prompt, before the chat template), and the share of copied equations found verbatim in the response they name,
 by the token position where that response starts.
 
     .venv/bin/python scripts/diag_judge_checks.py artifacts/stages/judge_sft/<hash>/judge_eval.jsonl \
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--rows", help="the judge_data stage's eval.jsonl (prompts of the judged rows)")
     parser.add_argument("--tokenizer", help="model dir whose tokenizer counts prompt tokens")
     args = parser.parse_args()
+    if bool(args.rows) != bool(args.tokenizer):
+        parser.error("--rows and --tokenizer go together")
     with open(args.judgments) as fh:
         judgments = [json.loads(line) for line in fh if line.strip()]
     report: dict = {k: round(v, 3) for k, v in count([j["output"] for j in judgments]).items()}

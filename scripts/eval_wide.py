@@ -22,22 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def per_prompt(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, list[float]]:
     """Per-prompt scores: math correct, IF constraint share, IF all pass, format pass."""
-    from rewards.format import format_reward
-    from rewards.ifeval import check_constraints
-    from rewards.math import math_reward
+    from rlsys.controller.evaluate import format_hits, ifeval_hits, math_hits
 
     n_math, n_if = len(rows["math"]), len(rows["ifeval"])
-    out: dict[str, list[float]] = {"math": [], "if_share": [], "if_all": [], "format": []}
-    for row, text in zip(rows["math"], texts[:n_math]):
-        out["math"].append(float(math_reward(row["prompt"], text, answer=row["answer"])["score"] >= 0.5))
-    for row, text in zip(rows["ifeval"], texts[n_math:n_math + n_if]):
-        passed = check_constraints(text, row["constraints"], row["prompt"])
-        out["if_share"].append(sum(passed) / len(passed))
-        out["if_all"].append(float(all(passed)))
-    for row, text in zip(rows["format"], texts[n_math + n_if:]):
-        ok = format_reward(row["prompt"], text, mode="auto", format=row.get("format"))["score"] >= 0.5
-        out["format"].append(float(ok))
-    return out
+    share, all_pass = ifeval_hits(rows["ifeval"], texts[n_math:n_math + n_if])
+    return {"math": math_hits(rows["math"], texts[:n_math]), "if_share": share, "if_all": all_pass,
+            "format": format_hits(rows["format"], texts[n_math + n_if:])}
 
 
 def paired(a: list[float], b: list[float]) -> str:

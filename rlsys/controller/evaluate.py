@@ -56,38 +56,50 @@ def _spread(rows: list[dict], limit: int) -> list[dict]:
     return [r for tier in sorted(by_tier, key=str) for r in by_tier[tier][:per]]
 
 
-def score_math(rows: list[dict], completions: list[str]) -> dict[str, float]:
+def math_hits(rows: list[dict], completions: list[str]) -> list[float]:
+    """1.0 where the verifier accepts the answer, per row."""
     from rewards.math import math_reward
 
+    return [float(math_reward(row["prompt"], text, answer=row["answer"])["score"] >= 0.5)
+            for row, text in zip(rows, completions)]
+
+
+def ifeval_hits(rows: list[dict], completions: list[str]) -> tuple[list[float], list[float]]:
+    """Per row: the share of its constraints met, and 1.0 where all of them are."""
+    from rewards.ifeval import check_constraints
+
+    passed = [check_constraints(text, row["constraints"], row["prompt"]) for row, text in zip(rows, completions)]
+    return [sum(p) / len(p) for p in passed], [float(all(p)) for p in passed]
+
+
+def format_hits(rows: list[dict], completions: list[str]) -> list[float]:
+    """1.0 where the answer passes its row's format checker (JSON / markdown / code / think tags)."""
+    from rewards.format import format_reward
+
+    return [float(format_reward(row["prompt"], text, mode="auto", format=row.get("format"))["score"] >= 0.5)
+            for row, text in zip(rows, completions)]
+
+
+def score_math(rows: list[dict], completions: list[str]) -> dict[str, float]:
     hits: dict[str, list[float]] = defaultdict(list)
-    for row, text in zip(rows, completions):
-        ok = float(math_reward(row["prompt"], text, answer=row["answer"])["score"] >= 0.5)
+    for row, ok in zip(rows, math_hits(rows, completions)):
         hits[f"eval/math_acc_tier{row.get('tier', 0)}"].append(ok)
         hits["eval/math_acc"].append(ok)
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
 
 
 def score_ifeval(rows: list[dict], completions: list[str]) -> dict[str, float]:
-    from rewards.ifeval import check_constraints
-
-    share, all_pass = [], []
-    for row, text in zip(rows, completions):
-        passed = check_constraints(text, row["constraints"], row["prompt"])
-        share.append(sum(passed) / len(passed))
-        all_pass.append(float(all(passed)))
     if not rows:
         return {}
+    share, all_pass = ifeval_hits(rows, completions)
     return {"eval/ifeval_constraint_pass": sum(share) / len(share), "eval/ifeval_all_pass": sum(all_pass) / len(all_pass)}
 
 
 def score_format(rows: list[dict], completions: list[str]) -> dict[str, float]:
-    """Share of format rows (JSON / markdown / code / think tags) whose answer passes their checker."""
-    from rewards.format import format_reward
-
+    """Share of format rows whose answer passes their checker."""
     if not rows:
         return {}
-    ok = [format_reward(row["prompt"], text, mode="auto", format=row.get("format"))["score"] >= 0.5
-          for row, text in zip(rows, completions)]
+    ok = format_hits(rows, completions)
     return {"eval/format_pass": sum(ok) / len(ok)}
 
 
