@@ -52,6 +52,8 @@ def shaped_model(model_dir: str, shape: str, out_dir: str, seq_len: int) -> str:
         return model_dir
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from rlsys.learner.worker import TOKENIZER_FILES
+
     values = AutoConfig.from_pretrained(model_dir).to_dict()
     values.update(SHAPES[shape])
     values["max_position_embeddings"] = max(values["max_position_embeddings"], seq_len)
@@ -61,8 +63,8 @@ def shaped_model(model_dir: str, shape: str, out_dir: str, seq_len: int) -> str:
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     model.save_pretrained(out_dir, safe_serialization=True)
-    for name in os.listdir(model_dir):
-        if name.startswith(("tokenizer", "special_tokens", "chat_template")):
+    for name in TOKENIZER_FILES:
+        if (Path(model_dir) / name).exists():
             shutil.copy(Path(model_dir) / name, Path(out_dir) / name)
     return out_dir
 

@@ -258,20 +258,26 @@ class LearnerWorker:
         return scores
 
     # ------------------------------------------------------------------ weights
-    def _full_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Full tensors of every parameter, gathered one at a time under ZeRO-3 (collective)."""
+    def gathered_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        """Every parameter in full, one at a time, in `named_parameters` order. Under ZeRO-3 each is
+        gathered only while it is yielded (collective: all ranks iterate together)."""
         import deepspeed
 
         if self.cfg["zero_stage"] == 3:
             # A forward can leave prefetched parameters in flight (seen on a 1.4B model on an H100);
             # gathering one then fails with "Cannot partition a param in flight". Settle them first.
-            self.engine.empty_partition_cache()
+            self.engine.optimizer.empty_partition_cache()
         for name, param in self.engine.module.named_parameters():
             if hasattr(param, "ds_id"):
                 with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
-                    yield name, param.detach().to("cpu", torch.float32, copy=True)
+                    yield name, param
             else:
-                yield name, param.detach().to("cpu", torch.float32, copy=True)
+                yield name, param
+
+    def _full_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """Full fp32 CPU copies of every parameter (collective under ZeRO-3)."""
+        for name, param in self.gathered_parameters():
+            yield name, param.detach().to("cpu", torch.float32, copy=True)
 
     def export_weights(self, bucket_bytes: int) -> list[Any]:
         """Publish full weights to the Ray object store in buckets; rank 0 returns the refs."""

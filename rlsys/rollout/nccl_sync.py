@@ -17,7 +17,6 @@ actor instance as first argument), so the learner needs no NCCL-specific methods
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -147,25 +146,21 @@ def send_weights(learner: Any, manifest: Manifest) -> float:
     Called on every learner rank at once: under ZeRO-3 each full parameter exists only inside a
     gather that all ranks enter together.
     """
-    import deepspeed
-
     started = time.perf_counter()
     group: WeightGroup | None = getattr(learner, GROUP_ATTR, None)
     if learner.rank == 0 and group is None:
         raise RuntimeError("learner rank 0 is not in an NCCL weight group")
-    params = dict(learner.engine.module.named_parameters())
-    for name, _, dtype in manifest:
-        param = params[name]
-        sharded = hasattr(param, "ds_id")
-        gather = deepspeed.zero.GatheredParameters([param], modifier_rank=None) if sharded else contextlib.nullcontext()
-        with gather:
-            if group is None:
-                continue
-            tensor = param.detach().to(group.device, _dtype(dtype)).contiguous()
-            _broadcast(group, tensor)
-            if sharded:
-                # The gathered buffer is released when the context exits; the send must be done.
-                torch.cuda.current_stream(group.device).synchronize()
+    # The manifest lists the parameters in the order the learner yields them (weight_manifest).
+    for (name, param), (listed, _, dtype) in zip(learner.gathered_parameters(), manifest, strict=True):
+        if name != listed:
+            raise RuntimeError(f"weight manifest out of step with the learner: {listed!r} listed, {name!r} next")
+        if group is None:
+            continue
+        tensor = param.detach().to(group.device, _dtype(dtype)).contiguous()
+        _broadcast(group, tensor)
+        if hasattr(param, "ds_id"):
+            # The gathered buffer is released when the generator moves on; the send must be done.
+            torch.cuda.current_stream(group.device).synchronize()
     if group is not None:
         torch.cuda.current_stream(group.device).synchronize()
     return time.perf_counter() - started

@@ -40,6 +40,16 @@ def test_receiving_without_a_group_is_a_clear_error():
     nccl_sync.leave_group(worker)
 
 
+def test_a_rank_without_the_group_walks_every_parameter_in_manifest_order():
+    learner = fake_learner()
+    learner.rank = 1
+    learner.gathered_parameters = lambda: iter(learner.engine.module.named_parameters())
+    manifest = nccl_sync.weight_manifest(learner)
+    assert nccl_sync.send_weights(learner, manifest) >= 0.0
+    with pytest.raises(RuntimeError, match="manifest out of step with the learner: '1.weight' listed, '0.weight' next"):
+        nccl_sync.send_weights(learner, manifest[1:] + manifest[:1])
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
 def test_joining_needs_cuda():
     with pytest.raises(RuntimeError, match="needs CUDA"):
