@@ -314,6 +314,13 @@ class OfflineSampleConfig:
     # each response's first false step), "recheck" (each equation copied in order with ok / no, up to the
     # first false one) or "recompute" (each equation copied, its left side worked out again, then ok / no).
     judge_reasoning: str = "steps"
+    # judge_data: on IF pairs the reasoning checks each of the request's constraints on both responses
+    # ("keyword include melody: A no, B ok."); without it IF pairs get the math reasoning, which has
+    # nothing to check there ("A: no equations.").
+    judge_if_checks: bool = False
+    # judge_data: this many more held-out IF pairs, drawn from the suite's preference generator past its own
+    # eval rows (the default suite's pref_eval holds 13 IF pairs among 200).
+    eval_if_pairs: int = 0
 
 
 @dataclass

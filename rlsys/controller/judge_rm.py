@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from rewards.pairwise_judge import judge_prompt, judge_target, parse_verdict
 from rlsys.controller.pipeline import DATA_FILE, EVAL_FILE, pick_rows, read_jsonl, write_jsonl
 from rlsys.controller.stages import StageContext
+from rlsys.data.tasks.ifeval_tasks import DATA_SOURCE as IF_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,31 @@ def solved_rationale(solution: str, a: str, b: str) -> str:
     return f"A ends with {fa}. B ends with {fb}.\n{solution.strip()}\nMine is {own}. {check('A', fa)} {check('B', fb)}"
 
 
+def constraint_tag(entry: dict) -> str:
+    """A short name for a constraint in the judge's reasoning: its type and its short parameters
+    ("keyword frequency garden 2"); phrases and options stay in the request, where the judge reads them."""
+    shown = []
+    for value in (entry.get("params") or {}).values():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, int) or (isinstance(item, str) and len(item.split()) <= 2 and len(item) <= 12):
+                shown.append(str(item))
+    return " ".join([entry["type"].replace("_", " "), *shown])
+
+
+def if_rationale(request: str, a: str, b: str) -> str | None:
+    """The reasoning of a judge that checks each instruction of the request on both responses, one line per
+    constraint ("keyword include melody: A no, B ok."); None when the request holds no known constraint."""
+    from rewards.ifeval import check_constraints
+    from rewards.ifeval.recover import constraints_in
+
+    constraints = constraints_in(request)
+    if not constraints:
+        return None
+    marks = [check_constraints(text.strip(), constraints, request) for text in (a, b)]
+    return "\n".join(f"{constraint_tag(c)}: A {'ok' if ok_a else 'no'}, B {'ok' if ok_b else 'no'}."
+                     for c, ok_a, ok_b in zip(constraints, *marks))
+
+
 def has_distinct_answers(pair: dict) -> bool:
     """Whether the two responses reach different final answers (the pairs a solving judge can decide)."""
     from rewards.math import extract_answer
@@ -109,12 +135,16 @@ def has_distinct_answers(pair: dict) -> bool:
 
 
 def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: str | None = None,
-              reasoning: str = "steps") -> dict:
+              reasoning: str = "steps", if_checks: bool = False) -> dict:
     """The judge row for a preference pair with the chosen response at position `label` (reasoning from
-    the judge's own `solution` when given, else re-checked equations or the step check)."""
+    the judge's own `solution` when given, the request's constraints checked on both responses for an IF
+    pair with `if_checks`, else re-checked equations or the step check)."""
     a, b = (pair["chosen"], pair["rejected"]) if label == "A" else (pair["rejected"], pair["chosen"])
+    checked = if_rationale(pair["prompt"], a, b) if think and if_checks and pair.get("data_source") == IF_SOURCE else None
     if not think:
         rationale = ""
+    elif checked:
+        rationale = checked
     elif solution:
         rationale = solved_rationale(solution, a, b)
     else:
@@ -132,20 +162,22 @@ def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: s
 
 
 def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = False,
-               solutions: dict[str, str] | None = None, reasoning: str = "steps") -> list[dict]:
+               solutions: dict[str, str] | None = None, reasoning: str = "steps", if_checks: bool = False) -> list[dict]:
     """Judge rows from preference pairs: one seeded random order per pair, or both orders. `solutions`
-    (pair id -> the judge's own verified solution) switches those pairs to solve-first reasoning; the
-    others reason as `reasoning` says (see `REASONING`)."""
+    (pair id -> the judge's own verified solution) switches those pairs to solve-first reasoning; with
+    `if_checks` IF pairs check their request's constraints; the others reason as `reasoning` says (see
+    `REASONING`)."""
     rng = random.Random(f"judge|{seed}")
     solutions = solutions or {}
     rows = []
     for pair in pairs:
         solution = solutions.get(str(pair["id"]))
         if both_orders:
-            rows += [judge_row(pair, "A", think, "-a", solution, reasoning),
-                     judge_row(pair, "B", think, "-b", solution, reasoning)]
+            rows += [judge_row(pair, "A", think, "-a", solution, reasoning, if_checks),
+                     judge_row(pair, "B", think, "-b", solution, reasoning, if_checks)]
         else:
-            rows.append(judge_row(pair, "A" if rng.random() < 0.5 else "B", think, solution=solution, reasoning=reasoning))
+            rows.append(judge_row(pair, "A" if rng.random() < 0.5 else "B", think, solution=solution,
+                                  reasoning=reasoning, if_checks=if_checks))
     return rows
 
 
@@ -167,6 +199,27 @@ def solve_pairs(ctx: StageContext, pairs: list[dict]) -> tuple[dict[str, str], s
             solutions[asks[j]["pair_id"]] = good[0]
     log.info("judge_data %s: solved %d/%d pairs with distinct answers", ctx.name, len(solutions), len(asks))
     return solutions, {a["pair_id"] for a in asks} - set(solutions)
+
+
+def more_if_pairs(ctx: StageContext, eval_pairs: list[dict]) -> list[dict]:
+    """`sample.eval_if_pairs` more held-out IF pairs, drawn from the suite's preference generator past its own
+    eval rows (which hold few IF pairs: 13 of 200 in the default suite)."""
+    from rlsys.config.validate import ConfigError
+    from rlsys.data.tasks.preference import preference_rows
+
+    want = ctx.stage.sample.eval_if_pairs
+    if want <= 0:
+        return []
+    n = len(eval_pairs) + 20 * want
+    while True:
+        drawn = preference_rows(n, ctx.cfg.data.suite.seed, "eval")
+        if drawn[: len(eval_pairs)] != eval_pairs:
+            raise ConfigError(f"config key 'stages.{ctx.name}.sample.eval_if_pairs': the eval pairs are not the "
+                              "suite's pref_eval rows, so the generator cannot extend them")
+        extra = [r for r in drawn[len(eval_pairs):] if r["data_source"] == IF_SOURCE]
+        if len(extra) >= want:
+            return extra[:want]
+        n *= 2
 
 
 def _fits(tokenizer: Any, rows: list[dict], max_tokens: int) -> list[dict]:
@@ -191,13 +244,15 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
     pairs = stage_rows(ctx, "preference")
     pairs = [pairs[i] for i in pick_rows(len(pairs), stage.sample.max_rows, stage.seed)]
-    eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")
+    eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")[: cfg.eval.max_pairs]
+    eval_pairs += more_if_pairs(ctx, eval_pairs)
     solutions, unsolved = solve_pairs(ctx, pairs) if stage.sample.judge_solve and think else ({}, set())
     pairs = [p for p in pairs if str(p["id"]) not in unsolved]
-    reasoning = stage.sample.judge_reasoning
-    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions, reasoning=reasoning), limit)
-    held_out = _fits(tokenizer, judge_rows(eval_pairs[: cfg.eval.max_pairs], stage.seed, think, both_orders=True,
-                                           reasoning=reasoning), limit)
+    reasoning, if_checks = stage.sample.judge_reasoning, stage.sample.judge_if_checks
+    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions, reasoning=reasoning,
+                                        if_checks=if_checks), limit)
+    held_out = _fits(tokenizer, judge_rows(eval_pairs, stage.seed, think, both_orders=True,
+                                           reasoning=reasoning, if_checks=if_checks), limit)
     # A pair counts in the held-out set only when both of its orders fit.
     per_pair: dict[str, int] = {}
     for r in held_out:

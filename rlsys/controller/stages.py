@@ -207,12 +207,13 @@ def warn_if_stale(name: str, kind: str, out: Path) -> bool:
     return True
 
 
-def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult]) -> dict[str, Any]:
-    """Everything a stage's result depends on; its hash names the cached artifact."""
+def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult], base_cfg: Any = None) -> dict[str, Any]:
+    """Everything a stage's result depends on; its hash names the cached artifact. `base_cfg` is the
+    stage's run config (with its `overrides`), which names the base model of a stage without input."""
     return {
         "stage": non_default(stage),
         "inputs": {d: Path(r.path).name for d, r in deps.items()},
-        "base": base_model_identity(cfg) if not stage.input else None,
+        "base": base_model_identity(base_cfg if base_cfg is not None else cfg) if not stage.input else None,
         "data": data_identity(cfg, stage),
         "learner": _learner_identity(cfg),
         "eval": _eval_identity(cfg, stage),
@@ -237,8 +238,12 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
     from rlsys.controller.pipeline import prepare_stage
     from rlsys.model.resolve import resolve_base_model
 
-    spec = stage_spec(cfg, stage, deps)
-    input_model = deps[stage.input].model_dir if stage.input else resolve_base_model(cfg)
+    # Stage references resolved, equal-wall budgets set, per-stage config overrides applied. A stage
+    # without input starts from the base model its own run config names: `overrides: {model: ...}` lets
+    # one stage pretrain a model of another size (e.g. a bigger judge) beside the policy's.
+    run_cfg, stage_run = prepare_stage(cfg, name, stage, deps)
+    spec = stage_spec(cfg, stage, deps, run_cfg)
+    input_model = deps[stage.input].model_dir if stage.input else resolve_base_model(run_cfg)
     kind = f"stages/{name}"
     out = artifact_dir(cfg.artifacts_dir, kind, spec)
     if stage.cache and is_built(out):
@@ -254,11 +259,9 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
     started = time.perf_counter()
     summary: dict[str, Any] = {}
     built: dict[str, Path] = {}
-    # Stage references resolved, equal-wall budgets set, per-stage config overrides applied.
-    stage_cfg, stage_run = prepare_stage(cfg, name, stage, deps)
 
     def build(tmp: Path) -> None:
-        ctx = StageContext(stage_cfg, name, stage_run, input_model, tmp, {d: r.model_dir for d, r in deps.items()},
+        ctx = StageContext(run_cfg, name, stage_run, input_model, tmp, {d: r.model_dir for d, r in deps.items()},
                            {d: r.path for d, r in deps.items()})
         log.info("stage %s (%s): building from %s", name, stage.kind, input_model)
         summary.update(fn(ctx) or {})

@@ -162,6 +162,22 @@ def test_bad_overrides_and_missing_data_file_name_the_stage(make_cfg):
         stages.run(cfg)
 
 
+def test_a_stage_without_input_starts_from_the_base_model_its_overrides_name(make_cfg, tmp_path):
+    # e.g. a judge pretrained at another size beside the policy (`overrides: {model: {tiny: ...}}`).
+    other = tmp_path / "other-base"
+    other.mkdir()
+    (other / "config.json").write_text('{"layers": 8}')
+    cfg = OmegaConf.merge(make_cfg("run", GOOD), {"pipeline": ["a", "b"], "stages": {
+        "b": {"kind": "fake_model", "overrides": {"model": {"path": str(other)}}}}})
+    results = stages.run(cfg)
+    assert [c["input"] for c in CALLS] == [cfg.model.path, str(other)]
+    assert results["a"].path != results["b"].path
+    # The overridden base is part of b's key: another file there rebuilds b, and only b.
+    spec = stages.stage_spec(cfg, cfg.stages.b, {}, OmegaConf.merge(cfg, cfg.stages.b.overrides))
+    assert spec["base"] == stages.base_model_identity(OmegaConf.merge(cfg, {"model": {"path": str(other)}}))
+    assert spec["base"] != stages.stage_spec(cfg, cfg.stages.a, {})["base"]
+
+
 def test_rl_only_eval_settings_do_not_change_upstream_cache_keys(make_cfg):
     # gspo_hints turns on avg@k (eval.sample_k), which only the RL controller reads: the pretrain / SFT
     # stages it depends on must keep the keys `+exp=sft` built them under.

@@ -1,0 +1,64 @@
+"""Judge rows for IF pairs: the request's constraints checked on both responses (rlsys/controller/judge_rm.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlsys.controller.judge_rm import constraint_tag, if_rationale, judge_rows
+
+REQUEST = ('Tell me about rain. Make sure your response mentions "melody". Write your whole response in capital '
+           'letters only; do not use any lowercase letter. Use the word "garden" at least 2 times.')
+GOOD = "THE MELODY OF RAIN FALLS ON THE GARDEN AND THE GARDEN."
+MISSES_KEYWORD = "RAIN FALLS ON THE GARDEN AND THE GARDEN."
+
+
+def test_constraint_tags_keep_short_parameters_only():
+    assert constraint_tag({"type": "keyword_frequency", "params": {"keyword": "garden", "n": 2}}) == \
+        "keyword frequency garden 2"
+    assert constraint_tag({"type": "keyword_include", "params": {"keywords": ["melody", "orbit"]}}) == \
+        "keyword include melody orbit"
+    # A phrase the response must end with stays in the request.
+    assert constraint_tag({"type": "ends_with", "params": {"phrase": "Let me know if you have more questions."}}) == \
+        "ends with"
+
+
+def test_if_reasoning_checks_each_constraint_on_both_responses_in_request_order():
+    assert if_rationale(REQUEST, MISSES_KEYWORD, GOOD) == (
+        "keyword include melody: A no, B ok.\n"
+        "all uppercase: A ok, B ok.\n"
+        "keyword frequency garden 2: A ok, B ok.")
+    assert if_rationale("What is 2 + 2?", "4", "5") is None
+
+
+def test_if_pairs_reason_with_constraint_checks_only_when_asked():
+    pairs = [{"id": "i", "data_source": "rlsys/ifeval", "prompt": REQUEST, "chosen": GOOD, "rejected": MISSES_KEYWORD},
+             {"id": "m", "data_source": "rlsys/math", "prompt": "Find 2 + 3.",
+              "chosen": "2 + 3 = 5.\nThe answer is \\boxed{5}.", "rejected": "2 + 3 = 6.\nThe answer is \\boxed{6}."}]
+    a_first, b_first, math_a, _ = judge_rows(pairs, seed=0, think=True, both_orders=True, reasoning="recheck",
+                                             if_checks=True)
+    assert a_first["response"] == ("<think>\nkeyword include melody: A ok, B no.\nall uppercase: A ok, B ok.\n"
+                                   "keyword frequency garden 2: A ok, B ok.\n</think>\nBetter: A")
+    assert b_first["response"].startswith("<think>\nkeyword include melody: A no, B ok.") and b_first["label"] == "B"
+    assert math_a["response"] == "<think>\nA: 2 + 3 = 5 ok.\nB: 2 + 3 = 6 no.\n</think>\nBetter: A"
+    plain = judge_rows(pairs[:1], seed=0, think=True, both_orders=True, reasoning="recheck")
+    assert plain[0]["response"].startswith("<think>\nA: no equations.")
+
+
+def test_extra_held_out_if_pairs_extend_the_suites_eval_rows(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rlsys.config.schema import Config, StageConfig
+    from rlsys.config.validate import ConfigError
+    from rlsys.controller.judge_rm import more_if_pairs
+    from rlsys.controller.stages import StageContext
+    from rlsys.data.tasks.preference import preference_rows
+
+    cfg = OmegaConf.structured(Config)
+    stage = OmegaConf.merge(OmegaConf.structured(StageConfig), {"kind": "judge_data", "sample": {"eval_if_pairs": 30}})
+    ctx = StageContext(cfg, "judge_data", stage, "", tmp_path)
+    suite_eval = preference_rows(50, cfg.data.suite.seed, "eval")
+    extra = more_if_pairs(ctx, suite_eval)
+    assert len(extra) == 30 and all(r["data_source"] == "rlsys/ifeval" for r in extra)
+    assert not {r["id"] for r in extra} & {r["id"] for r in suite_eval}
+    with pytest.raises(ConfigError, match="stages.judge_data.sample.eval_if_pairs"):
+        more_if_pairs(ctx, preference_rows(50, cfg.data.suite.seed + 1, "eval"))
