@@ -1,10 +1,14 @@
-"""What a `recompute` judge's equation checks say (BENCHMARKS.md "Pairwise judge").
+"""What a `recompute` judge's equation checks and an `if_checks` judge's constraint checks say
+(BENCHMARKS.md "Pairwise judge").
 
 Reads the held-out judgments a judge stage wrote (`judge_eval.jsonl` next to its model) and counts each
 "X = c; X is v; ok|no" triple: is v the true value of X, and does the ok / no follow c == v?
-With `--rows` (the judge_data stage's eval.jsonl) and `--tokenizer`, also where it fails: accuracy by
-prompt length in tokens (the raw prompt, before the chat template), and the share of copied equations found verbatim in the response they name,
-by the token position where that response starts.
+With `--rows` (the judge_data stage's eval.jsonl, whose targets hold the true checks), also each
+"<constraint>: A ok|no, B ok|no." line of the IF judgments against the target's: constraint named, each
+mark right, and whether the verdict follows the judge's own marks.
+With `--tokenizer` too, where it fails: accuracy by prompt length in tokens (the raw prompt, before the
+chat template), and the share of copied equations found verbatim in the response they name, by the token
+position where that response starts.
 
     .venv/bin/python scripts/diag_judge_checks.py artifacts/stages/judge_sft/<hash>/judge_eval.jsonl \
         [--rows artifacts/stages/judge_data/<hash>/eval.jsonl --tokenizer MODEL_DIR]
@@ -20,6 +24,7 @@ from rewards.pairwise_judge import parse_verdict
 from rlsys.controller.rft_rewards import equation_value
 
 TRIPLE = re.compile(r"(\d+(?: [-+*/] \d+)+) = (\d+); \1 is (-?[\d.]+); (ok|no)")
+CHECK = re.compile(r"^(.+): A (ok|no), B (ok|no)\.$", re.M)
 
 
 def count(outputs: list[str]) -> dict[str, float]:
@@ -38,6 +43,28 @@ def count(outputs: list[str]) -> dict[str, float]:
     d = max(1, n)
     return {"triples": n, "recomputed_right": value_right / d, "verdict_follows_own_numbers": own / d,
             "claim_equals_own_value": claim_same / d, "said_ok": said_ok / d}
+
+
+def constraint_checks(judgments: list[dict], rows: dict[str, dict]) -> dict[str, float]:
+    """The IF judgments' constraint lines against their targets' (rows whose target has such lines)."""
+    n_rows = named = marks = marks_right = follows = right = 0
+    for judged in judgments:
+        want = {tag: (a, b) for tag, a, b in CHECK.findall(rows[judged["id"]]["response"])}
+        if not want:
+            continue
+        got = {tag: (a, b) for tag, a, b in CHECK.findall(judged["output"])}
+        n_rows += 1
+        right += parse_verdict(judged["output"]) == judged["label"]
+        named += set(got) == set(want)
+        for tag, truth in want.items():
+            marks += 2
+            marks_right += sum(x == y for x, y in zip(got.get(tag, ("", "")), truth))
+        # The side whose every constraint the judge marked ok (when exactly one is).
+        clean = [side for i, side in enumerate("AB") if got and all(m[i] == "ok" for m in got.values())]
+        follows += len(clean) == 1 and parse_verdict(judged["output"]) == clean[0]
+    d = max(1, n_rows)
+    return {"if_judgments": n_rows, "if_accuracy": right / d, "if_constraints_named": named / d,
+            "if_marks_right": marks_right / max(1, marks), "if_verdict_follows_own_marks": follows / d}
 
 
 def by_position(judgments: list[dict], rows: dict[str, dict], n_tokens, width: int = 64) -> dict[str, dict]:
@@ -73,17 +100,19 @@ def main() -> None:
     parser.add_argument("--rows", help="the judge_data stage's eval.jsonl (prompts of the judged rows)")
     parser.add_argument("--tokenizer", help="model dir whose tokenizer counts prompt tokens")
     args = parser.parse_args()
-    if bool(args.rows) != bool(args.tokenizer):
-        parser.error("--rows and --tokenizer go together")
+    if args.tokenizer and not args.rows:
+        parser.error("--tokenizer needs --rows")
     with open(args.judgments) as fh:
         judgments = [json.loads(line) for line in fh if line.strip()]
     report: dict = {k: round(v, 3) for k, v in count([j["output"] for j in judgments]).items()}
-    if args.rows and args.tokenizer:
+    if args.rows:
+        with open(args.rows) as fh:
+            rows = {r["id"]: r for r in map(json.loads, fh)}
+        report.update({k: round(v, 3) for k, v in constraint_checks(judgments, rows).items()})
+    if args.tokenizer:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-        with open(args.rows) as fh:
-            rows = {r["id"]: r for r in map(json.loads, fh)}
         report.update(by_position(judgments, rows, lambda text: len(tokenizer(text)["input_ids"])))
     print(json.dumps(report, indent=2))
 

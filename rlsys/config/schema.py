@@ -321,6 +321,9 @@ class OfflineSampleConfig:
     # judge_data: this many more held-out IF pairs, drawn from the suite's preference generator past its own
     # eval rows (the default suite's pref_eval holds 13 IF pairs among 200).
     eval_if_pairs: int = 0
+    # judge_data: train on this many pairs, the suite's pref_train rows first and more drawn from the same
+    # generator after them (the suite's 2,000 pairs, seen for several epochs, are memorised, not learnt).
+    train_pairs: int = 0
 
 
 @dataclass

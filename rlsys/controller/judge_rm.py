@@ -201,22 +201,23 @@ def solve_pairs(ctx: StageContext, pairs: list[dict]) -> tuple[dict[str, str], s
     return solutions, {a["pair_id"] for a in asks} - set(solutions)
 
 
-def more_if_pairs(ctx: StageContext, eval_pairs: list[dict]) -> list[dict]:
-    """`sample.eval_if_pairs` more held-out IF pairs, drawn from the suite's preference generator past its own
-    eval rows (which hold few IF pairs: 13 of 200 in the default suite)."""
+def more_pairs(ctx: StageContext, have: list[dict], split: str, want: int, key: str,
+               source: str | None = None) -> list[dict]:
+    """`want` more preference pairs of `split` (only those of data source `source` when given), drawn from the
+    suite's preference generator past the suite's own rows `have`, which the draw must reproduce first
+    (config key `key` is named otherwise)."""
     from rlsys.config.validate import ConfigError
     from rlsys.data.tasks.preference import preference_rows
 
-    want = ctx.stage.sample.eval_if_pairs
     if want <= 0:
         return []
-    n = len(eval_pairs) + 20 * want
+    n = len(have) + (20 if source else 2) * want
     while True:
-        drawn = preference_rows(n, ctx.cfg.data.suite.seed, "eval")
-        if drawn[: len(eval_pairs)] != eval_pairs:
-            raise ConfigError(f"config key 'stages.{ctx.name}.sample.eval_if_pairs': the eval pairs are not the "
-                              "suite's pref_eval rows, so the generator cannot extend them")
-        extra = [r for r in drawn[len(eval_pairs):] if r["data_source"] == IF_SOURCE]
+        drawn = preference_rows(n, ctx.cfg.data.suite.seed, split)
+        if drawn[: len(have)] != have:
+            raise ConfigError(f"config key 'stages.{ctx.name}.{key}': the {split} pairs are not the suite's own "
+                              "rows, so the generator cannot extend them")
+        extra = [r for r in drawn[len(have):] if source is None or r["data_source"] == source]
         if len(extra) >= want:
             return extra[:want]
         n *= 2
@@ -243,9 +244,10 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
     pairs = stage_rows(ctx, "preference")
+    pairs += more_pairs(ctx, pairs, "train", stage.sample.train_pairs - len(pairs), "sample.train_pairs")
     pairs = [pairs[i] for i in pick_rows(len(pairs), stage.sample.max_rows, stage.seed)]
     eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")[: cfg.eval.max_pairs]
-    eval_pairs += more_if_pairs(ctx, eval_pairs)
+    eval_pairs += more_pairs(ctx, eval_pairs, "eval", stage.sample.eval_if_pairs, "sample.eval_if_pairs", IF_SOURCE)
     solutions, unsolved = solve_pairs(ctx, pairs) if stage.sample.judge_solve and think else ({}, set())
     pairs = [p for p in pairs if str(p["id"]) not in unsolved]
     reasoning, if_checks = stage.sample.judge_reasoning, stage.sample.judge_if_checks

@@ -44,12 +44,12 @@ def test_if_pairs_reason_with_constraint_checks_only_when_asked():
     assert plain[0]["response"].startswith("<think>\nA: no equations.")
 
 
-def test_extra_held_out_if_pairs_extend_the_suites_eval_rows(tmp_path):
+def test_more_pairs_extend_the_suites_own_rows_from_its_generator(tmp_path):
     from omegaconf import OmegaConf
 
     from rlsys.config.schema import Config, StageConfig
     from rlsys.config.validate import ConfigError
-    from rlsys.controller.judge_rm import more_if_pairs
+    from rlsys.controller.judge_rm import more_pairs
     from rlsys.controller.stages import StageContext
     from rlsys.data.tasks.preference import preference_rows
 
@@ -57,8 +57,13 @@ def test_extra_held_out_if_pairs_extend_the_suites_eval_rows(tmp_path):
     stage = OmegaConf.merge(OmegaConf.structured(StageConfig), {"kind": "judge_data", "sample": {"eval_if_pairs": 30}})
     ctx = StageContext(cfg, "judge_data", stage, "", tmp_path)
     suite_eval = preference_rows(50, cfg.data.suite.seed, "eval")
-    extra = more_if_pairs(ctx, suite_eval)
+    extra = more_pairs(ctx, suite_eval, "eval", 30, "sample.eval_if_pairs", "rlsys/ifeval")
     assert len(extra) == 30 and all(r["data_source"] == "rlsys/ifeval" for r in extra)
     assert not {r["id"] for r in extra} & {r["id"] for r in suite_eval}
+    # Train pairs of every kind, continuing the suite's own draw.
+    suite_train = preference_rows(40, cfg.data.suite.seed, "train")
+    assert more_pairs(ctx, suite_train, "train", 60, "sample.train_pairs") == \
+        preference_rows(100, cfg.data.suite.seed, "train")[40:]
+    assert more_pairs(ctx, suite_train, "train", 0, "sample.train_pairs") == []
     with pytest.raises(ConfigError, match="stages.judge_data.sample.eval_if_pairs"):
-        more_if_pairs(ctx, preference_rows(50, cfg.data.suite.seed + 1, "eval"))
+        more_pairs(ctx, preference_rows(50, cfg.data.suite.seed + 1, "eval"), "eval", 5, "sample.eval_if_pairs")
