@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -229,13 +230,32 @@ def _fits(tokenizer: Any, rows: list[dict], max_tokens: int) -> list[dict]:
     return [r for r in rows if len(encode_prompt(tokenizer, r)) <= max_tokens]
 
 
+def judge_pairs(ctx: StageContext) -> tuple[list[dict], list[dict]]:
+    """The preference pairs a judge_data stage turns into train and held-out rows: the suite's (or the
+    user's) pairs, extended from the suite's generator (`sample.train_pairs`, `sample.eval_if_pairs`), then
+    selected by `where` (e.g. IF pairs only) after the extension, which must start from the suite's own rows."""
+    from rlsys.controller.train_jobs import select_rows, stage_rows
+
+    stage = ctx.stage
+    unselected = stage.copy()
+    unselected.where = {}
+    every = replace(ctx, stage=unselected)
+    pairs = stage_rows(every, "preference")
+    pairs += more_pairs(ctx, pairs, "train", stage.sample.train_pairs - len(pairs), "sample.train_pairs")
+    eval_pairs = stage_rows(every, "preference", stage.eval_data or "pref_eval")[: ctx.cfg.eval.max_pairs]
+    eval_pairs += more_pairs(ctx, eval_pairs, "eval", stage.sample.eval_if_pairs, "sample.eval_if_pairs", IF_SOURCE)
+    if stage.where:
+        pairs = select_rows(pairs, stage.where, f"stages.{ctx.name}.where")
+        eval_pairs = select_rows(eval_pairs, stage.where, f"stages.{ctx.name}.where")
+    return pairs, eval_pairs
+
+
 def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from rlsys.config.validate import ConfigError
-    from rlsys.controller.train_jobs import stage_rows
 
-    stage, cfg = ctx.stage, ctx.cfg
+    stage = ctx.stage
     if stage.sample.judge_solve and not stage.input:
         raise ConfigError(f"config key 'stages.{ctx.name}.input': judge_solve needs a model to solve with")
     if stage.sample.judge_reasoning not in REASONING:
@@ -243,11 +263,8 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
                           f"{stage.sample.judge_reasoning!r} is not one of {list(REASONING)}")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
-    pairs = stage_rows(ctx, "preference")
-    pairs += more_pairs(ctx, pairs, "train", stage.sample.train_pairs - len(pairs), "sample.train_pairs")
+    pairs, eval_pairs = judge_pairs(ctx)
     pairs = [pairs[i] for i in pick_rows(len(pairs), stage.sample.max_rows, stage.seed)]
-    eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval")[: cfg.eval.max_pairs]
-    eval_pairs += more_pairs(ctx, eval_pairs, "eval", stage.sample.eval_if_pairs, "sample.eval_if_pairs", IF_SOURCE)
     solutions, unsolved = solve_pairs(ctx, pairs) if stage.sample.judge_solve and think else ({}, set())
     pairs = [p for p in pairs if str(p["id"]) not in unsolved]
     reasoning, if_checks = stage.sample.judge_reasoning, stage.sample.judge_if_checks

@@ -67,3 +67,27 @@ def test_more_pairs_extend_the_suites_own_rows_from_its_generator(tmp_path):
     assert more_pairs(ctx, suite_train, "train", 0, "sample.train_pairs") == []
     with pytest.raises(ConfigError, match="stages.judge_data.sample.eval_if_pairs"):
         more_pairs(ctx, preference_rows(50, cfg.data.suite.seed + 1, "eval"), "eval", 5, "sample.eval_if_pairs")
+
+
+def test_judge_pairs_extend_the_suite_then_select_by_where(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from rlsys.config.schema import Config, StageConfig
+    from rlsys.controller.judge_rm import judge_pairs
+    from rlsys.controller.stages import StageContext
+    from rlsys.data.tasks.preference import preference_rows
+
+    cfg = OmegaConf.structured(Config)
+    seed = cfg.data.suite.seed
+    suite = {"pref_train": preference_rows(40, seed, "train"), "pref_eval": preference_rows(20, seed, "eval")}
+    monkeypatch.setattr("rlsys.controller.train_jobs.stage_rows",
+                        lambda ctx, kind, split=None: list(suite[split or ctx.stage.data]))
+    stage = OmegaConf.merge(OmegaConf.structured(StageConfig), {
+        "kind": "judge_data", "data": "pref_train", "where": {"data_source": ["rlsys/ifeval"]},
+        "sample": {"train_pairs": 400, "eval_if_pairs": 12}})
+    train, held_out = judge_pairs(StageContext(cfg, "judge_data", stage, "", tmp_path))
+    every = preference_rows(400, seed, "train")
+    assert train == [r for r in every if r["data_source"] == "rlsys/ifeval"]
+    assert len(train) > 50 and len(held_out) >= 12
+    assert all(r["data_source"] == "rlsys/ifeval" for r in held_out)
+    assert held_out[: len(held_out) - 12] == [r for r in suite["pref_eval"] if r["data_source"] == "rlsys/ifeval"]
