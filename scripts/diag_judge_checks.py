@@ -25,6 +25,22 @@ from rlsys.controller.rft_rewards import equation_value
 
 TRIPLE = re.compile(r"(\d+(?: [-+*/] \d+)+) = (\d+); \1 is (-?[\d.]+); (ok|no)")
 CHECK = re.compile(r"^(.+): A (ok|no), B (ok|no)\.$", re.M)
+SIDE = re.compile(r"^([AB]): (.+ (?:ok|no))\.$", re.M)
+
+
+def if_checks(text: str) -> dict[str, tuple[str, str]]:
+    """Constraint tag -> (A mark, B mark) from either IF layout ("tag: A ok, B no." lines, or one
+    "A: tag ok, tag no." line per response)."""
+    found = {tag: (a, b) for tag, a, b in CHECK.findall(text)}
+    if found:
+        return found
+    sides: dict[str, dict[str, str]] = {"A": {}, "B": {}}
+    for side, items in SIDE.findall(text):
+        for item in items.split(", "):
+            tag, _, mark = item.rpartition(" ")
+            if mark in ("ok", "no") and "=" not in tag:
+                sides[side][tag] = mark
+    return {tag: (sides["A"].get(tag, ""), sides["B"].get(tag, "")) for tag in {**sides["A"], **sides["B"]}}
 
 
 def count(outputs: list[str]) -> dict[str, float]:
@@ -49,10 +65,10 @@ def constraint_checks(judgments: list[dict], rows: dict[str, dict]) -> dict[str,
     """The IF judgments' constraint lines against their targets' (rows whose target has such lines)."""
     n_rows = named = marks = marks_right = follows = right = 0
     for judged in judgments:
-        want = {tag: (a, b) for tag, a, b in CHECK.findall(rows[judged["id"]]["response"])}
+        want = if_checks(rows[judged["id"]]["response"])
         if not want:
             continue
-        got = {tag: (a, b) for tag, a, b in CHECK.findall(judged["output"])}
+        got = if_checks(judged["output"])
         n_rows += 1
         right += parse_verdict(judged["output"]) == judged["label"]
         named += set(got) == set(want)

@@ -318,6 +318,9 @@ class OfflineSampleConfig:
     # ("keyword include melody: A no, B ok."); without it IF pairs get the math reasoning, which has
     # nothing to check there ("A: no equations.").
     judge_if_checks: bool = False
+    # Their layout: "constraint" (a line per constraint, both responses on it) or "response" (a line per
+    # response, every constraint on it).
+    judge_if_layout: str = "constraint"
     # judge_data: this many more held-out IF pairs, drawn from the suite's preference generator past its own
     # eval rows (the default suite's pref_eval holds 13 IF pairs among 200).
     eval_if_pairs: int = 0

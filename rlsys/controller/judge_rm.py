@@ -113,18 +113,28 @@ def constraint_tag(entry: dict) -> str:
     return " ".join([entry["type"].replace("_", " "), *shown])
 
 
-def if_rationale(request: str, a: str, b: str) -> str | None:
-    """The reasoning of a judge that checks each instruction of the request on both responses, one line per
-    constraint ("keyword include melody: A no, B ok."); None when the request holds no known constraint."""
+IF_LAYOUTS = ("constraint", "response")
+
+
+def if_rationale(request: str, a: str, b: str, layout: str = "constraint") -> str | None:
+    """The reasoning of a judge that checks each instruction of the request on both responses; None when the
+    request holds no known constraint. Layout "constraint": one line per constraint ("keyword include melody:
+    A no, B ok."); "response": one line per response, so each line reads one response only ("A: keyword
+    include melody no, all uppercase ok.")."""
     from rewards.ifeval import check_constraints
     from rewards.ifeval.recover import constraints_in
 
+    if layout not in IF_LAYOUTS:
+        raise ValueError(f"layout must be one of {IF_LAYOUTS}, got {layout!r}")
     constraints = constraints_in(request)
     if not constraints:
         return None
-    marks = [check_constraints(text.strip(), constraints, request) for text in (a, b)]
-    return "\n".join(f"{constraint_tag(c)}: A {'ok' if ok_a else 'no'}, B {'ok' if ok_b else 'no'}."
-                     for c, ok_a, ok_b in zip(constraints, *marks))
+    marks = [["ok" if ok else "no" for ok in check_constraints(text.strip(), constraints, request)] for text in (a, b)]
+    tags = [constraint_tag(c) for c in constraints]
+    if layout == "response":
+        return "\n".join(f"{side}: {', '.join(f'{t} {m}' for t, m in zip(tags, side_marks))}."
+                         for side, side_marks in zip("AB", marks))
+    return "\n".join(f"{t}: A {m_a}, B {m_b}." for t, m_a, m_b in zip(tags, *marks))
 
 
 def has_distinct_answers(pair: dict) -> bool:
@@ -136,12 +146,13 @@ def has_distinct_answers(pair: dict) -> bool:
 
 
 def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: str | None = None,
-              reasoning: str = "steps", if_checks: bool = False) -> dict:
+              reasoning: str = "steps", if_checks: str | None = None) -> dict:
     """The judge row for a preference pair with the chosen response at position `label` (reasoning from
     the judge's own `solution` when given, the request's constraints checked on both responses for an IF
-    pair with `if_checks`, else re-checked equations or the step check)."""
+    pair with `if_checks` (its layout, see `if_rationale`), else re-checked equations or the step check)."""
     a, b = (pair["chosen"], pair["rejected"]) if label == "A" else (pair["rejected"], pair["chosen"])
-    checked = if_rationale(pair["prompt"], a, b) if think and if_checks and pair.get("data_source") == IF_SOURCE else None
+    checked = (if_rationale(pair["prompt"], a, b, if_checks)
+               if think and if_checks and pair.get("data_source") == IF_SOURCE else None)
     if not think:
         rationale = ""
     elif checked:
@@ -163,10 +174,11 @@ def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: s
 
 
 def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = False,
-               solutions: dict[str, str] | None = None, reasoning: str = "steps", if_checks: bool = False) -> list[dict]:
+               solutions: dict[str, str] | None = None, reasoning: str = "steps",
+               if_checks: str | None = None) -> list[dict]:
     """Judge rows from preference pairs: one seeded random order per pair, or both orders. `solutions`
     (pair id -> the judge's own verified solution) switches those pairs to solve-first reasoning; with
-    `if_checks` IF pairs check their request's constraints; the others reason as `reasoning` says (see
+    `if_checks` (a layout) IF pairs check their request's constraints; the others reason as `reasoning` says (see
     `REASONING`)."""
     rng = random.Random(f"judge|{seed}")
     solutions = solutions or {}
@@ -221,6 +233,9 @@ def more_pairs(ctx: StageContext, have: list[dict], split: str, want: int, key: 
         extra = [r for r in drawn[len(have):] if source is None or r["data_source"] == source]
         if len(extra) >= want:
             return extra[:want]
+        if n > 1000 * (len(have) + want):
+            raise ConfigError(f"config key 'stages.{ctx.name}.{key}': the generator gave only {len(extra)} "
+                              f"{source or ''} pairs of {split} in {n} rows")
         n *= 2
 
 
@@ -258,6 +273,9 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     stage = ctx.stage
     if stage.sample.judge_solve and not stage.input:
         raise ConfigError(f"config key 'stages.{ctx.name}.input': judge_solve needs a model to solve with")
+    if stage.sample.judge_if_layout not in IF_LAYOUTS:
+        raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_if_layout': "
+                          f"{stage.sample.judge_if_layout!r} is not one of {list(IF_LAYOUTS)}")
     if stage.sample.judge_reasoning not in REASONING:
         raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_reasoning': "
                           f"{stage.sample.judge_reasoning!r} is not one of {list(REASONING)}")
@@ -267,7 +285,8 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     pairs = [pairs[i] for i in pick_rows(len(pairs), stage.sample.max_rows, stage.seed)]
     solutions, unsolved = solve_pairs(ctx, pairs) if stage.sample.judge_solve and think else ({}, set())
     pairs = [p for p in pairs if str(p["id"]) not in unsolved]
-    reasoning, if_checks = stage.sample.judge_reasoning, stage.sample.judge_if_checks
+    reasoning = stage.sample.judge_reasoning
+    if_checks = stage.sample.judge_if_layout if stage.sample.judge_if_checks else None
     train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions, reasoning=reasoning,
                                         if_checks=if_checks), limit)
     held_out = _fits(tokenizer, judge_rows(eval_pairs, stage.seed, think, both_orders=True,

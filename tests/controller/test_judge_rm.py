@@ -27,7 +27,12 @@ def test_if_reasoning_checks_each_constraint_on_both_responses_in_request_order(
         "keyword include melody: A no, B ok.\n"
         "all uppercase: A ok, B ok.\n"
         "keyword frequency garden 2: A ok, B ok.")
+    assert if_rationale(REQUEST, MISSES_KEYWORD, GOOD, "response") == (
+        "A: keyword include melody no, all uppercase ok, keyword frequency garden 2 ok.\n"
+        "B: keyword include melody ok, all uppercase ok, keyword frequency garden 2 ok.")
     assert if_rationale("What is 2 + 2?", "4", "5") is None
+    with pytest.raises(ValueError, match="layout"):
+        if_rationale(REQUEST, GOOD, GOOD, "diagonal")
 
 
 def test_if_pairs_reason_with_constraint_checks_only_when_asked():
@@ -35,7 +40,7 @@ def test_if_pairs_reason_with_constraint_checks_only_when_asked():
              {"id": "m", "data_source": "rlsys/math", "prompt": "Find 2 + 3.",
               "chosen": "2 + 3 = 5.\nThe answer is \\boxed{5}.", "rejected": "2 + 3 = 6.\nThe answer is \\boxed{6}."}]
     a_first, b_first, math_a, _ = judge_rows(pairs, seed=0, think=True, both_orders=True, reasoning="recheck",
-                                             if_checks=True)
+                                             if_checks="constraint")
     assert a_first["response"] == ("<think>\nkeyword include melody: A ok, B no.\nall uppercase: A ok, B ok.\n"
                                    "keyword frequency garden 2: A ok, B ok.\n</think>\nBetter: A")
     assert b_first["response"].startswith("<think>\nkeyword include melody: A no, B ok.") and b_first["label"] == "B"
@@ -91,3 +96,17 @@ def test_judge_pairs_extend_the_suite_then_select_by_where(tmp_path, monkeypatch
     assert len(train) > 50 and len(held_out) >= 12
     assert all(r["data_source"] == "rlsys/ifeval" for r in held_out)
     assert held_out[: len(held_out) - 12] == [r for r in suite["pref_eval"] if r["data_source"] == "rlsys/ifeval"]
+
+
+def test_an_unknown_if_layout_fails_naming_the_key(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rlsys.config.schema import Config, StageConfig
+    from rlsys.config.validate import ConfigError
+    from rlsys.controller.judge_rm import run_judge_data
+    from rlsys.controller.stages import StageContext
+
+    stage = OmegaConf.merge(OmegaConf.structured(StageConfig),
+                            {"kind": "judge_data", "sample": {"judge_if_checks": True, "judge_if_layout": "diagonal"}})
+    with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_if_layout.*'diagonal'"):
+        run_judge_data(StageContext(OmegaConf.structured(Config), "judge_data", stage, "", tmp_path))
