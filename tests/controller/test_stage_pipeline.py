@@ -172,7 +172,7 @@ def test_a_stage_without_input_starts_from_the_base_model_its_overrides_name(mak
     results = stages.run(cfg)
     assert [c["input"] for c in CALLS] == [cfg.model.path, str(other)]
     assert results["a"].path != results["b"].path
-    # The overridden base is part of b's key: another file there rebuilds b, and only b.
+    # The overridden base, not the run's, is what b's cache key records.
     spec = stages.stage_spec(cfg, cfg.stages.b, {}, OmegaConf.merge(cfg, cfg.stages.b.overrides))
     assert spec["base"] == stages.base_model_identity(OmegaConf.merge(cfg, {"model": {"path": str(other)}}))
     assert spec["base"] != stages.stage_spec(cfg, cfg.stages.a, {})["base"]
