@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -151,11 +150,10 @@ def judge_row(pair: dict, label: str, think: bool, suffix: str = "", solution: s
     the judge's own `solution` when given, the request's constraints checked on both responses for an IF
     pair with `if_checks` (its layout, see `if_rationale`), else re-checked equations or the step check)."""
     a, b = (pair["chosen"], pair["rejected"]) if label == "A" else (pair["rejected"], pair["chosen"])
-    checked = (if_rationale(pair["prompt"], a, b, if_checks)
-               if think and if_checks and pair.get("data_source") == IF_SOURCE else None)
+    is_if = if_checks and pair.get("data_source") == IF_SOURCE
     if not think:
         rationale = ""
-    elif checked:
+    elif is_if and (checked := if_rationale(pair["prompt"], a, b, if_checks)):
         rationale = checked
     elif solution:
         rationale = solved_rationale(solution, a, b)
@@ -252,12 +250,9 @@ def judge_pairs(ctx: StageContext) -> tuple[list[dict], list[dict]]:
     from rlsys.controller.train_jobs import select_rows, stage_rows
 
     stage = ctx.stage
-    unselected = stage.copy()
-    unselected.where = {}
-    every = replace(ctx, stage=unselected)
-    pairs = stage_rows(every, "preference")
+    pairs = stage_rows(ctx, "preference", select=False)
     pairs += more_pairs(ctx, pairs, "train", stage.sample.train_pairs - len(pairs), "sample.train_pairs")
-    eval_pairs = stage_rows(every, "preference", stage.eval_data or "pref_eval")[: ctx.cfg.eval.max_pairs]
+    eval_pairs = stage_rows(ctx, "preference", stage.eval_data or "pref_eval", select=False)[: ctx.cfg.eval.max_pairs]
     eval_pairs += more_pairs(ctx, eval_pairs, "eval", stage.sample.eval_if_pairs, "sample.eval_if_pairs", IF_SOURCE)
     if stage.where:
         pairs = select_rows(pairs, stage.where, f"stages.{ctx.name}.where")

@@ -19,9 +19,10 @@ from rlsys.learner.group import LearnerGroup
 log = logging.getLogger(__name__)
 
 
-def stage_rows(ctx: StageContext, kind: str, split: str | None = None) -> list[dict]:
+def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: bool = True) -> list[dict]:
     """The stage's rows: another stage's data file (`data_from`), else the user's files for this
-    kind, else the task-suite split (`a+b` joins several splits)."""
+    kind, else the task-suite split (`a+b` joins several splits); then those its `where` selects, unless
+    `select` is False (for a caller that extends the rows before selecting)."""
     from rlsys.data.loading import load_rows
 
     cfg = ctx.cfg
@@ -47,7 +48,7 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None) -> list[d
             stats["skipped"] += part_stats["skipped"]
     if stats["skipped"]:
         log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
-    return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if ctx.stage.where else rows
+    return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if select and ctx.stage.where else rows
 
 
 def split_parts(spec: str, key: str) -> list[tuple[str, int]]:

@@ -85,8 +85,12 @@ def test_judge_pairs_extend_the_suite_then_select_by_where(tmp_path, monkeypatch
     cfg = OmegaConf.structured(Config)
     seed = cfg.data.suite.seed
     suite = {"pref_train": preference_rows(40, seed, "train"), "pref_eval": preference_rows(20, seed, "eval")}
-    monkeypatch.setattr("rlsys.controller.train_jobs.stage_rows",
-                        lambda ctx, kind, split=None: list(suite[split or ctx.stage.data]))
+    def suite_rows(ctx, kind, split=None, select=True):
+        # As the real one: the stage's `where` applies unless the caller asks for every row.
+        rows = suite[split or ctx.stage.data]
+        return [r for r in rows if r["data_source"] in ctx.stage.where.data_source] if select else list(rows)
+
+    monkeypatch.setattr("rlsys.controller.train_jobs.stage_rows", suite_rows)
     stage = OmegaConf.merge(OmegaConf.structured(StageConfig), {
         "kind": "judge_data", "data": "pref_train", "where": {"data_source": ["rlsys/ifeval"]},
         "sample": {"train_pairs": 400, "eval_if_pairs": 12}})
