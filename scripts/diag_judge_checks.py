@@ -2,7 +2,8 @@
 (BENCHMARKS.md "Pairwise judge").
 
 Reads the held-out judgments a judge stage wrote (`judge_eval.jsonl` next to its model) and counts each
-"X = c; X is v; ok|no" triple: is v the true value of X, and does the ok / no follow c == v?
+"X = c; X is v; ok|no" triple: is v the true value of X, and does the ok / no follow c == v? Also the
+share of pairs given the same text in both orders.
 With `--rows` (the judge_data stage's eval.jsonl, whose targets hold the true checks), also each
 "<constraint>: A ok|no, B ok|no." line of the IF judgments against the target's: constraint named, each
 mark right, and whether the verdict follows the judge's own marks.
@@ -121,6 +122,12 @@ def main() -> None:
     with open(args.judgments) as fh:
         judgments = [json.loads(line) for line in fh if line.strip()]
     report: dict = {k: round(v, 3) for k, v in count([j["output"] for j in judgments]).items()}
+    # Held-out pairs are judged in both orders (ids "...-a" / "...-b"): the same text for both means the
+    # judgment did not depend on where each response stood.
+    orders: dict[str, set[str]] = {}
+    for j in judgments:
+        orders.setdefault(j["id"].rsplit("-", 1)[0], set()).add(j["output"])
+    report["same_text_both_orders"] = round(sum(len(o) == 1 for o in orders.values()) / max(1, len(orders)), 3)
     if args.rows:
         with open(args.rows) as fh:
             rows = {r["id"]: r for r in map(json.loads, fh)}
