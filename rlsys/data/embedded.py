@@ -22,16 +22,26 @@ def suite_spec(suite_cfg: Any) -> dict[str, Any]:
     return {f.name: getattr(suite_cfg, f.name) for f in fields(SuiteSpec)}
 
 
-def generator_fingerprint() -> str:
-    """Hash of the code that writes the suite (the task generators and the IF checkers they verify
-    with). Part of every cache key built on the suite: a changed generator must not reuse data,
-    tokenizer or stages built by the old one."""
+# IF modules the suite never runs: recover.py reads constraints back from prompt text for the judge.
+_NOT_GENERATOR = frozenset({"recover.py"})
+
+
+def generator_sources() -> list[Path]:
+    """The code that writes the suite: the task generators and the IF checkers (all of rewards/ifeval but
+    `_NOT_GENERATOR`) that verify its responses."""
     import rewards.ifeval
     import rlsys.data.tasks
 
-    sources = sorted(Path(rlsys.data.tasks.__file__).parent.glob("*.py")) + [Path(rewards.ifeval.__file__)]
+    checkers = Path(rewards.ifeval.__file__).parent
+    return sorted(Path(rlsys.data.tasks.__file__).parent.glob("*.py")) + sorted(
+        path for path in checkers.glob("*.py") if path.name not in _NOT_GENERATOR)
+
+
+def generator_fingerprint() -> str:
+    """Hash of `generator_sources()`. Part of every cache key built on the suite: a changed generator or
+    checker must not reuse data, tokenizer or stages built by the old one."""
     digest = hashlib.sha256()
-    for path in sources:
+    for path in generator_sources():
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

@@ -164,3 +164,19 @@ def test_changed_generator_code_builds_a_new_suite(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(embedded, "generator_fingerprint", lambda: "edited-generator")
     second = Path(embedded.ensure_task_suite(str(tmp_path), TINY)["math_train"]).parent
     assert second != first and second.parent == first.parent
+
+
+def test_generator_hash_covers_the_if_checkers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's IF responses are verified by the checkers in content.py / layout.py, so an edit there
+    changes the suite's key; the judge-only recover.py does not."""
+    from rlsys.data import embedded
+
+    names = {p.name for p in embedded.generator_sources() if p.parent.name == "ifeval"}
+    assert {"__init__.py", "_base.py", "content.py", "layout.py"} <= names
+    assert "recover.py" not in names
+    before = embedded.generator_fingerprint()
+    edited = tmp_path / "layout.py"
+    edited.write_text(next(p for p in embedded.generator_sources() if p.name == "layout.py").read_text() + "\n# edit\n")
+    sources = [edited if p.name == "layout.py" else p for p in embedded.generator_sources()]
+    monkeypatch.setattr(embedded, "generator_sources", lambda: sources)
+    assert embedded.generator_fingerprint() != before
