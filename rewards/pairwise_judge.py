@@ -87,6 +87,40 @@ def parse_verdict(text: str) -> str | None:
     return None
 
 
+CHECK_TEMPLATE = (
+    "Request:\n{query}\n\nResponse:\n{response}\n\nCheck the response against each instruction of the request."
+)
+CHECK_MARKS = ("ok", "no")
+
+
+def check_prompt(query: str, response: str) -> str:
+    """The pointwise check's user message: one request, one response."""
+    return CHECK_TEMPLATE.format(query=query.strip(), response=response.strip())
+
+
+def check_target(tags: list[str], marks: list[str]) -> str:
+    """A line per instruction: "keyword include melody: no." """
+    return "\n".join(f"{tag}: {mark}." for tag, mark in zip(tags, marks))
+
+
+def parse_marks(text: str, tags: list[str]) -> list[str | None]:
+    """The mark written for each tag ("ok" / "no"), None where the tag's line is missing or unreadable;
+    the first line for a tag counts."""
+    found: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        tag, sep, mark = line.strip().rpartition(": ")
+        if sep:
+            found.setdefault(tag, mark.rstrip(".").strip())
+    return [found.get(t) if found.get(t) in CHECK_MARKS else None for t in tags]
+
+
+def check_preference(marks_a: list[str | None], marks_b: list[str | None]) -> str | None:
+    """A pairwise verdict from two pointwise checks: the response with fewer failed marks ("no"; a missing
+    mark is not a failure), None on a tie."""
+    fails_a, fails_b = marks_a.count("no"), marks_b.count("no")
+    return None if fails_a == fails_b else "A" if fails_a < fails_b else "B"
+
+
 def format_ok(completion: str, think: bool | None = True) -> bool:
     """The completion is exactly the fixed format: `<think>reasoning</think>` (required when `think`,
     absent when False, either when None) followed by one `Better: A|B` line."""
@@ -112,6 +146,19 @@ def judge_outcome_reward(prompt: str, completion: str, label: str | None = None,
         raise ValueError(f"judge_outcome_reward needs the row field 'label' ('A' or 'B'), got {label!r}")
     verdict = parse_verdict(completion)
     return {"score": float(verdict == label), "parsed": float(verdict is not None), "picked_a": float(verdict == "A")}
+
+
+def check_marks_reward(prompt: str, completion: str, tags: list[str] | None = None, marks: list[str] | None = None,
+                       **_: object) -> dict:
+    """The pointwise check's RL reward: the share of the row's target `marks` (one per `tags` entry, row fields)
+    the answer gets right; extras `parsed` (share of tags given a readable mark) and `verdict_right` (the answer
+    fails the response exactly when a target mark is "no")."""
+    if not tags or not marks or len(tags) != len(marks):
+        raise ValueError(f"check_marks_reward needs row fields 'tags' and 'marks' of equal length, got {tags!r}, {marks!r}")
+    got = parse_marks(completion, list(tags))
+    return {"score": sum(g == m for g, m in zip(got, marks)) / len(marks),
+            "parsed": sum(g is not None for g in got) / len(got),
+            "verdict_right": float(("no" in got) == ("no" in marks))}
 
 
 class PairwiseJudgeReward:

@@ -15,6 +15,7 @@ BUILTINS: dict[str, str] = {
     "pairwise_judge": "rewards.pairwise_judge.PairwiseJudgeReward",
     "judge_format": "rewards.pairwise_judge.judge_format_reward",
     "judge_outcome": "rewards.pairwise_judge.judge_outcome_reward",
+    "judge_check": "rewards.pairwise_judge.check_marks_reward",
 }
 
 

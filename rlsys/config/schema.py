@@ -327,6 +327,11 @@ class OfflineSampleConfig:
     # judge_data: train on this many pairs, the suite's pref_train rows first and more drawn from the same
     # generator after them (the suite's 2,000 pairs, seen for several epochs, are memorised, not learnt).
     train_pairs: int = 0
+    # judge_data: pointwise check rows instead of pairwise ones: each IF pair gives two rows, one request and
+    # one response each, the target a mark per constraint ("keyword include melody: no."); other pairs are
+    # left out (counted). The judge stages then report the pair accuracy of preferring the response with
+    # fewer failed marks (the tiny model learns this check, not the pairwise one: BENCHMARKS.md).
+    judge_pointwise: bool = False
 
 
 @dataclass

@@ -9,6 +9,9 @@
   for pairs whose responses reach different final answers, the input model samples `num_samples`
   solutions; the first one the verifier accepts goes into the reasoning, which then sets each
   response's final answer against it. Pairs it never solves are left out of training (counted).
+  With `sample.judge_pointwise` it writes pointwise check rows instead: one request and one response (both
+  responses of each IF pair), the target a mark per constraint; the pairwise verdict is then the response
+  with fewer failed marks (`check_accuracy`).
 - `judge_sft`: an SFT stage on those rows (`data_from: judge_data`); `judge_rl`: a GSPO stage on the same
   prompts with the format + outcome rewards. Both report greedy pairwise accuracy on the held-out rows:
   `eval/judge_pair_acc` (share of judgments right), `eval/judge_pair_consistent` (pairs right in both
@@ -24,7 +27,15 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rewards.pairwise_judge import judge_prompt, judge_target, parse_verdict
+from rewards.pairwise_judge import (
+    check_preference,
+    check_prompt,
+    check_target,
+    judge_prompt,
+    judge_target,
+    parse_marks,
+    parse_verdict,
+)
 from rlsys.controller.pipeline import DATA_FILE, EVAL_FILE, pick_rows, read_jsonl, write_jsonl
 from rlsys.controller.stages import StageContext
 from rlsys.data.tasks.ifeval_tasks import DATA_SOURCE as IF_SOURCE
@@ -134,6 +145,62 @@ def if_rationale(request: str, a: str, b: str, layout: str = "constraint") -> st
         return "\n".join(f"{side}: {', '.join(f'{t} {m}' for t, m in zip(tags, side_marks))}."
                          for side, side_marks in zip("AB", marks))
     return "\n".join(f"{t}: A {m_a}, B {m_b}." for t, m_a, m_b in zip(tags, *marks))
+
+
+CHECK_TASK = "judge_check"
+ROLES = ("chosen", "rejected")
+
+
+def check_rows(pairs: list[dict]) -> tuple[list[dict], int]:
+    """Pointwise check rows (`sample.judge_pointwise`): for each IF pair whose request holds known
+    constraints, its chosen then its rejected response, each with a mark per constraint. Returns the rows
+    and the number of pairs left out."""
+    from rewards.ifeval import check_constraints
+    from rewards.ifeval.recover import constraints_in
+
+    rows, skipped = [], 0
+    for pair in pairs:
+        constraints = constraints_in(pair["prompt"]) if pair.get("data_source") == IF_SOURCE else []
+        if not constraints:
+            skipped += 1
+            continue
+        tags = [constraint_tag(c) for c in constraints]
+        for role in ROLES:
+            text = pair[role].strip()
+            marks = ["ok" if ok else "no" for ok in check_constraints(text, constraints, pair["prompt"])]
+            rows.append({
+                "id": f"check-{pair['id']}-{role}", "data_source": JUDGE_SOURCE, "task": CHECK_TASK,
+                "pair_id": str(pair["id"]), "pair_source": pair.get("data_source"), "role": role,
+                "prompt": check_prompt(pair["prompt"], text), "response": check_target(tags, marks),
+                "tags": tags, "marks": marks,
+            })
+    return rows, skipped
+
+
+def check_accuracy(rows: list[dict], texts: list[str]) -> dict[str, float]:
+    """Scores of pointwise check answers `texts` to check rows `rows`: mark accuracy (a missing mark is
+    wrong) against the always-"ok" prior, and the pairwise accuracy of `check_preference` over each pair's
+    two rows (a tie counts half; `judge_decided` is the share of pairs without a tie)."""
+    right = total = prior = 0
+    by_pair: dict[str, dict[str, list[str | None]]] = {}
+    for row, text in zip(rows, texts):
+        got = parse_marks(text, row["tags"])
+        right += sum(g == m for g, m in zip(got, row["marks"]))
+        total += len(row["marks"])
+        prior += row["marks"].count("ok")
+        by_pair.setdefault(row["pair_id"], {})[row["role"]] = got
+    points = []
+    for marks in by_pair.values():
+        if set(marks) == set(ROLES):
+            verdict = check_preference(marks["chosen"], marks["rejected"])
+            points.append(0.5 if verdict is None else float(verdict == "A"))
+    n = max(1, len(points))
+    return {
+        "eval/judge_pair_acc": sum(points) / n,
+        "eval/judge_decided": sum(p != 0.5 for p in points) / n,
+        "eval/judge_mark_acc": right / max(1, total),
+        "eval/judge_mark_prior": prior / max(1, total),
+    }
 
 
 def has_distinct_answers(pair: dict) -> bool:
@@ -282,11 +349,15 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     pairs = [p for p in pairs if str(p["id"]) not in unsolved]
     reasoning = stage.sample.judge_reasoning
     if_checks = stage.sample.judge_if_layout if stage.sample.judge_if_checks else None
-    train = _fits(tokenizer, judge_rows(pairs, stage.seed, think, solutions=solutions, reasoning=reasoning,
-                                        if_checks=if_checks), limit)
-    held_out = _fits(tokenizer, judge_rows(eval_pairs, stage.seed, think, both_orders=True,
-                                           reasoning=reasoning, if_checks=if_checks), limit)
-    # A pair counts in the held-out set only when both of its orders fit.
+    skipped = 0
+    if stage.sample.judge_pointwise:
+        train_rows, skipped = check_rows(pairs)
+        eval_rows = check_rows(eval_pairs)[0]
+    else:
+        train_rows = judge_rows(pairs, stage.seed, think, solutions=solutions, reasoning=reasoning, if_checks=if_checks)
+        eval_rows = judge_rows(eval_pairs, stage.seed, think, both_orders=True, reasoning=reasoning, if_checks=if_checks)
+    train, held_out = _fits(tokenizer, train_rows, limit), _fits(tokenizer, eval_rows, limit)
+    # A pair counts in the held-out set only when both of its orders (pointwise: both responses) fit.
     per_pair: dict[str, int] = {}
     for r in held_out:
         per_pair[r["pair_id"]] = per_pair.get(r["pair_id"], 0) + 1
@@ -295,10 +366,11 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     write_jsonl(Path(ctx.out_dir) / EVAL_FILE, held_out)
     summary = {
         "rows": len(train),
-        "dropped_long": len(pairs) - len(train),
+        "dropped_long": len(train_rows) - len(train),
+        "pairs_not_checkable": skipped,
         "solved": len(solutions),
         "dropped_unsolved": len(unsolved),
-        "label_a_share": sum(r["label"] == "A" for r in train) / max(1, len(train)),
+        "label_a_share": sum(r.get("label") == "A" for r in train) / max(1, len(train)),
         "eval_rows": len(held_out),
         "eval_pairs": len(held_out) // 2,
         "think": think,
@@ -344,10 +416,10 @@ def evaluate_judge(ctx: StageContext, model_dir: str) -> dict[str, float]:
     max_tokens = ctx.stage.sample.max_tokens or ctx.cfg.rollout.max_tokens
     cfg = OmegaConf.merge(ctx.cfg, {"eval": {"max_tokens": max_tokens}})
     texts = greedy_completions(cfg, model_dir, rows)
-    out = judge_accuracy(rows, texts)
+    out = check_accuracy(rows, texts) if rows[0].get("task") == CHECK_TASK else judge_accuracy(rows, texts)
     # The judgments themselves, next to the model, for reading what the judge does.
     write_jsonl(Path(model_dir).parent / "judge_eval.jsonl",
-                [{"id": r["id"], "label": r["label"], "output": t} for r, t in zip(rows, texts)])
+                [{"id": r["id"], "label": r.get("label", r["response"]), "output": t} for r, t in zip(rows, texts)])
     log.info("judge eval %s: %s", ctx.name, {k: round(v, 3) for k, v in out.items()})
     return out
 

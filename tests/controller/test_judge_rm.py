@@ -114,3 +114,32 @@ def test_an_unknown_if_layout_fails_naming_the_key(tmp_path):
                             {"kind": "judge_data", "sample": {"judge_if_checks": True, "judge_if_layout": "diagonal"}})
     with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_if_layout.*'diagonal'"):
         run_judge_data(StageContext(OmegaConf.structured(Config), "judge_data", stage, "", tmp_path))
+
+
+def test_check_rows_mark_each_response_of_an_if_pair_and_skip_others():
+    from rlsys.controller.judge_rm import check_rows
+
+    pairs = [{"id": "i", "data_source": "rlsys/ifeval", "prompt": REQUEST, "chosen": GOOD, "rejected": MISSES_KEYWORD},
+             {"id": "m", "data_source": "rlsys/math", "prompt": "Find 2 + 3.", "chosen": "5", "rejected": "6"}]
+    rows, skipped = check_rows(pairs)
+    assert skipped == 1 and [r["role"] for r in rows] == ["chosen", "rejected"]
+    chosen, rejected = rows
+    assert chosen["marks"] == ["ok", "ok", "ok"] and rejected["marks"] == ["no", "ok", "ok"]
+    assert rejected["response"] == "keyword include melody: no.\nall uppercase: ok.\nkeyword frequency garden 2: ok."
+    assert MISSES_KEYWORD in rejected["prompt"] and GOOD not in rejected["prompt"]
+    assert rejected["pair_id"] == chosen["pair_id"] == "i"
+
+
+def test_check_accuracy_by_hand():
+    """Two pairs. Pair p: both responses marked right, the rejected one fails -> picks the chosen (1).
+    Pair q: the judge fails both (chosen wrongly) -> tie (0.5). Marks right: 4 of 4 in p, 1 of 2 in q;
+    "ok" marks in the targets: 3 in p, 1 in q."""
+    from rlsys.controller.judge_rm import check_accuracy
+
+    rows = [{"pair_id": "p", "role": "chosen", "tags": ["t1", "t2"], "marks": ["ok", "ok"]},
+            {"pair_id": "p", "role": "rejected", "tags": ["t1", "t2"], "marks": ["ok", "no"]},
+            {"pair_id": "q", "role": "chosen", "tags": ["t1"], "marks": ["ok"]},
+            {"pair_id": "q", "role": "rejected", "tags": ["t1"], "marks": ["no"]}]
+    texts = ["t1: ok.\nt2: ok.", "t1: ok.\nt2: no.", "t1: no.", "t1: no."]
+    assert check_accuracy(rows, texts) == {"eval/judge_pair_acc": 0.75, "eval/judge_decided": 0.5,
+                                           "eval/judge_mark_acc": 5 / 6, "eval/judge_mark_prior": 4 / 6}

@@ -132,3 +132,29 @@ def test_judge_settings_are_checked_before_anything_starts(tmp_path):
         PairwiseJudgeReward.validate_static({"model_path": str(tmp_path)})
     with pytest.raises(ValueError, match="needs model"):
         PairwiseJudgeReward(base_url="http://127.0.0.1:1/v1")
+
+
+def test_pointwise_marks_parse_and_compare():
+    from rewards.pairwise_judge import check_preference, check_target, parse_marks
+
+    tags = ["keyword include melody", "all uppercase", "title", "no commas"]
+    text = "keyword include melody: no.\nall uppercase: ok.\ntitle: maybe.\nkeyword include melody: ok."
+    # The first line for a tag counts; an unreadable or missing mark is None.
+    assert parse_marks(text, tags) == ["no", "ok", None, None]
+    assert parse_marks(check_target(tags, ["ok", "no", "ok", "ok"]), tags) == ["ok", "no", "ok", "ok"]
+    assert check_preference(["ok", "no"], ["ok", "ok"]) == "B"
+    assert check_preference([None, "ok"], ["no", "ok"]) == "A"
+    assert check_preference(["no", None], ["ok", "no"]) is None
+
+
+def test_check_marks_reward_scores_the_share_of_marks_right():
+    from rewards.pairwise_judge import check_marks_reward
+
+    tags, marks = ["title", "no commas", "all uppercase"], ["ok", "no", "ok"]
+    # Two of three marks right, one tag without a readable mark; it fails the response, as the target does.
+    out = check_marks_reward("p", "title: no.\nno commas: no.\nall uppercase: yes.", tags=tags, marks=marks)
+    assert out == {"score": 1 / 3, "parsed": 2 / 3, "verdict_right": 1.0}
+    assert check_marks_reward("p", "title: ok.\nno commas: ok.\nall uppercase: ok.", tags=tags, marks=marks) == \
+        {"score": 2 / 3, "parsed": 1.0, "verdict_right": 0.0}
+    with pytest.raises(ValueError, match="'tags' and 'marks'"):
+        check_marks_reward("p", "x", tags=["title"], marks=None)
