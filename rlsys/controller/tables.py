@@ -65,7 +65,10 @@ def stage_notes(kind: str, summary: dict[str, Any]) -> str:
         parts.append(f"pref acc before {ev['eval/pref_acc_before']:.3f}")
     if "eval/pref_likelihood_acc" in ev:
         parts.append(f"likelihood pref acc {ev['eval/pref_likelihood_acc_before']:.3f} -> {ev['eval/pref_likelihood_acc']:.3f}")
-    if "eval/judge_pair_acc" in ev:
+    if "eval/judge_decided" in ev:
+        parts.append(f"pointwise checks: pairs decided {ev['eval/judge_decided']:.3f}, marks right "
+                     f"{ev['eval/judge_mark_acc']:.3f} (all ok: {ev['eval/judge_mark_prior']:.3f})")
+    elif "eval/judge_pair_acc" in ev:
         parts.append(f"judge consistent {ev.get('eval/judge_pair_consistent', 0):.3f}, "
                      f"parsed {ev.get('eval/judge_parse_rate', 0):.3f}, picked A {ev.get('eval/judge_picked_a', 0):.3f}")
     return "; ".join(parts)

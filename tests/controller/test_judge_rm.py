@@ -143,3 +143,14 @@ def test_check_accuracy_by_hand():
     texts = ["t1: ok.\nt2: ok.", "t1: ok.\nt2: no.", "t1: no.", "t1: no."]
     assert check_accuracy(rows, texts) == {"eval/judge_pair_acc": 0.75, "eval/judge_decided": 0.5,
                                            "eval/judge_mark_acc": 5 / 6, "eval/judge_mark_prior": 4 / 6}
+
+
+def test_table_notes_name_the_pointwise_scores_not_the_pairwise_ones():
+    from rlsys.controller.tables import stage_notes
+
+    pointwise = {"eval": {"eval/judge_pair_acc": 0.79, "eval/judge_decided": 0.59, "eval/judge_mark_acc": 0.82,
+                          "eval/judge_mark_prior": 0.83}}
+    assert stage_notes("judge_sft", pointwise) == "pointwise checks: pairs decided 0.590, marks right 0.820 (all ok: 0.830)"
+    pairwise = {"eval": {"eval/judge_pair_acc": 0.5, "eval/judge_pair_consistent": 0.1, "eval/judge_parse_rate": 1.0,
+                         "eval/judge_picked_a": 0.7}}
+    assert stage_notes("judge_sft", pairwise) == "judge consistent 0.100, parsed 1.000, picked A 0.700"
