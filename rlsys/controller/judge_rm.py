@@ -335,6 +335,9 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     stage = ctx.stage
     if stage.sample.judge_solve and not stage.input:
         raise ConfigError(f"config key 'stages.{ctx.name}.input': judge_solve needs a model to solve with")
+    if stage.sample.judge_solve and stage.sample.judge_pointwise:
+        raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_solve': a pointwise check "
+                          "(judge_pointwise) has no pairwise reasoning to solve for; set one of the two")
     if stage.sample.judge_if_layout not in IF_LAYOUTS:
         raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_if_layout': "
                           f"{stage.sample.judge_if_layout!r} is not one of {list(IF_LAYOUTS)}")

@@ -114,6 +114,10 @@ def test_an_unknown_if_layout_fails_naming_the_key(tmp_path):
                             {"kind": "judge_data", "sample": {"judge_if_checks": True, "judge_if_layout": "diagonal"}})
     with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_if_layout.*'diagonal'"):
         run_judge_data(StageContext(OmegaConf.structured(Config), "judge_data", stage, "", tmp_path))
+    both = OmegaConf.merge(OmegaConf.structured(StageConfig), {"kind": "judge_data", "input": "sft",
+                                                                "sample": {"judge_solve": True, "judge_pointwise": True}})
+    with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_solve.*pointwise"):
+        run_judge_data(StageContext(OmegaConf.structured(Config), "judge_data", both, "", tmp_path))
 
 
 def test_check_rows_mark_each_response_of_an_if_pair_and_skip_others():
