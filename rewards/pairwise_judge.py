@@ -38,6 +38,7 @@ from rewards._common import THINK_CLOSE, THINK_OPEN, answer_part
 logger = logging.getLogger(__name__)
 
 LABELS = ("A", "B")
+JUDGE_MODES = ("pairwise", "pointwise")
 THINK_INSTRUCTION = "First compare them inside <think> and </think>, then finish with one line: Better: A or Better: B."
 PLAIN_INSTRUCTION = "Finish with one line: Better: A or Better: B."
 PROMPT_TEMPLATE = (
@@ -121,6 +122,13 @@ def check_preference(marks_a: list[str | None], marks_b: list[str | None]) -> st
     return None if fails_a == fails_b else "A" if fails_a < fails_b else "B"
 
 
+def count_fails(text: str) -> tuple[int, int]:
+    """Failed ("no") and readable marks in a pointwise check answer whose tags are not known to the reader
+    (a served checker's answer about a new completion)."""
+    marks = [line.strip().rpartition(": ")[2].rstrip(".").strip() for line in (text or "").splitlines() if ": " in line]
+    return sum(m == "no" for m in marks), sum(m in CHECK_MARKS for m in marks)
+
+
 def format_ok(completion: str, think: bool | None = True) -> bool:
     """The completion is exactly the fixed format: `<think>reasoning</think>` (required when `think`,
     absent when False, either when None) followed by one `Better: A|B` line."""
@@ -177,15 +185,18 @@ class PairwiseJudgeReward:
     judged against `fields[reference_field]`; with `both_orders` twice, completion as A and as B, which
     cancels position bias: score = share of the verdicts won (0, 0.5 or 1). A sample without a reference,
     or whose verdicts cannot be parsed, gets `fallback_score` (counted in the extras). `think` must match
-    the prompt format the judge was trained on.
+    the prompt format the judge was trained on. With `mode="pointwise"` the model is a pointwise checker
+    (judge_check_sft): it checks the completion and the reference one at a time, and the completion scores 1,
+    0.5 or 0 as it has fewer, as many or more failed marks (`both_orders` does not apply).
     """
 
     def __init__(self, model_path: str | None = None, base_url: str | None = None, model: str | None = None,
                  reference_field: str = "response", both_orders: bool = True, think: bool = True,
                  max_tokens: int = 96, max_concurrency: int = 8, timeout_s: float = 120.0,
                  fallback_score: float = 0.0, max_model_len: int | None = 1024, kv_cache_bytes: int = 128 << 20,
-                 api_key_env: str | None = None) -> None:
-        self.validate_static({"model_path": model_path, "base_url": base_url, "model": model})
+                 api_key_env: str | None = None, mode: str = "pairwise") -> None:
+        self.validate_static({"model_path": model_path, "base_url": base_url, "model": model, "mode": mode})
+        self.mode = mode
         self.model_path = model_path
         self.base_url = base_url
         self.model = model
@@ -212,6 +223,8 @@ class PairwiseJudgeReward:
             raise ValueError(f"model_path {str(path)!r} has no config.json")
         if url and not kwargs.get("model"):
             raise ValueError("base_url needs model (the served model name)")
+        if kwargs.get("mode", "pairwise") not in JUDGE_MODES:
+            raise ValueError(f"mode must be one of {JUDGE_MODES}, got {kwargs.get('mode')!r}")
 
     def __repr__(self) -> str:
         return f"PairwiseJudgeReward(model_path={self.model_path!r}, base_url={self.base_url!r})"
@@ -258,18 +271,29 @@ class PairwiseJudgeReward:
         except Exception:
             pass
 
-    def _verdict(self, query: str, a: str, b: str) -> str | None:
+    def _ask(self, content: str) -> str:
         reply = self._client.chat.completions.create(
-            model=self._served_model, messages=[{"role": "user", "content": judge_prompt(query, a, b, self.think)}],
-            temperature=0.0, max_tokens=self.max_tokens,
+            model=self._served_model, messages=[{"role": "user", "content": content}], temperature=0.0,
+            max_tokens=self.max_tokens,
         )
-        return parse_verdict(reply.choices[0].message.content or "")
+        return reply.choices[0].message.content or ""
+
+    def _verdict(self, query: str, a: str, b: str) -> str | None:
+        return parse_verdict(self._ask(judge_prompt(query, a, b, self.think)))
+
+    def _pointwise(self, query: str, answer: str, reference: str) -> dict:
+        (own, own_read), (ref, ref_read) = (count_fails(self._ask(check_prompt(query, text))) for text in (answer, reference))
+        if not own_read or not ref_read:
+            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0}
+        return {"score": 1.0 if own < ref else 0.5 if own == ref else 0.0, "no_reference": 0.0, "parse_error": 0.0}
 
     def _judge(self, prompt: str, completion: str, fields: dict) -> dict:
         reference = fields.get(self.reference_field)
         if not isinstance(reference, str) or not reference.strip():
             return {"score": self.fallback_score, "no_reference": 1.0, "parse_error": 0.0}
         answer = answer_part(completion) or ""
+        if self.mode == "pointwise":
+            return self._pointwise(prompt, answer, reference)
         wins, parsed = [], 0
         orders = [("A", answer, reference)] + ([("B", reference, answer)] if self.both_orders else [])
         for own, a, b in orders:

@@ -81,9 +81,15 @@ class _Judge(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = body["messages"][-1]["content"]
-        a = text.split("Response A:\n")[1].split("\n\nResponse B:")[0]
-        verdict = "garbled" if "unparseable" in text else ("Better: A" if "good" in a else
-                                                          "Better: B" if "good" in text.split("Response B:")[1] else "Better: A")
+        if text.startswith("Request:"):
+            # A pointwise check: one failed mark per "bad" in the response.
+            response = text.split("Response:\n")[1].split("\n\nCheck the response")[0]
+            verdict = "garbled" if "unparseable" in response else "\n".join(
+                ["title: ok."] + [f"rule {i}: no." for i in range(response.count("bad"))])
+        else:
+            a = text.split("Response A:\n")[1].split("\n\nResponse B:")[0]
+            verdict = "garbled" if "unparseable" in text else ("Better: A" if "good" in a else
+                                                              "Better: B" if "good" in text.split("Response B:")[1] else "Better: A")
         reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                  "choices": [{"index": 0, "finish_reason": "stop",
                               "message": {"role": "assistant", "content": f"<think>ok</think>\n{verdict}"}}],
@@ -123,6 +129,16 @@ def test_served_judge_scores_completions_against_the_reference_in_both_orders(ju
     assert out[4] == {"score": 0.0, "no_reference": 1.0, "parse_error": 0.0}
     single = PairwiseJudgeReward(base_url=judge_url, model="judge", both_orders=False)
     assert single("q", "a good answer", response="plain")["score"] == 1.0
+
+
+def test_served_pointwise_checker_compares_failed_marks_with_the_reference(judge_url):
+    reward = PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointwise")
+    out = reward.score_batch(["q"] * 4, ["fine", "one bad", "fine", "unparseable"],
+                             [{"response": "a bad one"}, {"response": "fine"}, {"response": "fine"}, {"response": "ok"}])
+    assert [o["score"] for o in out[:3]] == [1.0, 0.0, 0.5]
+    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0}
+    with pytest.raises(ValueError, match="mode must be one of"):
+        PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointless")
 
 
 def test_judge_settings_are_checked_before_anything_starts(tmp_path):
