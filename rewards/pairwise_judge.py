@@ -104,14 +104,22 @@ def check_target(tags: list[str], marks: list[str]) -> str:
     return "\n".join(f"{tag}: {mark}." for tag, mark in zip(tags, marks))
 
 
+def mark_lines(text: str) -> list[tuple[str, str]]:
+    """(tag, mark) of each "tag: mark." line of a check answer, the mark as written."""
+    out = []
+    for line in (text or "").splitlines():
+        tag, sep, mark = line.strip().rpartition(": ")
+        if sep:
+            out.append((tag, mark.rstrip(".").strip()))
+    return out
+
+
 def parse_marks(text: str, tags: list[str]) -> list[str | None]:
     """The mark written for each tag ("ok" / "no"), None where the tag's line is missing or unreadable;
     the first line for a tag counts."""
     found: dict[str, str] = {}
-    for line in (text or "").splitlines():
-        tag, sep, mark = line.strip().rpartition(": ")
-        if sep:
-            found.setdefault(tag, mark.rstrip(".").strip())
+    for tag, mark in mark_lines(text):
+        found.setdefault(tag, mark)
     return [found.get(t) if found.get(t) in CHECK_MARKS else None for t in tags]
 
 
@@ -125,7 +133,7 @@ def check_preference(marks_a: list[str | None], marks_b: list[str | None]) -> st
 def count_fails(text: str) -> tuple[int, int]:
     """Failed ("no") and readable marks in a pointwise check answer whose tags are not known to the reader
     (a served checker's answer about a new completion)."""
-    marks = [line.strip().rpartition(": ")[2].rstrip(".").strip() for line in (text or "").splitlines() if ": " in line]
+    marks = [mark for _, mark in mark_lines(text)]
     return sum(m == "no" for m in marks), sum(m in CHECK_MARKS for m in marks)
 
 
@@ -213,6 +221,7 @@ class PairwiseJudgeReward:
         self._server: Any = None
         self._client: Any = None
         self._lock = threading.Lock()
+        self._reference_checks: dict[tuple[str, str], tuple[int, int]] = {}
 
     @classmethod
     def validate_static(cls, kwargs: dict) -> None:
@@ -231,11 +240,11 @@ class PairwiseJudgeReward:
 
     def __getstate__(self) -> dict:
         # A copy starts its own server / client where it runs.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_server", "_client", "_lock")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_server", "_client", "_lock", "_reference_checks")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._server, self._client, self._lock = None, None, threading.Lock()
+        self._server, self._client, self._lock, self._reference_checks = None, None, threading.Lock(), {}
 
     def setup(self) -> None:
         """Start the server (model_path) and the client; idempotent."""
@@ -281,8 +290,16 @@ class PairwiseJudgeReward:
     def _verdict(self, query: str, a: str, b: str) -> str | None:
         return parse_verdict(self._ask(judge_prompt(query, a, b, self.think)))
 
+    def _reference_fails(self, query: str, reference: str) -> tuple[int, int]:
+        # A group's samples share one reference, and greedy checks of it are all the same: ask once.
+        key = (query, reference)
+        if key not in self._reference_checks:
+            self._reference_checks[key] = count_fails(self._ask(check_prompt(query, reference)))
+        return self._reference_checks[key]
+
     def _pointwise(self, query: str, answer: str, reference: str) -> dict:
-        (own, own_read), (ref, ref_read) = (count_fails(self._ask(check_prompt(query, text))) for text in (answer, reference))
+        own, own_read = count_fails(self._ask(check_prompt(query, answer)))
+        ref, ref_read = self._reference_fails(query, reference)
         if not own_read or not ref_read:
             return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0}
         return {"score": 1.0 if own < ref else 0.5 if own == ref else 0.0, "no_reference": 0.0, "parse_error": 0.0}

@@ -126,12 +126,18 @@ def constraint_tag(entry: dict) -> str:
 IF_LAYOUTS = ("constraint", "response")
 
 
+def constraint_marks(text: str, constraints: list[dict], request: str) -> list[str]:
+    """"ok" / "no" for each of `constraints` on response `text`."""
+    from rewards.ifeval import check_constraints
+
+    return ["ok" if ok else "no" for ok in check_constraints(text.strip(), constraints, request)]
+
+
 def if_rationale(request: str, a: str, b: str, layout: str = "constraint") -> str | None:
     """The reasoning of a judge that checks each instruction of the request on both responses; None when the
     request holds no known constraint. Layout "constraint": one line per constraint ("keyword include melody:
     A no, B ok."); "response": one line per response, so each line reads one response only ("A: keyword
     include melody no, all uppercase ok.")."""
-    from rewards.ifeval import check_constraints
     from rewards.ifeval.recover import constraints_in
 
     if layout not in IF_LAYOUTS:
@@ -139,7 +145,7 @@ def if_rationale(request: str, a: str, b: str, layout: str = "constraint") -> st
     constraints = constraints_in(request)
     if not constraints:
         return None
-    marks = [["ok" if ok else "no" for ok in check_constraints(text.strip(), constraints, request)] for text in (a, b)]
+    marks = [constraint_marks(text, constraints, request) for text in (a, b)]
     tags = [constraint_tag(c) for c in constraints]
     if layout == "response":
         return "\n".join(f"{side}: {', '.join(f'{t} {m}' for t, m in zip(tags, side_marks))}."
@@ -155,7 +161,6 @@ def check_rows(pairs: list[dict]) -> tuple[list[dict], int]:
     """Pointwise check rows (`sample.judge_pointwise`): for each IF pair whose request holds known
     constraints, its chosen then its rejected response, each with a mark per constraint. Returns the rows
     and the number of pairs left out."""
-    from rewards.ifeval import check_constraints
     from rewards.ifeval.recover import constraints_in
 
     rows, skipped = [], 0
@@ -167,7 +172,7 @@ def check_rows(pairs: list[dict]) -> tuple[list[dict], int]:
         tags = [constraint_tag(c) for c in constraints]
         for role in ROLES:
             text = pair[role].strip()
-            marks = ["ok" if ok else "no" for ok in check_constraints(text, constraints, pair["prompt"])]
+            marks = constraint_marks(text, constraints, pair["prompt"])
             rows.append({
                 "id": f"check-{pair['id']}-{role}", "data_source": JUDGE_SOURCE, "task": CHECK_TASK,
                 "pair_id": str(pair["id"]), "pair_source": pair.get("data_source"), "role": role,
