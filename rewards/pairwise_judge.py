@@ -164,7 +164,7 @@ def judge_outcome_reward(prompt: str, completion: str, label: str | None = None,
     return {"score": float(verdict == label), "parsed": float(verdict is not None), "picked_a": float(verdict == "A")}
 
 
-CHECK_SCORES = ("verdict", "marks")
+CHECK_SCORES = ("verdict", "marks", "exact")
 
 
 def check_marks_reward(prompt: str, completion: str, tags: list[str] | None = None, marks: list[str] | None = None,
@@ -172,8 +172,10 @@ def check_marks_reward(prompt: str, completion: str, tags: list[str] | None = No
     """The pointwise check's RL outcome reward, against the row's target `marks` (one per `tags` entry, row
     fields). `score_by="verdict"`: 1.0 when the answer fails the response exactly when a target mark is "no"
     (the pairwise verdict's ingredient; chosen and rejected rows come in equal numbers, so always passing
-    earns 0.5). `"marks"`: the share of marks right, which the "ok" prior already earns ~0.83 of. Extras:
-    `verdict_right`, `marks_right`, `parsed` (share of tags given a readable mark)."""
+    earns 0.5). `"marks"`: the share of marks right, which the "ok" prior already earns ~0.83 of. `"exact"`:
+    1.0 only when every mark is right, so the failure count the pairwise verdict compares is right too;
+    neither flagging some tag nor always passing earns it. Extras: `verdict_right`, `marks_right`,
+    `exact_right`, `parsed` (share of tags given a readable mark)."""
     if not tags or not marks or len(tags) != len(marks):
         raise ValueError(f"check_marks_reward needs row fields 'tags' and 'marks' of equal length, got {tags!r}, {marks!r}")
     if score_by not in CHECK_SCORES:
@@ -181,8 +183,9 @@ def check_marks_reward(prompt: str, completion: str, tags: list[str] | None = No
     got = parse_marks(completion, list(tags))
     out = {"verdict_right": float(("no" in got) == ("no" in marks)),
            "marks_right": sum(g == m for g, m in zip(got, marks)) / len(marks),
+           "exact_right": float(list(got) == list(marks)),
            "parsed": sum(g is not None for g in got) / len(got)}
-    return {"score": out["verdict_right" if score_by == "verdict" else "marks_right"], **out}
+    return {"score": out[f"{score_by}_right"], **out}
 
 
 class PairwiseJudgeReward:

@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 REPO = Path(__file__).resolve().parents[1]
-KEYE_STAGES = ["pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter", "rft_rl",
-               "judge_sft", "judge_rl", "align", "rl_alone"]
+# The exp's own chain, then the equal-wall baseline.
+KEYE_STAGES = [*OmegaConf.load(REPO / "conf" / "exp" / "keye_pipeline.yaml").pipeline, "rl_alone"]
+JUDGE_STAGES = ("judge_check_sft", "judge_check_rl")
 MATH_KEYS = ("eval/math_acc_tier1", "eval/math_acc_tier2", "eval/math_acc_tier3", "eval/math_acc")
 IF_KEYS = ("eval/ifeval_all_pass", "eval/ifeval_constraint_pass", "eval/format_pass")
 
@@ -92,13 +95,15 @@ def report(keye: Path, cascade: Path | None) -> tuple[str, dict[str, Any]]:
         hist = s[name].get("pass_hist", {})
         lines.append(f"| {label} | " + " | ".join(str(v) for v in hist.values()) + f" | {s[name].get('kept')} |")
     lines += ["", "### Reward models: pairwise accuracy on held-out pairs (pref_eval)", "",
-              "| model | pairwise acc | consistent (both orders) | parsed | picked A |", "|---|---|---|---|---|",
+              "The generative judge checks each response of a held-out IF pair on its own; the one with fewer "
+              "failed marks wins, a tie counts half.", "",
+              "| model | pairwise acc | pairs decided | marks right | marks right if all \"ok\" |", "|---|---|---|---|---|",
               f"| scalar RM (Bradley-Terry) | {_f(s['rm'].get('eval', {}).get('eval/rm_pair_acc'))} | - | - | - |"]
-    for name in ("judge_sft", "judge_rl"):
-        ev = s[name].get("eval", {})
-        lines.append(f"| generative judge after {name.split('_')[1].upper()} | {_f(ev.get('eval/judge_pair_acc'))} | "
-                     f"{_f(ev.get('eval/judge_pair_consistent'))} | {_f(ev.get('eval/judge_parse_rate'))} | "
-                     f"{_f(ev.get('eval/judge_picked_a'))} |")
+    for name in JUDGE_STAGES:
+        ev = s.get(name, {}).get("eval", {})
+        lines.append(f"| generative judge after {name.rsplit('_', 1)[1].upper()} | {_f(ev.get('eval/judge_pair_acc'))} | "
+                     f"{_f(ev.get('eval/judge_decided'))} | {_f(ev.get('eval/judge_mark_acc'))} | "
+                     f"{_f(ev.get('eval/judge_mark_prior'))} |")
     lines += ["", "### Alignment RL: instruction following and math, before / after", ""]
     lines += _eval_table([("align (before = rft_rl model)", s["align"].get("eval_before", {}), ""),
                           ("align (after)", s["align"].get("eval", {}), f"{s['align'].get('steps')} steps")],

@@ -20,7 +20,7 @@ from rlsys.runtime.artifacts import DONE
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-RL_STAGES = ("rl", "rft_rl", "judge_rl", "align", "align_rules")
+RL_STAGES = ("rl", "rft_rl", "judge_check_rl", "align", "align_rules")
 TINY = [
     *SMALL,
     "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=2",
@@ -38,17 +38,19 @@ TINY = [
     # rates, so the (0, 1) filter keeps some problems and drops others.
     *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]"
       for s in ("pref_sample", "pass_before", "pass_filter", "rft_rl", "judge_data")),
-    # The judge solves first here (off by default): its data stage samples the sft_more model.
+    # The chain's judge checks one response at a time, on the suite's IF pairs plus a few drawn for held-out.
+    "stages.judge_check_data.sample.train_pairs=0", "stages.judge_check_data.sample.eval_if_pairs=4",
+    "stages.judge_check_sft.max_steps=3", "stages.judge_check_sft.batch_size=8",
+    "stages.judge_check_rl.overrides.rollout.max_tokens=16", "stages.judge_check_rl.sample.max_tokens=16",
+    # The pairwise judge's data stage, solving first (off by default), runs after the chain: it samples sft_more.
     "stages.judge_data.sample.judge_solve=true", "stages.judge_data.input=sft_more",
     "stages.judge_data.sample.max_rows=12", "stages.judge_data.sample.num_samples=2",
-    "stages.judge_sft.max_steps=3", "stages.judge_sft.batch_size=8",
     # The small suite has few IF rows: keep align's math share small so its steps see IF prompts.
     *(f"stages.{s}.{k}" for s in ("align", "align_rules")
       for k in ("data=ifeval_train+format_train+math_train:4", "overrides.rollout.max_tokens=16")),
-    "stages.judge_rl.overrides.rollout.max_tokens=16",
 ]
-# The default chain, then alignment RL with the rule checkers only.
-PIPELINE = [*OmegaConf.load(REPO / "conf" / "exp" / "keye_pipeline.yaml").pipeline, "align_rules"]
+# The default chain, then alignment RL with the rule checkers only and the pairwise judge's data.
+PIPELINE = [*OmegaConf.load(REPO / "conf" / "exp" / "keye_pipeline.yaml").pipeline, "align_rules", "judge_data"]
 
 
 def _run(tmp: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -71,17 +73,17 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     assert "stage 'align' (rl) failed" in proc.stderr + proc.stdout
     partial = json.loads((first / "pipeline_table.json").read_text())
     built = [r["stage"] for r in partial["stages"]]
-    assert "align" not in built and {"rft_rl", "judge_rl", "pass_filter"} <= set(built)
+    assert "align" not in built and {"rft_rl", "judge_check_rl", "pass_filter"} <= set(built)
 
     run = tmp_path / "second"
     proc = _run(tmp_path, run, f"pipeline=[{','.join(PIPELINE)}]")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
     table = json.loads((run / "pipeline_table.json").read_text())
     status = {r["stage"]: r["status"] for r in table["stages"]}
-    assert status.pop("align") == status.pop("align_rules") == "trained"
+    assert status.pop("align") == status.pop("align_rules") == status.pop("judge_data") == "trained"
     assert set(status.values()) == {"reused"}, status
     assert set(status) >= {"pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
-                           "rft_rl", "judge_data", "judge_sft", "judge_rl"}
+                           "rft_rl", "judge_check_data", "judge_check_sft", "judge_check_rl"}
     for name in ("pipeline_table.md", "pipeline_curves.png", "rl_curves.png", "constraint_rates.md"):
         assert (run / name).is_file(), name
 
@@ -118,15 +120,19 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     assert len(judge) + jd["dropped_unsolved"] + jd["dropped_long"] == 12
     solved_rows = sum("\nMine is " in r["response"] for r in judge)
     assert solved_rows <= jd["solved"] and (jd["dropped_long"] > 0 or solved_rows == jd["solved"])
-    # The judge: held-out pairwise accuracy after SFT and after RL; then served as align's reward.
-    for stage in ("judge_sft", "judge_rl"):
+    # The judge: held-out pairwise accuracy (by pointwise checks) after SFT and after RL; then served as
+    # align's reward on the IF rows.
+    checks = _summary(run, "judge_check_data")
+    assert checks["rows"] > 0 and checks["eval_pairs"] > 0
+    for stage in ("judge_check_sft", "judge_check_rl"):
         ev = _summary(run, stage)["eval"]
-        assert 0.0 <= ev["eval/judge_pair_acc"] <= 1.0 and "eval/judge_parse_rate" in ev
+        assert 0.0 <= ev["eval/judge_pair_acc"] <= 1.0 and 0.0 <= ev["eval/judge_decided"] <= 1.0
     for stage, model_terms in (("align", True), ("align_rules", False)):
         align = _summary(run, stage)
         assert "eval/ifeval_all_pass" in align["eval_before"] and "eval/math_acc_tier1" in align["eval"]
         records = [json.loads(x) for x in (run / "stages" / stage / "metrics.jsonl").read_text().splitlines()]
         steps = [r for r in records if "train/loss" in r]
         assert len(steps) == 2
-        assert all(("reward/judge/mean" in r and "reward/rm/mean" in r) == model_terms for r in steps)
+        assert all(("reward/rm/mean" in r) == model_terms for r in steps)
+        assert any("reward/judge/mean" in r for r in steps) == model_terms
         assert any(k.startswith("reward/ifeval/constraint/") for r in steps for k in r)

@@ -163,18 +163,21 @@ def test_pointwise_marks_parse_and_compare():
     assert check_preference(["no", None], ["ok", "no"]) is None
 
 
-def test_check_marks_reward_scores_the_verdict_or_the_share_of_marks():
+def test_check_marks_reward_scores_the_verdict_the_share_of_marks_or_all_marks():
     from rewards.pairwise_judge import check_marks_reward
 
     tags, marks = ["title", "no commas", "all uppercase"], ["ok", "no", "ok"]
     # One of three marks right, one tag without a readable mark; it fails the response, as the target does.
     wrong_marks = "title: no.\nno commas: no.\nall uppercase: yes."
     assert check_marks_reward("p", wrong_marks, tags=tags, marks=marks) == \
-        {"score": 1.0, "verdict_right": 1.0, "marks_right": 1 / 3, "parsed": 2 / 3}
+        {"score": 1.0, "verdict_right": 1.0, "marks_right": 1 / 3, "exact_right": 0.0, "parsed": 2 / 3}
     # Always "ok": two of three marks right, but the response passes where it should fail.
     all_ok = "title: ok.\nno commas: ok.\nall uppercase: ok."
     assert check_marks_reward("p", all_ok, tags=tags, marks=marks)["score"] == 0.0
     assert check_marks_reward("p", all_ok, tags=tags, marks=marks, score_by="marks")["score"] == 2 / 3
+    assert check_marks_reward("p", all_ok, tags=tags, marks=marks, score_by="exact")["score"] == 0.0
+    right = "title: ok.\nno commas: no.\nall uppercase: ok."
+    assert check_marks_reward("p", right, tags=tags, marks=marks, score_by="exact")["score"] == 1.0
     with pytest.raises(ValueError, match="'tags' and 'marks'"):
         check_marks_reward("p", "x", tags=["title"], marks=None)
     with pytest.raises(ValueError, match="score_by"):
