@@ -164,7 +164,16 @@ def judge_outcome_reward(prompt: str, completion: str, label: str | None = None,
     return {"score": float(verdict == label), "parsed": float(verdict is not None), "picked_a": float(verdict == "A")}
 
 
-CHECK_SCORES = ("verdict", "marks", "exact")
+CHECK_SCORES = ("verdict", "marks", "exact", "balanced")
+
+
+def _balanced_recall(got: list[str | None], marks: list[str]) -> float:
+    recalls = []
+    for cls in CHECK_MARKS:
+        idx = [i for i, m in enumerate(marks) if m == cls]
+        if idx:
+            recalls.append(sum(got[i] == cls for i in idx) / len(idx))
+    return sum(recalls) / len(recalls)
 
 
 def check_marks_reward(prompt: str, completion: str, tags: list[str] | None = None, marks: list[str] | None = None,
@@ -174,8 +183,10 @@ def check_marks_reward(prompt: str, completion: str, tags: list[str] | None = No
     (the pairwise verdict's ingredient; chosen and rejected rows come in equal numbers, so always passing
     earns 0.5). `"marks"`: the share of marks right, which the "ok" prior already earns ~0.83 of. `"exact"`:
     1.0 only when every mark is right, so the failure count the pairwise verdict compares is right too;
-    neither flagging some tag nor always passing earns it. Extras: `verdict_right`, `marks_right`,
-    `exact_right`, `parsed` (share of tags given a readable mark)."""
+    neither flagging some tag nor always passing earns it. `"balanced"`: the mean, over the target's
+    classes present ("ok", "no"), of the share of that class's tags marked right, so one caught failure
+    weighs as much as all the passes beside it. Extras: `verdict_right`, `marks_right`, `exact_right`,
+    `balanced_right`, `parsed` (share of tags given a readable mark)."""
     if not tags or not marks or len(tags) != len(marks):
         raise ValueError(f"check_marks_reward needs row fields 'tags' and 'marks' of equal length, got {tags!r}, {marks!r}")
     if score_by not in CHECK_SCORES:
@@ -184,6 +195,7 @@ def check_marks_reward(prompt: str, completion: str, tags: list[str] | None = No
     out = {"verdict_right": float(("no" in got) == ("no" in marks)),
            "marks_right": sum(g == m for g, m in zip(got, marks)) / len(marks),
            "exact_right": float(list(got) == list(marks)),
+           "balanced_right": _balanced_recall(got, list(marks)),
            "parsed": sum(g is not None for g in got) / len(got)}
     return {"score": out[f"{score_by}_right"], **out}
 

@@ -88,3 +88,29 @@ def group_normalized_advantages(
 
     advantages = centred / (variance.sqrt()[index] + eps) if normalize_std else centred
     return torch.where(constant, torch.zeros_like(advantages), advantages).to(out_dtype)
+
+
+@register_advantage("group_mean_batch_std")
+def group_mean_batch_std_advantages(
+    rewards: torch.Tensor,  # [N] one scalar reward per response
+    group_ids: torch.Tensor | None = None,  # [N] equal id = same prompt's group
+    group_size: int | None = None,  # alternative: groups are consecutive runs of this size
+    eps: float = 1e-6,
+) -> torch.Tensor:  # [N]
+    """Group baseline, batch scale (REINFORCE++-baseline, arXiv 2501.03262 §3):
+
+        c_i = r_i − mean_g(r)                      centred within the group g of response i
+        Â_i = c_i / (std_batch(c) + eps)           one scale for every group of the step
+
+    Per-group std scaling blows a group's tiny reward differences (e.g. a small-weight reward-model
+    term breaking a tie between answers that pass the same checks) up to unit size; one batch-wide
+    scale keeps each group's advantages proportional to how much its rewards really differ. The std
+    is the population std over all N centred rewards (zero-signal groups count, with c = 0). A batch
+    whose groups are all constant gets exactly 0. Give either `group_ids` or `group_size`.
+    """
+    centred = group_normalized_advantages(rewards, group_ids, group_size, normalize_std=False)
+    c = centred.to(torch.float64)
+    if not bool(c.ne(0).any()):
+        return centred
+    scale = c.square().mean().sqrt()
+    return (c / (scale + eps)).to(centred.dtype)

@@ -85,11 +85,14 @@ def _k3_kl(
     kl_coef: float,
     aggregation: str,
     global_denominator: Denominator,
+    kl_weights: torch.Tensor | None = None,  # [B] per-sequence weight of the KL term
 ) -> torch.Tensor | None:
     """k3 estimate of KL(π_θ ‖ π_ref) (Schulman 2020, "Approximating KL divergence"), aggregated.
 
     Per token, with log r = log π_ref − log π_θ: k3 = exp(log r) − log r − 1 ≥ 0, unbiased for
     KL(π_θ ‖ π_ref) under samples from π_θ, and low-variance. None when no reference is given.
+    `kl_weights` scales each sequence's k3 before the usual aggregation over all sequences (weight 0:
+    the sequence is not anchored but still counts in the mean), e.g. to anchor only reasoning rows.
     """
     if ref_logprobs is None:
         if kl_coef != 0.0:
@@ -97,7 +100,10 @@ def _k3_kl(
         return None
     lp, ref, m = _prepare(logprobs, ref_logprobs, mask)
     log_r = (ref - lp).clamp(-_LOG_RATIO_BOUND, _LOG_RATIO_BOUND)
-    return _aggregate(log_r.exp() - log_r - 1.0, m, aggregation, global_denominator)
+    k3 = log_r.exp() - log_r - 1.0
+    if kl_weights is not None:
+        k3 = k3 * upcast(kl_weights).detach().to(k3)[:, None]
+    return _aggregate(k3, m, aggregation, global_denominator)
 
 
 def _clipped_objective(
@@ -149,6 +155,7 @@ def gspo_loss(
     eps_high: float = 4e-4,
     ref_logprobs: torch.Tensor | None = None,  # [B, T] log π_ref, only for the optional KL term
     kl_coef: float = 0.0,
+    kl_weights: torch.Tensor | None = None,  # [B] per-sequence KL weight (None: 1 for all)
     global_denominator: Denominator = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Group Sequence Policy Optimization (Zheng et al. 2025, arXiv 2507.18071 §4.1).
@@ -178,7 +185,7 @@ def gspo_loss(
     present = (lengths > 0).to(ratio.dtype)
     num_sequences = present.sum()
     policy_loss = normalise(-(surrogate * present).sum(), num_sequences, global_denominator)
-    kl = _k3_kl(logprobs, ref_logprobs, mask, kl_coef, "seq_mean_token_mean", global_denominator)
+    kl = _k3_kl(logprobs, ref_logprobs, mask, kl_coef, "seq_mean_token_mean", global_denominator, kl_weights)
     loss = policy_loss if kl is None else policy_loss + kl_coef * kl
     clipped_f = clipped.to(ratio.dtype) * present
     extra = {} if kl is None else {"kl": kl}
@@ -204,6 +211,7 @@ def gspo_token_loss(
     eps_high: float = 4e-4,
     ref_logprobs: torch.Tensor | None = None,  # [B, T] log π_ref, only for the optional KL term
     kl_coef: float = 0.0,
+    kl_weights: torch.Tensor | None = None,  # [B] per-sequence KL weight (None: 1 for all)
     global_denominator: Denominator = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GSPO-token (arXiv 2507.18071 §4.3): GSPO's sequence ratio with per-token advantages.
@@ -226,7 +234,7 @@ def gspo_token_loss(
     adv = _token_advantages(advantages, ratio)
     surrogate, clipped = _clipped_objective(ratio, adv, eps_low, eps_high)
     policy_loss = -_aggregate(surrogate, m, "seq_mean_token_mean", global_denominator)
-    kl = _k3_kl(logprobs, ref_logprobs, mask, kl_coef, "seq_mean_token_mean", global_denominator)
+    kl = _k3_kl(logprobs, ref_logprobs, mask, kl_coef, "seq_mean_token_mean", global_denominator, kl_weights)
     loss = policy_loss if kl is None else policy_loss + kl_coef * kl
     num_tokens = m.sum()
     num_sequences = (lengths > 0).to(m.dtype).sum()
@@ -253,6 +261,7 @@ def grpo_loss(
     aggregation: str = "seq_mean_token_mean",
     ref_logprobs: torch.Tensor | None = None,  # [B, T] log π_ref, only for the optional KL term
     kl_coef: float = 0.0,
+    kl_weights: torch.Tensor | None = None,  # [B] per-sequence KL weight (None: 1 for all)
     global_denominator: Denominator = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """GRPO with a token-level ratio (Shao et al. 2024, arXiv 2402.03300 §4.1, eq. 3) and DAPO's
@@ -278,7 +287,7 @@ def grpo_loss(
     adv = _token_advantages(advantages, ratio)
     surrogate, clipped = _clipped_objective(ratio, adv, eps_low, eps_high)
     policy_loss = -_aggregate(surrogate, m, aggregation, global_denominator)
-    kl = _k3_kl(logprobs, ref_logprobs, mask, kl_coef, aggregation, global_denominator)
+    kl = _k3_kl(logprobs, ref_logprobs, mask, kl_coef, aggregation, global_denominator, kl_weights)
     loss = policy_loss if kl is None else policy_loss + kl_coef * kl
     num_tokens = m.sum()
     extra = {} if kl is None else {"kl": kl}

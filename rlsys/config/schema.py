@@ -243,7 +243,12 @@ class RLConfig:
     # Registered loss (gspo, gspo_token, grpo) and its kwargs (eps_low, eps_high, kl_coef, ...).
     loss: str = "gspo"
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Registered advantage estimator: grpo_group (per-group std) or group_mean_batch_std (one scale
+    # for the step, so small-weight reward terms cannot decide a group on their own).
     advantage: str = "grpo_group"
+    # Data sources whose answers carry the KL term (loss_kwargs.kl_coef > 0); empty = every answer.
+    # E.g. [rlsys/math] in alignment RL anchors reasoning to the start policy and lets the rest move.
+    kl_sources: list[str] = field(default_factory=list)
     # Budget: controller steps, and optionally wall seconds (0 = no limit).
     steps: int = 20
     max_wall_s: float = 0.0

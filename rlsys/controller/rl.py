@@ -105,6 +105,15 @@ def build_credit(ctx: StageContext, tokenizer: Any) -> TokenCredit | None:
     return TokenCredit(lambda ids: tokenizer.decode(ids, skip_special_tokens=True), verifier, rl.step_penalty)
 
 
+def check_kl_sources(rl: Any, key: str) -> None:
+    """`kl_sources` only means something with a KL term."""
+    from rlsys.config.validate import ConfigError
+
+    if rl.kl_sources and not float(rl.loss_kwargs.get("kl_coef", 0.0)) > 0.0:
+        raise ConfigError(f"config key '{key}.kl_sources' = {list(rl.kl_sources)!r} needs "
+                          f"'{key}.loss_kwargs.kl_coef' > 0")
+
+
 def build_rl(ctx: StageContext) -> RLSetup:
     from transformers import AutoTokenizer
 
@@ -116,6 +125,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
     rows = stage_rows(ctx, "rl")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     credit = build_credit(ctx, tokenizer)
+    check_kl_sources(rl, f"stages.{ctx.name}.rl")
     reward_cfg = as_dict(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
     rewards = RewardWorkerPool(reward_cfg, where=f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns")
     learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
@@ -189,8 +199,16 @@ def _start_state(ctx: StageContext, setup: RLSetup, resume_dir: Path | None) -> 
 def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:
     import torch
 
+    # One call over the whole step, so batch-level estimators see every group.
     fn = get_advantage(estimator)
-    return [fn(torch.tensor(g.scores, dtype=torch.float32), group_size=len(g.scores)).tolist() for g in groups]
+    ids = [gi for gi, g in enumerate(groups) for _ in g.scores]
+    flat = fn(torch.tensor([s for g in groups for s in g.scores], dtype=torch.float32),
+              group_ids=torch.tensor(ids)).tolist()
+    out, start = [], 0
+    for g in groups:
+        out.append(flat[start:start + len(g.scores)])
+        start += len(g.scores)
+    return out
 
 
 def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any, step: int,
@@ -205,9 +223,10 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
     n_mini = max(1, min(rl.mini_batches, len(groups)))
     sums: dict[str, float] = {}
     blame = {"negative": 0, "localised": 0, "error_tokens": 0, "tokens": 0}
+    anchored = set(rl.kl_sources)
     for m in range(n_mini):
         chosen = order[m::n_mini]
-        ids, masks, old, adv = [], [], [], []
+        ids, masks, old, adv, kl_weights = [], [], [], [], []
         for gi in chosen:
             g = groups[gi]
             for sample, a in zip(g.samples, advantages[gi]):
@@ -217,6 +236,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
                 ids.append(g.train_prompt_ids + sample.token_ids)
                 masks.append([0] * p + [1] * len(sample.token_ids))
                 old.append([0.0] * p + sample.logprobs)
+                kl_weights.append(float(g.row.get("data_source") in anchored))
                 if credit is None:
                     adv.append(a)
                     continue
@@ -228,7 +248,8 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
                 blame["tokens"] += len(sample.token_ids)
         if not ids:
             continue
-        batch = make_batch(ids, masks, {"old_logprobs": old, "advantages": adv})
+        fields = {"old_logprobs": old, "advantages": adv} | ({"kl_weights": kl_weights} if anchored else {})
+        batch = make_batch(ids, masks, fields)
         if rl.recompute_old_logprobs or not cfg.hints.keep_hint_in_context:
             batch["fields"]["old_logprobs"] = learners.compute_logprobs(batch)
         out = learners.train_step(batch, rl.loss, as_dict(rl.loss_kwargs))

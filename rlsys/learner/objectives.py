@@ -98,6 +98,7 @@ class PolicyGradient(Objective):
             mb.fields["advantages"],
             mb.loss_mask,
             ref_logprobs=out.ref_logprobs,
+            kl_weights=mb.fields.get("kl_weights"),
             global_denominator=global_denominator,
             **self.kwargs,
         )

@@ -5,7 +5,12 @@ import math
 import pytest
 import torch
 
-from rlsys.algorithms.advantages import get_advantage, group_normalized_advantages, list_advantages
+from rlsys.algorithms.advantages import (
+    get_advantage,
+    group_mean_batch_std_advantages,
+    group_normalized_advantages,
+    list_advantages,
+)
 
 EPS = 1e-6
 
@@ -78,3 +83,24 @@ def test_advantage_registry() -> None:
     assert get_advantage("grpo_group") is group_normalized_advantages
     with pytest.raises(KeyError, match="grpo_group"):
         get_advantage("gae")
+
+
+def test_batch_std_keeps_groups_in_proportion() -> None:
+    # Group 0: [1, 0] -> centred ±0.5; group 1: [0.1, 0] (a tie broken by a weak term) -> ±0.05.
+    # Batch scale sqrt(mean c²) = sqrt((0.25 + 0.25 + 0.0025 + 0.0025) / 4) = sqrt(0.12625).
+    rewards = torch.tensor([1.0, 0.0, 0.1, 0.0])
+    adv = group_mean_batch_std_advantages(rewards, group_size=2)
+    scale = 0.12625**0.5
+    expected = torch.tensor([0.5, -0.5, 0.05, -0.05]) / scale
+    assert torch.allclose(adv, expected, atol=1e-5)
+    assert adv[0] / adv[2] == pytest.approx(10.0, rel=1e-5)
+    # Per-group std scaling makes both groups ±1: the weak term counts as much as the strong one.
+    assert torch.allclose(group_normalized_advantages(rewards, group_size=2), torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-4)
+
+
+def test_batch_std_constant_groups() -> None:
+    # Group 0 [1, 0] -> ±0.5; group 1 constant -> 0; scale sqrt(0.5 / 4) = 1/(2√2), so ±√2.
+    adv = group_mean_batch_std_advantages(torch.tensor([1.0, 0.0, 0.5, 0.5]), group_ids=torch.tensor([7, 7, 3, 3]))
+    assert torch.allclose(adv, torch.tensor([2**0.5, -(2**0.5), 0.0, 0.0]), atol=1e-5)
+    assert torch.equal(group_mean_batch_std_advantages(torch.ones(4), group_size=2), torch.zeros(4))
+    assert get_advantage("group_mean_batch_std") is group_mean_batch_std_advantages

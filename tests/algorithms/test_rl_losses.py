@@ -109,6 +109,12 @@ def test_gspo_k3_kl_term() -> None:
     assert loss.item() == pytest.approx(0.5 * kl, rel=1e-6)
     with pytest.raises(ValueError, match="ref_logprobs"):
         gspo_loss(logprobs, logprobs, torch.tensor([1.0, -1.0]), mask, kl_coef=0.1)
+    # Weights [0, 1] anchor only seq 1; seq 0 still counts in the mean over two sequences.
+    _, weighted = gspo_loss(
+        logprobs, logprobs, torch.tensor([1.0, -1.0]), mask, ref_logprobs=ref, kl_coef=0.5,
+        kl_weights=torch.tensor([0.0, 1.0]),
+    )
+    assert weighted["kl"] == pytest.approx((0.5 + LN(2) - 1) / 2, rel=1e-6)
 
 
 def test_gspo_gradcheck_with_kl() -> None:

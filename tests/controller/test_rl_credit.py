@@ -9,7 +9,7 @@ import pytest
 
 from rlsys.config.schema import RLConfig
 from rlsys.config.validate import ConfigError
-from rlsys.controller.rl import TokenCredit, build_credit, update_policy
+from rlsys.controller.rl import TokenCredit, build_credit, check_kl_sources, group_advantages, update_policy
 from rlsys.controller.rl_rollout import Group
 from rlsys.controller.stages import StageContext
 from rlsys.rollout.types import Sample
@@ -76,3 +76,38 @@ def test_update_policy_puts_the_failed_answers_advantage_on_its_false_result() -
     assert all(a == 0.0 for i, a in enumerate(wrong[2:]) if i not in (4, 5))
     assert metrics["train/credit_localised"] == 1.0
     assert metrics["train/credit_error_token_share"] == pytest.approx(2 / 15)
+
+
+def test_group_advantages_see_the_whole_step() -> None:
+    # Two groups of one step: a verifier split [1, 0] and a tie broken by a 0.1-weight term [0.1, 0].
+    def group(scores: list[float]) -> Group:
+        return Group(row={"id": "p"}, row_index=0, level=0, prompt_ids=[9], train_prompt_ids=[9],
+                     samples=[], version=0, scores=scores)
+
+    groups = [group([1.0, 0.0]), group([0.1, 0.0])]
+    per_group = group_advantages(groups, "grpo_group")
+    assert per_group[0] == pytest.approx([1.0, -1.0], abs=1e-4) and per_group[1] == pytest.approx([1.0, -1.0], abs=1e-3)
+    # One scale for the step, sqrt(mean of the centred rewards squared) = sqrt(0.12625).
+    batch = group_advantages(groups, "group_mean_batch_std")
+    scale = 0.12625**0.5
+    assert batch[0] == pytest.approx([0.5 / scale, -0.5 / scale], rel=1e-4)
+    assert batch[1] == pytest.approx([0.05 / scale, -0.05 / scale], rel=1e-4)
+
+
+def test_kl_sources_weight_only_the_named_rows() -> None:
+    cfg = SimpleNamespace(seed=0, hints=SimpleNamespace(keep_hint_in_context=True))
+    math, chat = _group(), _group()
+    math.row, chat.row = {"id": "m", "data_source": "rlsys/math"}, {"id": "c", "data_source": "rlsys/ifeval"}
+    math.train_prompt_ids = [5, 5]
+    rl = RLConfig(mini_batches=1, kl_sources=["rlsys/math"], loss_kwargs={"kl_coef": 0.1})
+    learners = RecordingLearners()
+    update_policy(learners, [math, chat], cfg, rl, step=0)
+    (batch,) = learners.batches
+    assert batch["fields"]["kl_weights"] == [float(ids[0] == 5) for ids in batch["input_ids"]]
+    assert sorted(batch["fields"]["kl_weights"]) == [0.0, 0.0, 1.0, 1.0]
+    learners = RecordingLearners()
+    update_policy(learners, [math, chat], cfg, RLConfig(mini_batches=1), step=0)
+    assert "kl_weights" not in learners.batches[0]["fields"]
+    with pytest.raises(ConfigError, match=r"stages.align.rl.kl_sources.*kl_coef"):
+        check_kl_sources(RLConfig(kl_sources=["rlsys/math"]), "stages.align.rl")
+    check_kl_sources(rl, "stages.align.rl")

@@ -104,10 +104,14 @@ def test_kl_anchor_measures_distance_from_the_start_weights(ray_session, tiny_mo
             kls.append(group.train_step(rl_batch, "gspo", kwargs)["kl"])
         reference = group.compute_logprobs(batch, reference=True)
         moved = group.compute_logprobs(batch)
+        # Per-sequence weights (rl.kl_sources) reach the loss: no anchored row, no KL.
+        fields["kl_weights"] = [0.0] * 8
+        unanchored = group.train_step(make_batch(batch["input_ids"], batch["loss_mask"], fields), "gspo", kwargs)["kl"]
     finally:
         group.shutdown()
     assert kls[0] == pytest.approx(0.0, abs=1e-7)
     assert 0.0 < kls[1] < kls[-1]
+    assert unanchored == 0.0
     flat = [x for row in start for x in row]
     assert [x for row in reference for x in row] == pytest.approx(flat, abs=1e-6)
     assert max(abs(a - b) for a, b in zip((x for row in moved for x in row), flat)) > 1e-3

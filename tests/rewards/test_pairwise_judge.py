@@ -170,7 +170,8 @@ def test_check_marks_reward_scores_the_verdict_the_share_of_marks_or_all_marks()
     # One of three marks right, one tag without a readable mark; it fails the response, as the target does.
     wrong_marks = "title: no.\nno commas: no.\nall uppercase: yes."
     assert check_marks_reward("p", wrong_marks, tags=tags, marks=marks) == \
-        {"score": 1.0, "verdict_right": 1.0, "marks_right": 1 / 3, "exact_right": 0.0, "parsed": 2 / 3}
+        {"score": 1.0, "verdict_right": 1.0, "marks_right": 1 / 3, "exact_right": 0.0, "balanced_right": 0.5,
+         "parsed": 2 / 3}
     # Always "ok": two of three marks right, but the response passes where it should fail.
     all_ok = "title: ok.\nno commas: ok.\nall uppercase: ok."
     assert check_marks_reward("p", all_ok, tags=tags, marks=marks)["score"] == 0.0
@@ -178,6 +179,14 @@ def test_check_marks_reward_scores_the_verdict_the_share_of_marks_or_all_marks()
     assert check_marks_reward("p", all_ok, tags=tags, marks=marks, score_by="exact")["score"] == 0.0
     right = "title: ok.\nno commas: no.\nall uppercase: ok."
     assert check_marks_reward("p", right, tags=tags, marks=marks, score_by="exact")["score"] == 1.0
+    # Balanced: the failure caught (1/1) and the passes (2/2) count as two halves.
+    assert check_marks_reward("p", right, tags=tags, marks=marks, score_by="balanced")["score"] == 1.0
+    assert check_marks_reward("p", all_ok, tags=tags, marks=marks, score_by="balanced")["score"] == 0.5
+    one_pass = "title: ok.\nno commas: no.\nall uppercase: no."
+    assert check_marks_reward("p", one_pass, tags=tags, marks=marks, score_by="balanced")["score"] == 0.75
+    # An all-pass target has one class: a spurious failure costs its share of the passes.
+    assert check_marks_reward("p", "title: ok.\nno commas: no.", tags=tags[:2], marks=["ok", "ok"],
+                              score_by="balanced")["score"] == 0.5
     with pytest.raises(ValueError, match="'tags' and 'marks'"):
         check_marks_reward("p", "x", tags=["title"], marks=None)
     with pytest.raises(ValueError, match="score_by"):
