@@ -1,18 +1,21 @@
 """Held-out evaluation on a wider set than the stages use, with paired differences against a baseline.
 
     .venv/bin/python scripts/eval_wide.py start=artifacts/stages/rft_rl/<hash>/model \
-        align=artifacts/stages/align/<hash>/model [...] [--n-if 600] [--n-format 200] [--max-math 600]
+        align=artifacts/stages/align/<hash>/model [...] [--n-if 600] [--n-format 200] [--max-math 600] \
+        [--dump DIR]
 
 The stages evaluate on 100 IF prompts and 40 format prompts, where one checkpoint moves ±0.04 between
 evals: too coarse to tell a +0.03 IF gain from noise. This draws more rows of the same held-out splits
 from the suite's generators (the first 100 IF rows are the stages' own eval rows, which the script
 checks; format prompts are deduplicated), answers them greedily with each model through a vLLM actor, and prints each
-model's scores plus its paired difference from the first model with a standard error over prompts.
+model's scores plus its paired difference from the first model with a standard error over prompts. `--dump DIR`
+writes each model's answers and per-prompt scores to DIR/<name>.jsonl, to read what changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 from pathlib import Path
@@ -37,6 +40,19 @@ def paired(a: list[float], b: list[float]) -> str:
     return f"{statistics.mean(diffs):+.3f} ± {se:.3f}"
 
 
+def dump(path: Path, rows: dict[str, list[dict]], texts: list[str], scores: dict[str, list[float]]) -> None:
+    """One line per prompt, in eval order: split, id, prompt, answer and its scores."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = {"math": ("math",), "ifeval": ("if_share", "if_all"), "format": ("format",)}
+    start = 0
+    with path.open("w") as f:
+        for split in ("math", "ifeval", "format"):
+            for i, row in enumerate(rows[split]):
+                line = {"split": split, "id": row.get("id"), "prompt": row["prompt"], "answer": texts[start + i]}
+                f.write(json.dumps(line | {k: scores[k][i] for k in keys[split]}) + "\n")
+            start += len(rows[split])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="name=model_dir; the first is the baseline")
@@ -44,6 +60,7 @@ def main() -> None:
     parser.add_argument("--n-format", type=int, default=200)
     parser.add_argument("--max-math", type=int, default=600)
     parser.add_argument("--exp", default="keye_pipeline")
+    parser.add_argument("--dump", type=Path, default=None, help="write <name>.jsonl of answers and scores here")
     args = parser.parse_args()
     from hydra import compose, initialize_config_dir
 
@@ -75,7 +92,10 @@ def main() -> None:
     scores: dict[str, dict[str, list[float]]] = {}
     for spec in args.models:
         name, path = spec.split("=", 1)
-        scores[name] = per_prompt(rows, greedy_completions(cfg, path, eval_prompts(rows)))
+        texts = greedy_completions(cfg, path, eval_prompts(rows))
+        scores[name] = per_prompt(rows, texts)
+        if args.dump:
+            dump(args.dump / f"{name}.jsonl", rows, texts, scores[name])
         print(name, {k: round(statistics.mean(v), 3) for k, v in scores[name].items()}, flush=True)
     base = next(iter(scores))
     print(f"\n| model | math | IF share | IF all | format | Δ math | Δ IF share | Δ IF all | Δ format (vs {base}) |")
