@@ -247,7 +247,8 @@ class RLConfig:
     # for the step, so small-weight reward terms cannot decide a group on their own).
     advantage: str = "grpo_group"
     # Data sources whose answers carry the KL term (loss_kwargs.kl_coef > 0); empty = every answer.
-    # E.g. [rlsys/math] in alignment RL anchors reasoning to the start policy and lets the rest move.
+    # E.g. [rlsys/math] anchors only the reasoning rows (in align it did not hold held-out math: the IF
+    # updates move facts the sampled math rows do not cover; BENCHMARKS.md "Session 18").
     kl_sources: list[str] = field(default_factory=list)
     # Budget: controller steps, and optionally wall seconds (0 = no limit).
     steps: int = 20
