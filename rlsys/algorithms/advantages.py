@@ -110,7 +110,5 @@ def group_mean_batch_std_advantages(
     """
     centred = group_normalized_advantages(rewards, group_ids, group_size, normalize_std=False)
     c = centred.to(torch.float64)
-    if not bool(c.ne(0).any()):
-        return centred
-    scale = c.square().mean().sqrt()
+    scale = c.square().mean().sqrt()  # 0 when every group is constant, and then c / eps = 0 exactly
     return (c / (scale + eps)).to(centred.dtype)

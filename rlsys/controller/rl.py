@@ -202,13 +202,8 @@ def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:
     # One call over the whole step, so batch-level estimators see every group.
     fn = get_advantage(estimator)
     ids = [gi for gi, g in enumerate(groups) for _ in g.scores]
-    flat = fn(torch.tensor([s for g in groups for s in g.scores], dtype=torch.float32),
-              group_ids=torch.tensor(ids)).tolist()
-    out, start = [], 0
-    for g in groups:
-        out.append(flat[start:start + len(g.scores)])
-        start += len(g.scores)
-    return out
+    flat = fn(torch.tensor([s for g in groups for s in g.scores], dtype=torch.float32), group_ids=torch.tensor(ids))
+    return [part.tolist() for part in flat.split([len(g.scores) for g in groups])]
 
 
 def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any, step: int,
