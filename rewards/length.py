@@ -26,3 +26,29 @@ def length_penalty(
     else:
         score = -1.0
     return {"score": score, "length": float(length)}
+
+
+def reference_length_penalty(
+    prompt: str,
+    completion: str,
+    response: str | None = None,
+    ratio: float = 1.5,
+    slack_words: int = 10,
+    **_: object,
+) -> dict:
+    """Length control against the row's reference response, in words.
+
+    limit = ratio * reference words + slack_words; the score is 0 up to the limit, then
+    -(words - limit) / limit, floored at -1 (twice the limit). A model-based term (reward model,
+    judge) that favours longer answers drifts IF answers past the length their constraints allow
+    (BENCHMARKS.md "Session 19"); this term bounds the drift per row. A row without a reference
+    scores 0 and is counted in `no_reference`.
+    """
+    if ratio <= 0 or slack_words < 0:
+        raise ValueError(f"need ratio > 0 and slack_words >= 0, got ratio={ratio}, slack_words={slack_words}")
+    words = len(completion.split())
+    if not response:
+        return {"score": 0.0, "no_reference": 1.0, "words": float(words)}
+    limit = ratio * len(response.split()) + slack_words
+    over = max(0.0, words - limit)
+    return {"score": -min(1.0, over / limit), "no_reference": 0.0, "words": float(words)}

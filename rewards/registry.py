@@ -9,6 +9,7 @@ BUILTINS: dict[str, str] = {
     "format": "rewards.format.format_reward",
     "ifeval": "rewards.ifeval.ifeval_reward",
     "length": "rewards.length.length_penalty",
+    "ref_length": "rewards.length.reference_length_penalty",
     "arithmetic_steps": "rewards.steps.arithmetic_steps",
     "judge": "rewards.judge.JudgeReward",
     "reward_model": "rewards.reward_model.RewardModelReward",

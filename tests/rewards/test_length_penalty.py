@@ -1,6 +1,6 @@
 import pytest
 
-from rewards.length import length_penalty
+from rewards.length import length_penalty, reference_length_penalty
 
 
 @pytest.mark.parametrize(
@@ -24,3 +24,18 @@ def test_invalid_buffer() -> None:
         length_penalty("p", "x", max_len=10, buffer=11)
     with pytest.raises(ValueError, match="buffer"):
         length_penalty("p", "x", max_len=10, buffer=0)
+
+
+# Reference of 10 words, ratio 1.5, slack 5: limit = 1.5 * 10 + 5 = 20 words.
+@pytest.mark.parametrize(("words", "expected"), [(3, 0.0), (20, 0.0), (25, -0.25), (30, -0.5), (40, -1.0), (90, -1.0)])
+def test_reference_length_penalty_by_hand(words: int, expected: float) -> None:
+    out = reference_length_penalty("p", "w " * words, response="r " * 10, ratio=1.5, slack_words=5)
+    assert out["score"] == pytest.approx(expected)
+    assert out["words"] == words and out["no_reference"] == 0.0
+
+
+def test_reference_length_penalty_without_reference_is_counted_not_penalised() -> None:
+    out = reference_length_penalty("p", "w " * 500, response=None)
+    assert out == {"score": 0.0, "no_reference": 1.0, "words": 500.0}
+    with pytest.raises(ValueError, match="ratio=0"):
+        reference_length_penalty("p", "x", response="y", ratio=0)
