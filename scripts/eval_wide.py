@@ -10,6 +10,10 @@ from the suite's generators (the first 100 IF rows are the stages' own eval rows
 checks; format prompts are deduplicated), answers them greedily with each model through a vLLM actor, and prints each
 model's scores plus its paired difference from the first model with a standard error over prompts. `--dump DIR`
 writes each model's answers and per-prompt scores to DIR/<name>.jsonl, to read what changed.
+
+A second table splits the IF prompts by how much each model's answer grew against the first model's
+(in words) and gives the paired IF-share difference within each part, with each model's mean IF answer
+length and the share of IF answers past `ref_length`'s default bound (1.5 x the reference + 10 words).
 """
 
 from __future__ import annotations
@@ -38,6 +42,27 @@ def paired(a: list[float], b: list[float]) -> str:
     diffs = [y - x for x, y in zip(a, b)]
     se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
     return f"{statistics.mean(diffs):+.3f} ± {se:.3f}"
+
+
+LENGTH_BINS = (("grew <= 5 words", -10**9, 5), ("grew 6-30", 6, 30), ("grew > 30", 31, 10**9))
+
+
+def length_table(words: dict[str, list[int]], ref_words: list[int], share: dict[str, list[float]]) -> list[str]:
+    """Markdown rows: IF answer length per model and the paired IF-share difference by length change."""
+    from rewards.length import reference_length_penalty
+
+    base = next(iter(words))
+    head = " | ".join(f"Δ IF share, {name} (n)" for name, _, _ in LENGTH_BINS)
+    lines = [f"| model | IF words | past ref_length bound | {head} |", "|---" * (3 + len(LENGTH_BINS)) + "|"]
+    for name, w in words.items():
+        past = sum(reference_length_penalty("", "w " * n, response="r " * r)["score"] < 0 for n, r in zip(w, ref_words))
+        cells = []
+        for _, lo, hi in LENGTH_BINS:
+            idx = [i for i, (a, b) in enumerate(zip(words[base], w)) if lo <= b - a <= hi]
+            diffs = [share[name][i] - share[base][i] for i in idx]
+            cells.append(f"{statistics.mean(diffs):+.3f} ({len(idx)})" if idx else "- (0)")
+        lines.append(f"| {name} | {statistics.mean(w):.1f} | {past / len(w):.3f} | {' | '.join(cells)} |")
+    return lines
 
 
 def dump(path: Path, rows: dict[str, list[dict]], texts: list[str], scores: dict[str, list[float]]) -> None:
@@ -90,10 +115,13 @@ def main() -> None:
     rows = {"math": rows["math"], "ifeval": wide_if, "format": wide_format}
     init_ray(num_cpus=4)
     scores: dict[str, dict[str, list[float]]] = {}
+    if_words: dict[str, list[int]] = {}
+    n_math = len(rows["math"])
     for spec in args.models:
         name, path = spec.split("=", 1)
         texts = greedy_completions(cfg, path, eval_prompts(rows))
         scores[name] = per_prompt(rows, texts)
+        if_words[name] = [len(x.split()) for x in texts[n_math:n_math + len(rows["ifeval"])]]
         if args.dump:
             dump(args.dump / f"{name}.jsonl", rows, texts, scores[name])
         print(name, {k: round(statistics.mean(v), 3) for k, v in scores[name].items()}, flush=True)
@@ -104,6 +132,9 @@ def main() -> None:
         means = " | ".join(f"{statistics.mean(s[k]):.3f}" for k in ("math", "if_share", "if_all", "format"))
         deltas = " | ".join(paired(scores[base][k], s[k]) for k in ("math", "if_share", "if_all", "format"))
         print(f"| {name} | {means} | {deltas} |")
+    print()
+    ref_words = [len(r["response"].split()) for r in rows["ifeval"]]
+    print("\n".join(length_table(if_words, ref_words, {k: s["if_share"] for k, s in scores.items()})))
 
 
 if __name__ == "__main__":
