@@ -92,3 +92,15 @@ def test_learner_settings_defaults_overrides_and_unknown_keys() -> None:
         learner_settings(zero=1)
     with pytest.raises(KeyError, match=r"unknown learner.optim keys \['learning_rate'\]"):
         learner_settings({"learning_rate": 1.0})
+
+
+def test_a_new_stage_from_the_command_line():
+    # `+stages.NAME={...}` cannot work: OmegaConf will not assign a plain dict to a StageConfig slot.
+    cfg = _compose(["+exp=keye_pipeline", "pipeline=[align_x]", "+stage@stages.align_x=blank",
+                    "stages.align_x.kind=rl", "stages.align_x.input=rft_rl", "stages.align_x.lr=1e-5"])
+    validate_config(cfg)
+    stage = cfg.stages.align_x
+    assert (stage.kind, stage.input, stage.lr, stage.loss) == ("rl", "rft_rl", 1e-5, "sft")
+    with pytest.raises(ConfigCompositionException) as err:
+        _compose(["+exp=keye_pipeline", "+stage@stages.align_x=blank", "stages.align_x.lrr=1e-5"])
+    assert "lrr" in str(err.value.__cause__ or err.value)
