@@ -28,6 +28,13 @@ def length_penalty(
     return {"score": score, "length": float(length)}
 
 
+def reference_word_limit(reference_words: int, ratio: float = 1.5, slack_words: int = 10) -> float:
+    """The most words `reference_length_penalty` lets an answer have before it costs anything."""
+    if ratio <= 0 or slack_words < 0:
+        raise ValueError(f"need ratio > 0 and slack_words >= 0, got ratio={ratio}, slack_words={slack_words}")
+    return ratio * reference_words + slack_words
+
+
 def reference_length_penalty(
     prompt: str,
     completion: str,
@@ -39,16 +46,15 @@ def reference_length_penalty(
     """Length control against the row's reference response, in words.
 
     limit = ratio * reference words + slack_words; the score is 0 up to the limit, then
-    -(words - limit) / limit, floored at -1 (twice the limit). A model-based term (reward model,
-    judge) that favours longer answers drifts IF answers past the length their constraints allow
-    (BENCHMARKS.md "Session 19"); this term bounds the drift per row. A row without a reference
-    scores 0 and is counted in `no_reference`.
+    -(words - limit) / limit, floored at -1 (twice the limit). Alignment RL lengthens IF answers
+    past what their constraints allow, and held-out IF falls where answers grew (BENCHMARKS.md
+    "Session 19"); this term bounds the drift per row. A row without a reference scores 0 and is
+    counted in `no_reference`.
     """
-    if ratio <= 0 or slack_words < 0:
-        raise ValueError(f"need ratio > 0 and slack_words >= 0, got ratio={ratio}, slack_words={slack_words}")
+    reference_word_limit(0, ratio, slack_words)  # bad settings fail on rows without a reference too
     words = len(completion.split())
     if not response:
         return {"score": 0.0, "no_reference": 1.0, "words": float(words)}
-    limit = ratio * len(response.split()) + slack_words
+    limit = reference_word_limit(len(response.split()), ratio, slack_words)
     over = max(0.0, words - limit)
     return {"score": -min(1.0, over / limit), "no_reference": 0.0, "words": float(words)}

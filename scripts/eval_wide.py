@@ -49,13 +49,13 @@ LENGTH_BINS = (("grew <= 5 words", -10**9, 5), ("grew 6-30", 6, 30), ("grew > 30
 
 def length_table(words: dict[str, list[int]], ref_words: list[int], share: dict[str, list[float]]) -> list[str]:
     """Markdown rows: IF answer length per model and the paired IF-share difference by length change."""
-    from rewards.length import reference_length_penalty
+    from rewards.length import reference_word_limit
 
     base = next(iter(words))
     head = " | ".join(f"Δ IF share, {name} (n)" for name, _, _ in LENGTH_BINS)
     lines = [f"| model | IF words | past ref_length bound | {head} |", "|---" * (3 + len(LENGTH_BINS)) + "|"]
     for name, w in words.items():
-        past = sum(reference_length_penalty("", "w " * n, response="r " * r)["score"] < 0 for n, r in zip(w, ref_words))
+        past = sum(n > reference_word_limit(r) for n, r in zip(w, ref_words))
         cells = []
         for _, lo, hi in LENGTH_BINS:
             idx = [i for i, (a, b) in enumerate(zip(words[base], w)) if lo <= b - a <= hi]
