@@ -51,10 +51,10 @@ def reference_length_penalty(
     "Session 19"); this term bounds the drift per row. A row without a reference scores 0 and is
     counted in `no_reference`.
     """
-    reference_word_limit(0, ratio, slack_words)  # bad settings fail on rows without a reference too
+    # Computed before the no-reference branch, so bad settings fail on every row.
+    limit = reference_word_limit(len((response or "").split()), ratio, slack_words)
     words = len(completion.split())
     if not response:
         return {"score": 0.0, "no_reference": 1.0, "words": float(words)}
-    limit = reference_word_limit(len(response.split()), ratio, slack_words)
     over = max(0.0, words - limit)
     return {"score": -min(1.0, over / limit), "no_reference": 0.0, "words": float(words)}
