@@ -101,15 +101,22 @@ def search_minimal_level(
 class HintSource:
     """Hint text per (row, level): the row's `hints` field, else a configured generator.
 
+    With `data_sources`, rows of other sources are never offered hints (`available` is False).
+
     The generator is any callable `(row, level) -> str` (e.g. an LLM behind the OpenAI client),
     loaded by `_target_`; its answers are memoised per (row id, level).
     """
 
-    def __init__(self, generator: Callable[[dict, int], str] | None = None) -> None:
+    def __init__(self, generator: Callable[[dict, int], str] | None = None,
+                 data_sources: list[str] | None = None) -> None:
         self.generator = generator
+        # None: every row; else only rows of these data sources get hints.
+        self.data_sources = None if data_sources is None else frozenset(data_sources)
         self._memo: dict[tuple[str, int], str] = {}
 
     def available(self, row: dict) -> bool:
+        if self.data_sources is not None and row.get("data_source") not in self.data_sources:
+            return False
         return bool(row.get("hints")) or self.generator is not None
 
     def hint(self, row: dict, level: int) -> str | None:

@@ -181,6 +181,9 @@ class RewardConfig:
     on_error_score: float = 0.0
     fail_on_error: bool = False
     correct_threshold: float = 0.5
+    # Per data source, the one term that decides pass/fail instead of the combined reward:
+    # [{data_source: rlsys/ifeval, term: ifeval, threshold: 1.0}] (rlsys/reward/correct.py).
+    correct_by: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -198,6 +201,8 @@ class HintsConfig:
     fade: int = 1
     # Optional hint generator for data without hint fields: {_target_: ..., ...}.
     generator: Any = None
+    # Only rows of these data sources get hints (null: every row with hints or a generator).
+    data_sources: list[str] | None = None
 
 
 @dataclass
@@ -278,6 +283,13 @@ class RLConfig:
     credit: str = "sequence"
     step_verifier: str = "rewards.steps.false_results"
     step_penalty: float = 0.0
+    # Off-policy guidance (the idea of LUFFY, Yan et al. 2025): in a fresh group where no answer passes
+    # (pass rate <= hints.hard_pass_rate), the row's verified reference answer (this field, e.g.
+    # `response`) replaces the lowest-scoring answer when the reference itself passes, so a constraint
+    # the policy never meets still has a positive example. Only rows of `guide_sources` (empty = every
+    # row with the field); old log-probs are then recomputed by the learner. See rlsys/controller/rl_guide.py.
+    guide_field: str | None = None
+    guide_sources: list[str] = field(default_factory=list)
 
 
 @dataclass

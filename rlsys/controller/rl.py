@@ -135,7 +135,8 @@ def build_rl(ctx: StageContext) -> RLSetup:
         from hydra.utils import instantiate
 
         generator = instantiate(cfg.hints.generator)
-    collector = GroupCollector(rows, tokenizer, pool, rewards, HintSource(generator), cfg, rl)
+    hint_sources = None if cfg.hints.data_sources is None else list(cfg.hints.data_sources)
+    collector = GroupCollector(rows, tokenizer, pool, rewards, HintSource(generator, hint_sources), cfg, rl)
     return RLSetup(
         learners=learners, pool=pool, rewards=rewards, collector=collector,
         sampler=ProblemSampler(len(rows), ctx.stage.seed), metrics=None, eval_rows=eval_rows(cfg),
@@ -245,7 +246,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
             continue
         fields = {"old_logprobs": old, "advantages": adv} | ({"kl_weights": kl_weights} if anchored else {})
         batch = make_batch(ids, masks, fields)
-        if rl.recompute_old_logprobs or not cfg.hints.keep_hint_in_context:
+        if rl.recompute_old_logprobs or not cfg.hints.keep_hint_in_context or rl.guide_field:
             batch["fields"]["old_logprobs"] = learners.compute_logprobs(batch)
         out = learners.train_step(batch, rl.loss, as_dict(rl.loss_kwargs))
         for k, v in out.items():

@@ -1,4 +1,4 @@
-"""One RL step's data: sample groups, score them, filter by difficulty, rescue with hints.
+"""One RL step's data: sample groups, score them, guide or rescue all-fail groups, filter by difficulty.
 
 Rollout and reward calls are batched per round (all problems of a round in one pool call, all
 their answers in one reward call), so the pools stay busy however many groups need hints.
@@ -14,8 +14,9 @@ from typing import Any
 
 from hints.progressive import HintSource, LevelSearch
 from rlsys.algorithms.filtering import classify_group
+from rlsys.controller.rl_guide import reference_sample, wants_guide, with_reference
 from rlsys.controller.rl_state import ProblemSampler, RLState
-from rlsys.data.encode import encode_prompt
+from rlsys.data.encode import encode_completion, encode_prompt
 from rlsys.rollout.types import GroupRequest, Sample
 
 # Row fields that are not passed to reward functions (large or controller-only).
@@ -142,6 +143,7 @@ class GroupCollector:
             groups = self._sample_and_score(step, rnd, todo, self.cfg.rollout.group_size)
             if rnd == 0:
                 first_round = groups
+            groups = self._guide(groups, counts)
             needs_hint: dict[str, tuple[int, int]] = {}
             for g in groups:
                 pid = str(g.row["id"])
@@ -204,6 +206,38 @@ class GroupCollector:
                 counts["rescued"] += 1
                 rescued.append(found[pid])
         return rescued
+
+    def _guide(self, groups: list[Group], counts: Counter) -> list[Group]:
+        """All-fail fresh groups that hints will not rescue get the row's reference answer (rl_guide.py)."""
+        rl, hints = self.rl, self.cfg.hints
+        if not rl.guide_field:
+            return groups
+        todo = [i for i, g in enumerate(groups)
+                if g.level == 0 and g.pass_rate <= hints.hard_pass_rate
+                and not (hints.enabled and self.hint_source.available(g.row))
+                and wants_guide(g.row, rl.guide_field, rl.guide_sources)]
+        if not todo:
+            return groups
+        refs = []
+        for i in todo:
+            row = groups[i].row
+            text = row[rl.guide_field]
+            refs.append(reference_sample(encode_completion(self.tokenizer, row, text, self.cfg.data.system_prompt), text))
+        fields = [{k: v for k, v in groups[i].row.items() if k not in _NOT_FOR_REWARD} for i in todo]
+        started = time.perf_counter()
+        # Scored apart from the sampled answers, so the step's reward metrics stay the policy's own.
+        scores, extras, _ = self.rewards.score([
+            {"prompt": groups[i].row.get("prompt", ""), "completion": ref.text,
+             "completion_tokens": len(ref.token_ids), **f} for i, ref, f in zip(todo, refs, fields)])
+        self.timings["reward_s"] += time.perf_counter() - started
+        out = list(groups)
+        for i, ref, score, extra in zip(todo, refs, scores, extras):
+            if not extra.get("correct", False):
+                counts["guide_reference_failed"] += 1
+                continue
+            out[i] = with_reference(groups[i], ref, score, extra)
+            counts["guided"] += 1
+        return out
 
     def _first_round_metrics(self, groups: list[Group]) -> dict[str, float]:
         """Policy quality on the step's fresh problems, before any filtering or hints."""

@@ -39,6 +39,21 @@ def encode_chat(tokenizer: Any, messages: list[dict], max_len: int) -> tuple[lis
     return full, mask
 
 
+def encode_completion(tokenizer: Any, row: dict, text: str, system_prompt: str | None = None) -> list[int]:
+    """Token ids of `text` as the assistant's answer to the row's prompt, as the policy would sample
+    it: the assistant turn's tokens up to and including the first end-of-sequence token."""
+    messages = prompt_messages(row, system_prompt)
+    prompt = _ids(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    full = _ids(tokenizer, tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": text}],
+                                                         tokenize=False))
+    if full[: len(prompt)] != prompt:
+        raise ValueError(f"row {row.get('id')!r}: the chat template does not render the prompt as a prefix of "
+                         "the conversation, so the answer's tokens cannot be cut out")
+    ids = full[len(prompt):]
+    eos = tokenizer.eos_token_id
+    return ids[: ids.index(eos) + 1] if eos in ids else ids
+
+
 def encode_sft_rows(tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
     out = []
     for row in rows:

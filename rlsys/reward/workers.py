@@ -20,6 +20,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from rlsys.reward.correct import is_correct, parse_correct_by
 from rlsys.reward.manager import RewardError, RewardManager
 from rlsys.reward.plugins import RewardConfigError, RewardSpec, check_static, load_reward_fns
 from rlsys.runtime.ray_utils import ActorFailure, init_ray
@@ -153,6 +154,7 @@ class RewardWorkerPool:
             raise ValueError(f"reward.num_workers must be >= 1 and cpus_per_worker >= 0, got "
                              f"{self.num_workers} and {self.cpus_per_worker}")
         self.correct_threshold = float(_cfg(reward_cfg, "correct_threshold", 0.5))
+        self.correct_by = parse_correct_by(_cfg(reward_cfg, "correct_by", None), self.specs)
         self.timeout_s = float(_cfg(reward_cfg, "timeout_s", 10.0))
         self.load_timeout_s = load_timeout_s
         self.kill_grace_s = kill_grace_s
@@ -303,7 +305,7 @@ class RewardWorkerPool:
         """Score a batch across the workers; results come back in the order of `samples`.
 
         Returns the combined reward per sample; per-sample extras (see RewardManager.score_batch) plus
-        `correct` (reward >= correct_threshold); and batch metrics: the managers' metrics merged, plus
+        `correct` (reward >= correct_threshold, or the data source's `correct_by` rule); and batch metrics: the managers' metrics merged, plus
         `reward/correct` (pass rate), `reward/workers`, `reward/worker_restarts` and `reward/pool_time_s`.
         """
         start = time.perf_counter()
@@ -319,8 +321,9 @@ class RewardWorkerPool:
                 scores[i] = part_scores[pos]
                 extras[i] = part_extras[pos]
         metrics = merge_metrics(self.specs, [(m, e) for _, e, m in results])
-        for score, extra in zip(scores, extras):
-            extra[CORRECT_KEY] = score >= self.correct_threshold
+        for sample, score, extra in zip(samples, scores, extras):
+            extra[CORRECT_KEY] = is_correct(score, extra, sample.get("data_source"), self.correct_by,
+                                            self.correct_threshold)
         metrics["reward/correct"] = sum(e[CORRECT_KEY] for e in extras) / len(extras) if extras else 0.0
         metrics["reward/workers"] = float(len(indices))
         metrics["reward/worker_restarts"] = float(restarts)

@@ -82,6 +82,12 @@ def test_misconfigured_entries_fail_at_pool_start_naming_the_entry(
     assert time.monotonic() - start < 5  # caught in the driver, before any actor is started
 
 
+def test_correct_by_naming_an_unknown_reward_fails_at_pool_start() -> None:
+    rule = [{"data_source": "a", "term": "exactt"}]
+    with pytest.raises(RewardConfigError, match=r"reward\.correct_by\[0\]: term 'exactt' is not a reward name"):
+        RewardWorkerPool(_cfg([{"_target_": f"{PLUGIN}.exact"}], correct_by=rule))
+
+
 # ------------------------------------------------------------------------------------ real Ray actors
 
 @pytest.mark.slow
@@ -95,7 +101,9 @@ def test_pool_preserves_order_and_merges_like_one_manager(ray_session, num_worke
     completions = ["x", "yy", "7", "zzzz", "7", "abcde", "8", "", "7", "qq", "rrr"]
     samples = [{"prompt": f"p{i}", "completion": c, "id": i, "answer": "7", "tier": i % 3,
                 "data_source": "b" if i % 3 else "a"} for i, c in enumerate(completions)]
-    with RewardWorkerPool(_cfg(fns, num_workers=num_workers, correct_threshold=1.0)) as pool:
+    # On source "b" the exact-match term alone decides pass/fail ("yy" there sums to 1.0 and fails).
+    rule = [{"data_source": "b", "term": "acc", "threshold": 1.0}]
+    with RewardWorkerPool(_cfg(fns, num_workers=num_workers, correct_threshold=1.0, correct_by=rule)) as pool:
         scores, extras, metrics = pool.score(samples)
     with RewardManager(load_reward_fns(fns), timeout_s=5) as manager:
         want_scores, want_extras, want_metrics = manager.score_batch(samples)
@@ -104,7 +112,9 @@ def test_pool_preserves_order_and_merges_like_one_manager(ray_session, num_worke
     assert [e["echo"] for e in extras] == list(range(len(samples)))
     assert [e["echo/prompt"] for e in extras] == [f"p{i}" for i in range(len(samples))]
     assert [e["echo/tier"] for e in extras] == [float(i % 3) for i in range(len(samples))]
-    assert [e["correct"] for e in extras] == [s >= 1.0 for s in scores]
+    passed = [e["acc"] >= 1.0 if x["data_source"] == "b" else s >= 1.0 for x, s, e in zip(samples, scores, extras)]
+    assert [e["correct"] for e in extras] == passed
+    assert extras[1]["correct"] is False and scores[1] == 1.0
     assert len({e["len/pid"] for e in extras}) == num_workers
     drop = ("correct", "len/pid")
     assert [{k: v for k, v in e.items() if k not in drop} for e in extras] == \
@@ -112,7 +122,7 @@ def test_pool_preserves_order_and_merges_like_one_manager(ray_session, num_worke
     for key, value in want_metrics.items():
         if not key.endswith(("/time_s", "/pid")):
             assert metrics[key] == pytest.approx(value), key
-    assert metrics["reward/correct"] == pytest.approx(sum(s >= 1.0 for s in scores) / len(scores))
+    assert metrics["reward/correct"] == pytest.approx(sum(passed) / len(scores))
     assert metrics["reward/workers"] == num_workers
     assert metrics["reward/worker_restarts"] == 0.0
 
