@@ -8,6 +8,7 @@ BUILTINS: dict[str, str] = {
     "math": "rewards.math.math_reward",
     "format": "rewards.format.format_reward",
     "ifeval": "rewards.ifeval.ifeval_reward",
+    "ifeval_all": "rewards.ifeval_all.ifeval_all_reward",
     "length": "rewards.length.length_penalty",
     "ref_length": "rewards.length.reference_length_penalty",
     "arithmetic_steps": "rewards.steps.arithmetic_steps",

@@ -14,6 +14,7 @@ writes each model's answers and per-prompt scores to DIR/<name>.jsonl, to read w
 A second table splits the IF prompts by how much each model's answer grew against the first model's
 (in words) and gives the paired IF-share difference within each part, with each model's mean IF answer
 length and the share of IF answers past `ref_length`'s default bound (1.5 x the reference + 10 words).
+A third gives each IF constraint type's pass rate per model, the baseline's weakest first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import math
 import statistics
+from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +64,25 @@ def length_table(words: dict[str, list[int]], ref_words: list[int], share: dict[
             diffs = [share[name][i] - share[base][i] for i in idx]
             cells.append(f"{statistics.mean(diffs):+.3f} ({len(idx)})" if idx else "- (0)")
         lines.append(f"| {name} | {statistics.mean(w):.1f} | {past / len(w):.3f} | {' | '.join(cells)} |")
+    return lines
+
+
+def constraint_table(rows: list[dict], if_texts: dict[str, list[str]]) -> list[str]:
+    """Markdown rows: per IF constraint type, its prompts and each model's pass rate (baseline's lowest first)."""
+    from rewards.ifeval import check_constraints
+
+    rates: dict[str, dict[str, list[float]]] = {}
+    for name, texts in if_texts.items():
+        per: dict[str, list[float]] = defaultdict(list)
+        for row, text in zip(rows, texts):
+            for entry, ok in zip(row["constraints"], check_constraints(text, row["constraints"], row["prompt"])):
+                per[entry["type"]].append(float(ok))
+        rates[name] = per
+    base = rates[next(iter(rates))]
+    lines = ["| constraint | prompts | " + " | ".join(rates) + " |", "|---" * (2 + len(rates)) + "|"]
+    for kind in sorted(base, key=lambda k: (statistics.mean(base[k]), k)):
+        cells = " | ".join(f"{statistics.mean(r[kind]):.2f}" for r in rates.values())
+        lines.append(f"| {kind} | {len(base[kind])} | {cells} |")
     return lines
 
 
@@ -116,12 +137,14 @@ def main() -> None:
     init_ray(num_cpus=4)
     scores: dict[str, dict[str, list[float]]] = {}
     if_words: dict[str, list[int]] = {}
+    if_texts: dict[str, list[str]] = {}
     n_math = len(rows["math"])
     for spec in args.models:
         name, path = spec.split("=", 1)
         texts = greedy_completions(cfg, path, eval_prompts(rows))
         scores[name] = per_prompt(rows, texts)
-        if_words[name] = [len(x.split()) for x in texts[n_math:n_math + len(rows["ifeval"])]]
+        if_texts[name] = texts[n_math:n_math + len(rows["ifeval"])]
+        if_words[name] = [len(x.split()) for x in if_texts[name]]
         if args.dump:
             dump(args.dump / f"{name}.jsonl", rows, texts, scores[name])
         print(name, {k: round(statistics.mean(v), 3) for k, v in scores[name].items()}, flush=True)
@@ -135,6 +158,8 @@ def main() -> None:
     print()
     ref_words = [len(r["response"].split()) for r in rows["ifeval"]]
     print("\n".join(length_table(if_words, ref_words, {k: s["if_share"] for k, s in scores.items()})))
+    print()
+    print("\n".join(constraint_table(rows["ifeval"], if_texts)))
 
 
 if __name__ == "__main__":
