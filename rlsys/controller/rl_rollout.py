@@ -47,6 +47,13 @@ class Group:
         return self.n_correct / max(1, len(self.correct))
 
 
+def reward_sample(row: dict, sample: Sample) -> dict:
+    """What the reward workers score for one answer: prompt, completion, its length, the row's fields."""
+    fields = {k: v for k, v in row.items() if k not in _NOT_FOR_REWARD}
+    return {"prompt": row.get("prompt", ""), "completion": sample.text, "completion_tokens": len(sample.token_ids),
+            **fields}
+
+
 def sample_seed(*parts: Any) -> int:
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
@@ -108,12 +115,7 @@ class GroupCollector:
         return groups
 
     def _score(self, groups: list[Group]) -> None:
-        samples = []
-        for g in groups:
-            fields = {k: v for k, v in g.row.items() if k not in _NOT_FOR_REWARD}
-            for s in g.samples:
-                samples.append({"prompt": g.row.get("prompt", ""), "completion": s.text,
-                                "completion_tokens": len(s.token_ids), **fields})
+        samples = [reward_sample(g.row, s) for g in groups for s in g.samples]
         started = time.perf_counter()
         scores, extras, metrics = self.rewards.score(samples)
         self.timings["reward_s"] += time.perf_counter() - started
@@ -223,12 +225,9 @@ class GroupCollector:
             row = groups[i].row
             text = row[rl.guide_field]
             refs.append(reference_sample(encode_completion(self.tokenizer, row, text, self.cfg.data.system_prompt), text))
-        fields = [{k: v for k, v in groups[i].row.items() if k not in _NOT_FOR_REWARD} for i in todo]
         started = time.perf_counter()
         # Scored apart from the sampled answers, so the step's reward metrics stay the policy's own.
-        scores, extras, _ = self.rewards.score([
-            {"prompt": groups[i].row.get("prompt", ""), "completion": ref.text,
-             "completion_tokens": len(ref.token_ids), **f} for i, ref, f in zip(todo, refs, fields)])
+        scores, extras, _ = self.rewards.score([reward_sample(groups[i].row, ref) for i, ref in zip(todo, refs)])
         self.timings["reward_s"] += time.perf_counter() - started
         out = list(groups)
         for i, ref, score, extra in zip(todo, refs, scores, extras):
