@@ -29,14 +29,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def per_prompt(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, list[float]]:
-    """Per-prompt scores: math correct, IF constraint share, IF all pass, format pass."""
-    from rlsys.controller.evaluate import format_hits, ifeval_hits, math_hits
+def per_prompt(rows: dict[str, list[dict]], texts: list[str]) -> tuple[dict[str, list[float]], list[list[bool]]]:
+    """Per-prompt scores (math correct, IF constraint share, IF all pass, format pass) and each IF
+    prompt's per-constraint pass/fail."""
+    from rlsys.controller.evaluate import format_hits, ifeval_checks, ifeval_scores, math_hits
 
     n_math, n_if = len(rows["math"]), len(rows["ifeval"])
-    share, all_pass = ifeval_hits(rows["ifeval"], texts[n_math:n_math + n_if])
+    checks = ifeval_checks(rows["ifeval"], texts[n_math:n_math + n_if])
+    share, all_pass = ifeval_scores(checks)
     return {"math": math_hits(rows["math"], texts[:n_math]), "if_share": share, "if_all": all_pass,
-            "format": format_hits(rows["format"], texts[n_math + n_if:])}
+            "format": format_hits(rows["format"], texts[n_math + n_if:])}, checks
 
 
 def paired(a: list[float], b: list[float]) -> str:
@@ -67,15 +69,13 @@ def length_table(words: dict[str, list[int]], ref_words: list[int], share: dict[
     return lines
 
 
-def constraint_table(rows: list[dict], if_texts: dict[str, list[str]]) -> list[str]:
+def constraint_table(rows: list[dict], if_checks: dict[str, list[list[bool]]]) -> list[str]:
     """Markdown rows: per IF constraint type, its prompts and each model's pass rate (baseline's lowest first)."""
-    from rewards.ifeval import check_constraints
-
     rates: dict[str, dict[str, list[float]]] = {}
-    for name, texts in if_texts.items():
+    for name, checks in if_checks.items():
         per: dict[str, list[float]] = defaultdict(list)
-        for row, text in zip(rows, texts):
-            for entry, ok in zip(row["constraints"], check_constraints(text, row["constraints"], row["prompt"])):
+        for row, passed in zip(rows, checks):
+            for entry, ok in zip(row["constraints"], passed):
                 per[entry["type"]].append(float(ok))
         rates[name] = per
     base = rates[next(iter(rates))]
@@ -137,14 +137,13 @@ def main() -> None:
     init_ray(num_cpus=4)
     scores: dict[str, dict[str, list[float]]] = {}
     if_words: dict[str, list[int]] = {}
-    if_texts: dict[str, list[str]] = {}
+    if_checks: dict[str, list[list[bool]]] = {}
     n_math = len(rows["math"])
     for spec in args.models:
         name, path = spec.split("=", 1)
         texts = greedy_completions(cfg, path, eval_prompts(rows))
-        scores[name] = per_prompt(rows, texts)
-        if_texts[name] = texts[n_math:n_math + len(rows["ifeval"])]
-        if_words[name] = [len(x.split()) for x in if_texts[name]]
+        scores[name], if_checks[name] = per_prompt(rows, texts)
+        if_words[name] = [len(x.split()) for x in texts[n_math:n_math + len(rows["ifeval"])]]
         if args.dump:
             dump(args.dump / f"{name}.jsonl", rows, texts, scores[name])
         print(name, {k: round(statistics.mean(v), 3) for k, v in scores[name].items()}, flush=True)
@@ -159,7 +158,7 @@ def main() -> None:
     ref_words = [len(r["response"].split()) for r in rows["ifeval"]]
     print("\n".join(length_table(if_words, ref_words, {k: s["if_share"] for k, s in scores.items()})))
     print()
-    print("\n".join(constraint_table(rows["ifeval"], if_texts)))
+    print("\n".join(constraint_table(rows["ifeval"], if_checks)))
 
 
 if __name__ == "__main__":

@@ -64,12 +64,21 @@ def math_hits(rows: list[dict], completions: list[str]) -> list[float]:
             for row, text in zip(rows, completions)]
 
 
-def ifeval_hits(rows: list[dict], completions: list[str]) -> tuple[list[float], list[float]]:
-    """Per row: the share of its constraints met, and 1.0 where all of them are."""
+def ifeval_checks(rows: list[dict], completions: list[str]) -> list[list[bool]]:
+    """Per row: pass/fail of each of its constraints, in the row's order."""
     from rewards.ifeval import check_constraints
 
-    passed = [check_constraints(text, row["constraints"], row["prompt"]) for row, text in zip(rows, completions)]
+    return [check_constraints(text, row["constraints"], row["prompt"]) for row, text in zip(rows, completions)]
+
+
+def ifeval_scores(passed: list[list[bool]]) -> tuple[list[float], list[float]]:
+    """Per row: the share of its constraints met, and 1.0 where all of them are."""
     return [sum(p) / len(p) for p in passed], [float(all(p)) for p in passed]
+
+
+def ifeval_hits(rows: list[dict], completions: list[str]) -> tuple[list[float], list[float]]:
+    """Per row: the share of its constraints met, and 1.0 where all of them are."""
+    return ifeval_scores(ifeval_checks(rows, completions))
 
 
 def format_hits(rows: list[dict], completions: list[str]) -> list[float]:
