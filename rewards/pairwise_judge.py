@@ -99,6 +99,16 @@ def check_prompt(query: str, response: str) -> str:
     return CHECK_TEMPLATE.format(query=query.strip(), response=response.strip())
 
 
+def split_check_prompt(prompt: str) -> tuple[str, str]:
+    """(request, response) of a `check_prompt` message."""
+    head, tail = CHECK_TEMPLATE.split("{query}")[0], CHECK_TEMPLATE.split("{response}")[1]
+    middle = CHECK_TEMPLATE.split("{query}")[1].split("{response}")[0]
+    if not (prompt.startswith(head) and prompt.endswith(tail) and middle in prompt):
+        raise ValueError(f"not a check prompt: {prompt[:80]!r}")
+    query, response = prompt[len(head):len(prompt) - len(tail)].split(middle, 1)
+    return query, response
+
+
 def check_target(tags: list[str], marks: list[str]) -> str:
     """A line per instruction: "keyword include melody: no." """
     return "\n".join(f"{tag}: {mark}." for tag, mark in zip(tags, marks))
@@ -210,15 +220,22 @@ class PairwiseJudgeReward:
     or whose verdicts cannot be parsed, gets `fallback_score` (counted in the extras). `think` must match
     the prompt format the judge was trained on. With `mode="pointwise"` the model is a pointwise checker
     (judge_check_sft): it checks the completion and the reference one at a time, and the completion scores 1,
-    0.5 or 0 as it has fewer, as many or more failed marks (`both_orders` does not apply).
+    0.5 or 0 as it has fewer, as many or more failed marks (`both_orders` does not apply). `votes=K` (pointwise
+    only) samples K checks of each at `vote_temperature` and compares mean failed-mark counts instead of greedy
+    counts (self-consistency): ties, which cap a greedy checker's pair accuracy, become rare
+    (scripts/eval_judge_votes.py; BENCHMARKS.md "Session 21").
     """
 
     def __init__(self, model_path: str | None = None, base_url: str | None = None, model: str | None = None,
                  reference_field: str = "response", both_orders: bool = True, think: bool = True,
                  max_tokens: int = 96, max_concurrency: int = 8, timeout_s: float = 120.0,
                  fallback_score: float = 0.0, max_model_len: int | None = 1024, kv_cache_bytes: int = 128 << 20,
-                 api_key_env: str | None = None, mode: str = "pairwise") -> None:
-        self.validate_static({"model_path": model_path, "base_url": base_url, "model": model, "mode": mode})
+                 api_key_env: str | None = None, mode: str = "pairwise", votes: int = 1,
+                 vote_temperature: float = 1.0) -> None:
+        self.validate_static({"model_path": model_path, "base_url": base_url, "model": model, "mode": mode,
+                              "votes": votes, "vote_temperature": vote_temperature})
+        self.votes = votes
+        self.vote_temperature = vote_temperature
         self.mode = mode
         self.model_path = model_path
         self.base_url = base_url
@@ -236,7 +253,7 @@ class PairwiseJudgeReward:
         self._server: Any = None
         self._client: Any = None
         self._lock = threading.Lock()
-        self._reference_checks: dict[tuple[str, str], tuple[int, int]] = {}
+        self._reference_checks: dict[tuple[str, str], float | None] = {}
 
     @classmethod
     def validate_static(cls, kwargs: dict) -> None:
@@ -249,6 +266,13 @@ class PairwiseJudgeReward:
             raise ValueError("base_url needs model (the served model name)")
         if kwargs.get("mode", "pairwise") not in JUDGE_MODES:
             raise ValueError(f"mode must be one of {JUDGE_MODES}, got {kwargs.get('mode')!r}")
+        votes = kwargs.get("votes", 1)
+        if not isinstance(votes, int) or isinstance(votes, bool) or votes < 1:
+            raise ValueError(f"votes must be an int >= 1, got {votes!r}")
+        if votes > 1 and kwargs.get("mode", "pairwise") != "pointwise":
+            raise ValueError("votes > 1 needs mode: pointwise (a pairwise verdict has no count to average)")
+        if votes > 1 and not kwargs.get("vote_temperature", 1.0) > 0:
+            raise ValueError(f"votes > 1 needs vote_temperature > 0, got {kwargs.get('vote_temperature')!r}")
 
     def __repr__(self) -> str:
         return f"PairwiseJudgeReward(model_path={self.model_path!r}, base_url={self.base_url!r})"
@@ -295,27 +319,36 @@ class PairwiseJudgeReward:
         except Exception:
             pass
 
-    def _ask(self, content: str) -> str:
+    def _ask(self, content: str, n: int = 1, temperature: float = 0.0) -> list[str]:
         reply = self._client.chat.completions.create(
-            model=self._served_model, messages=[{"role": "user", "content": content}], temperature=0.0,
-            max_tokens=self.max_tokens,
+            model=self._served_model, messages=[{"role": "user", "content": content}], temperature=temperature,
+            max_tokens=self.max_tokens, n=n,
         )
-        return reply.choices[0].message.content or ""
+        return [choice.message.content or "" for choice in reply.choices]
 
     def _verdict(self, query: str, a: str, b: str) -> str | None:
-        return parse_verdict(self._ask(judge_prompt(query, a, b, self.think)))
+        return parse_verdict(self._ask(judge_prompt(query, a, b, self.think))[0])
 
-    def _reference_fails(self, query: str, reference: str) -> tuple[int, int]:
-        # A group's samples share one reference, and greedy checks of it are all the same: ask once.
+    def _fails(self, query: str, text: str) -> float | None:
+        """Failed marks of `text`: the greedy count, or the mean over `votes` sampled checks; None when no
+        check has a readable mark."""
+        if self.votes == 1:
+            answers = self._ask(check_prompt(query, text))
+        else:
+            answers = self._ask(check_prompt(query, text), n=self.votes, temperature=self.vote_temperature)
+        counts = [fails for fails, read in map(count_fails, answers) if read]
+        return sum(counts) / len(counts) if counts else None
+
+    def _reference_fails(self, query: str, reference: str) -> float | None:
+        # A group's samples share one reference: check it once per reward worker.
         key = (query, reference)
         if key not in self._reference_checks:
-            self._reference_checks[key] = count_fails(self._ask(check_prompt(query, reference)))
+            self._reference_checks[key] = self._fails(query, reference)
         return self._reference_checks[key]
 
     def _pointwise(self, query: str, answer: str, reference: str) -> dict:
-        own, own_read = count_fails(self._ask(check_prompt(query, answer)))
-        ref, ref_read = self._reference_fails(query, reference)
-        if not own_read or not ref_read:
+        own, ref = self._fails(query, answer), self._reference_fails(query, reference)
+        if own is None or ref is None:
             return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0}
         return {"score": 1.0 if own < ref else 0.5 if own == ref else 0.0, "no_reference": 0.0, "parse_error": 0.0}
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/eval_wide.py start=artifacts/stages/rft_rl/<hash>/model \
         align=artifacts/stages/align/<hash>/model [...] [--n-if 600] [--n-format 200] [--max-math 600] \
-        [--dump DIR]
+        [--dump DIR] [--samples K --temperature T]
 
 The stages evaluate on 100 IF prompts and 40 format prompts, where one checkpoint moves ±0.04 between
 evals: too coarse to tell a +0.03 IF gain from noise. This draws more rows of the same held-out splits
@@ -10,6 +10,9 @@ from the suite's generators (the first 100 IF rows are the stages' own eval rows
 checks; format prompts are deduplicated), answers them greedily with each model through a vLLM actor, and prints each
 model's scores plus its paired difference from the first model with a standard error over prompts. `--dump DIR`
 writes each model's answers and per-prompt scores to DIR/<name>.jsonl, to read what changed.
+`--samples K --temperature T` scores K seeded samples per prompt instead (every model sees the same per-prompt
+seeds) and averages each prompt's scores over them (avg@K): RL trains on samples at the rollout temperature,
+and a gain there need not reach the greedy answer.
 
 A second table splits the IF prompts by how much each model's answer grew against the first model's
 (in words) and gives the paired IF-share difference within each part, with each model's mean IF answer
@@ -41,6 +44,21 @@ def per_prompt(rows: dict[str, list[dict]], texts: list[str]) -> tuple[dict[str,
             "format": format_hits(rows["format"], texts[n_math + n_if:])}, checks
 
 
+def per_prompt_avg(rows: dict[str, list[dict]], samples: list[list[str]]
+                   ) -> tuple[dict[str, list[float]], list[list[float]], list[float]]:
+    """`per_prompt` averaged over each prompt's samples (`samples[i]` holds prompt i's K answers), plus
+    each IF prompt's mean answer length in words."""
+    k = len(samples[0])
+    if any(len(s) != k for s in samples):
+        raise SystemExit(f"a prompt got fewer than {k} samples (a failed generate): not averaging over unequal sets")
+    runs = [per_prompt(rows, [s[j] for s in samples]) for j in range(k)]
+    scores = {key: [statistics.mean(v) for v in zip(*(r[0][key] for r in runs))] for key in runs[0][0]}
+    checks = [[statistics.mean(map(float, c)) for c in zip(*per)] for per in zip(*(r[1] for r in runs))]
+    n_math, n_if = len(rows["math"]), len(rows["ifeval"])
+    words = [statistics.mean(len(t.split()) for t in s) for s in samples[n_math:n_math + n_if]]
+    return scores, checks, words
+
+
 def paired(a: list[float], b: list[float]) -> str:
     """Mean of b - a and its standard error over prompts."""
     diffs = [y - x for x, y in zip(a, b)]
@@ -48,10 +66,11 @@ def paired(a: list[float], b: list[float]) -> str:
     return f"{statistics.mean(diffs):+.3f} ± {se:.3f}"
 
 
-LENGTH_BINS = (("grew <= 5 words", -10**9, 5), ("grew 6-30", 6, 30), ("grew > 30", 31, 10**9))
+# (lo, hi]: sampled lengths are means over K answers, so the bins must cover fractions too.
+LENGTH_BINS = (("grew <= 5 words", -10**9, 5), ("grew 5-30", 5, 30), ("grew > 30", 30, 10**9))
 
 
-def length_table(words: dict[str, list[int]], ref_words: list[int], share: dict[str, list[float]]) -> list[str]:
+def length_table(words: dict[str, list[float]], ref_words: list[int], share: dict[str, list[float]]) -> list[str]:
     """Markdown rows: IF answer length per model and the paired IF-share difference by length change."""
     from rewards.length import reference_word_limit
 
@@ -62,14 +81,14 @@ def length_table(words: dict[str, list[int]], ref_words: list[int], share: dict[
         past = sum(n > reference_word_limit(r) for n, r in zip(w, ref_words))
         cells = []
         for _, lo, hi in LENGTH_BINS:
-            idx = [i for i, (a, b) in enumerate(zip(words[base], w)) if lo <= b - a <= hi]
+            idx = [i for i, (a, b) in enumerate(zip(words[base], w)) if lo < b - a <= hi]
             diffs = [share[name][i] - share[base][i] for i in idx]
             cells.append(f"{statistics.mean(diffs):+.3f} ({len(idx)})" if idx else "- (0)")
         lines.append(f"| {name} | {statistics.mean(w):.1f} | {past / len(w):.3f} | {' | '.join(cells)} |")
     return lines
 
 
-def constraint_table(rows: list[dict], if_checks: dict[str, list[list[bool]]]) -> list[str]:
+def constraint_table(rows: list[dict], if_checks: dict[str, list[list[float]]]) -> list[str]:
     """Markdown rows: per IF constraint type, its prompts and each model's pass rate (baseline's lowest first)."""
     rates: dict[str, dict[str, list[float]]] = {}
     for name, checks in if_checks.items():
@@ -86,15 +105,17 @@ def constraint_table(rows: list[dict], if_checks: dict[str, list[list[bool]]]) -
     return lines
 
 
-def dump(path: Path, rows: dict[str, list[dict]], texts: list[str], scores: dict[str, list[float]]) -> None:
-    """One line per prompt, in eval order: split, id, prompt, answer and its scores."""
+def dump(path: Path, rows: dict[str, list[dict]], samples: list[list[str]], scores: dict[str, list[float]]) -> None:
+    """One line per prompt, in eval order: split, id, prompt, answer (`answers` when sampled K > 1) and its scores."""
     path.parent.mkdir(parents=True, exist_ok=True)
     keys = {"math": ("math",), "ifeval": ("if_share", "if_all"), "format": ("format",)}
     start = 0
     with path.open("w") as f:
         for split in ("math", "ifeval", "format"):
             for i, row in enumerate(rows[split]):
-                line = {"split": split, "id": row.get("id"), "prompt": row["prompt"], "answer": texts[start + i]}
+                answers = samples[start + i]
+                said = {"answer": answers[0]} if len(answers) == 1 else {"answers": answers}
+                line = {"split": split, "id": row.get("id"), "prompt": row["prompt"]} | said
                 f.write(json.dumps(line | {k: scores[k][i] for k in keys[split]}) + "\n")
             start += len(rows[split])
 
@@ -107,11 +128,16 @@ def main() -> None:
     parser.add_argument("--max-math", type=int, default=600)
     parser.add_argument("--exp", default="keye_pipeline")
     parser.add_argument("--dump", type=Path, default=None, help="write <name>.jsonl of answers and scores here")
+    parser.add_argument("--samples", type=int, default=1, help="answers per prompt (K > 1 needs --temperature > 0)")
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0, help="per-prompt sampling seeds start here")
     args = parser.parse_args()
+    if args.samples < 1 or (args.samples > 1 and args.temperature <= 0):
+        raise SystemExit("--samples must be >= 1, and > 1 only with --temperature > 0 (greedy answers repeat)")
     from hydra import compose, initialize_config_dir
 
     from rlsys.config.store import register_configs
-    from rlsys.controller.evaluate import eval_prompts, eval_rows, greedy_completions
+    from rlsys.controller.evaluate import eval_prompts, eval_rows, model_completions
     from rlsys.data.tasks.format_tasks import format_rows
     from rlsys.data.tasks.ifeval_tasks import ifeval_rows
     from rlsys.run import CONF_DIR, normalize_overrides
@@ -136,16 +162,15 @@ def main() -> None:
     rows = {"math": rows["math"], "ifeval": wide_if, "format": wide_format}
     init_ray(num_cpus=4)
     scores: dict[str, dict[str, list[float]]] = {}
-    if_words: dict[str, list[int]] = {}
-    if_checks: dict[str, list[list[bool]]] = {}
-    n_math = len(rows["math"])
+    if_words: dict[str, list[float]] = {}
+    if_checks: dict[str, list[list[float]]] = {}
     for spec in args.models:
         name, path = spec.split("=", 1)
-        texts = greedy_completions(cfg, path, eval_prompts(rows))
-        scores[name], if_checks[name] = per_prompt(rows, texts)
-        if_words[name] = [len(x.split()) for x in texts[n_math:n_math + len(rows["ifeval"])]]
+        samples = model_completions(cfg, path, eval_prompts(rows), n=args.samples, temperature=args.temperature,
+                                    seed=args.seed if args.temperature > 0 else None)
+        scores[name], if_checks[name], if_words[name] = per_prompt_avg(rows, samples)
         if args.dump:
-            dump(args.dump / f"{name}.jsonl", rows, texts, scores[name])
+            dump(args.dump / f"{name}.jsonl", rows, samples, scores[name])
         print(name, {k: round(statistics.mean(v), 3) for k, v in scores[name].items()}, flush=True)
     base = next(iter(scores))
     print(f"\n| model | math | IF share | IF all | format | Δ math | Δ IF share | Δ IF all | Δ format (vs {base}) |")

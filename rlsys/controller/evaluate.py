@@ -143,6 +143,13 @@ def score_math_sampled(rows: list[dict], texts: list[list[str]]) -> dict[str, fl
 
 def greedy_completions(cfg: Any, model_path: str, rows: list[dict]) -> list[str]:
     """Greedy answers from a temporary vLLM actor serving `model_path`."""
+    return [texts[0] if texts else "" for texts in model_completions(cfg, model_path, rows)]
+
+
+def model_completions(cfg: Any, model_path: str, rows: list[dict], n: int = 1, temperature: float = 0.0,
+                      seed: int | None = None) -> list[list[str]]:
+    """`n` answers per row from a temporary vLLM actor serving `model_path` (greedy by default; seeded
+    sampling gives two models the same per-row seeds)."""
     from transformers import AutoTokenizer
 
     from rlsys.runtime.ray_utils import get
@@ -151,9 +158,10 @@ def greedy_completions(cfg: Any, model_path: str, rows: list[dict]) -> list[str]
     group = build_rollout_group(cfg, model_path, num_actors=1)
     actor = group.actors[0]
     try:
-        return greedy_texts(
+        return sampled_texts(
             cfg, tokenizer, rows,
             lambda reqs: get(actor.generate.remote(reqs), timeout=cfg.ray.actor_timeout_s, what="eval.generate"),
+            n=n, temperature=temperature, seed=seed,
         )
     finally:
         group.shutdown()

@@ -208,6 +208,34 @@ def check_accuracy(rows: list[dict], texts: list[str]) -> dict[str, float]:
     }
 
 
+def vote_points(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:
+    """Per pair id, from K sampled check answers per row: 1 if the chosen response's mean failed-mark count
+    (over its K answers; a missing mark is not a failure) is lower than the rejected one's, 0.5 if equal."""
+    fails: dict[str, dict[str, float]] = {}
+    for row, texts in zip(rows, samples):
+        if not texts:
+            raise ValueError(f"check row {row['id']!r} got no sampled answer")
+        counts = [parse_marks(t, row["tags"]).count("no") for t in texts]
+        fails.setdefault(row["pair_id"], {})[row["role"]] = sum(counts) / len(counts)
+    return {pid: 0.5 if f["chosen"] == f["rejected"] else float(f["chosen"] < f["rejected"])
+            for pid, f in fails.items() if set(f) == set(ROLES)}
+
+
+def voted_check_accuracy(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:
+    """`check_accuracy` by self-consistency over K sampled answers per row (`vote_points`): a pair ties
+    only when both mean counts are equal. `judge_vote_mark_acc` is the mark accuracy of single samples."""
+    points = list(vote_points(rows, samples).values())
+    right = sum(g == m for row, texts in zip(rows, samples) for t in texts
+                for g, m in zip(parse_marks(t, row["tags"]), row["marks"]))
+    total = sum(len(row["marks"]) * len(texts) for row, texts in zip(rows, samples))
+    n = max(1, len(points))
+    return {
+        "eval/judge_vote_pair_acc": sum(points) / n,
+        "eval/judge_vote_decided": sum(p != 0.5 for p in points) / n,
+        "eval/judge_vote_mark_acc": right / max(1, total),
+    }
+
+
 def has_distinct_answers(pair: dict) -> bool:
     """Whether the two responses reach different final answers (the pairs a solving judge can decide)."""
     from rewards.math import extract_answer

@@ -149,6 +149,26 @@ def test_check_accuracy_by_hand():
                                            "eval/judge_mark_acc": 5 / 6, "eval/judge_mark_prior": 4 / 6}
 
 
+def test_voted_check_accuracy_breaks_greedy_ties_by_mean_fail_counts():
+    """Pair q of the greedy test above, with two samples per response: chosen fails 0 then 1 times (mean
+    0.5), rejected 1 and 1 (mean 1.0) -> the vote picks the chosen where greedy tied. Pair p: both samples
+    of both responses fail 1 mark (means equal) -> 0.5. Marks right over single samples: p chosen 1+1 of 4,
+    p rejected 2+2 of 4, q chosen 1 of 2, q rejected 2 of 2 -> 9 of 12."""
+    from rlsys.controller.judge_rm import vote_points, voted_check_accuracy
+
+    rows = [{"id": "a", "pair_id": "p", "role": "chosen", "tags": ["t1", "t2"], "marks": ["ok", "ok"]},
+            {"id": "b", "pair_id": "p", "role": "rejected", "tags": ["t1", "t2"], "marks": ["ok", "no"]},
+            {"id": "c", "pair_id": "q", "role": "chosen", "tags": ["t1"], "marks": ["ok"]},
+            {"id": "d", "pair_id": "q", "role": "rejected", "tags": ["t1"], "marks": ["no"]}]
+    samples = [["t1: ok.\nt2: no.", "t1: no.\nt2: ok."], ["t1: ok.\nt2: no.", "t1: ok.\nt2: no."],
+               ["t1: ok.", "t1: no."], ["t1: no.", "t1: no."]]
+    assert vote_points(rows, samples) == {"p": 0.5, "q": 1.0}
+    assert voted_check_accuracy(rows, samples) == {"eval/judge_vote_pair_acc": 0.75, "eval/judge_vote_decided": 0.5,
+                                                   "eval/judge_vote_mark_acc": 9 / 12}
+    with pytest.raises(ValueError, match="'d' got no sampled answer"):
+        vote_points(rows, samples[:3] + [[]])
+
+
 def test_table_notes_name_the_pointwise_scores_not_the_pairwise_ones():
     from rlsys.controller.tables import stage_notes
 

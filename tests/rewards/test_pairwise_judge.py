@@ -81,18 +81,23 @@ class _Judge(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = body["messages"][-1]["content"]
+        n = body.get("n") or 1
+        assert n == 1 or body["temperature"] > 0, "sampled checks must not be greedy"
         if text.startswith("Request:"):
-            # A pointwise check: one failed mark per "bad" in the response.
+            # A pointwise check: one failed mark per "bad" in the response, one more on even-numbered
+            # choices of a "flaky" one (its greedy check, choice 0, fails it).
             response = text.split("Response:\n")[1].split("\n\nCheck the response")[0]
-            verdict = "garbled" if "unparseable" in response else "\n".join(
-                ["title: ok."] + [f"rule {i}: no." for i in range(response.count("bad"))])
+            verdicts = ["garbled" if "unparseable" in response else "\n".join(
+                ["title: ok."] + [f"rule {j}: no." for j in range(response.count("bad") + ("flaky" in response and i % 2 == 0))])
+                for i in range(n)]
         else:
             a = text.split("Response A:\n")[1].split("\n\nResponse B:")[0]
-            verdict = "garbled" if "unparseable" in text else ("Better: A" if "good" in a else
-                                                              "Better: B" if "good" in text.split("Response B:")[1] else "Better: A")
+            verdicts = ["garbled" if "unparseable" in text else ("Better: A" if "good" in a else
+                                                                "Better: B" if "good" in text.split("Response B:")[1] else "Better: A")]
         reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": f"<think>ok</think>\n{verdict}"}}],
+                 "choices": [{"index": i, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": f"<think>ok</think>\n{v}"}}
+                             for i, v in enumerate(verdicts)],
                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
         data = json.dumps(reply).encode()
         self.send_response(200)
@@ -139,6 +144,32 @@ def test_served_pointwise_checker_compares_failed_marks_with_the_reference(judge
     assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0}
     with pytest.raises(ValueError, match="mode must be one of"):
         PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointless")
+
+
+def test_pointwise_votes_compare_mean_failed_marks_over_sampled_checks(judge_url):
+    """"flaky" fails 1 mark on choices 0, 2, ... and none on 1, 3, ...: greedy it ties a one-fail reference
+    (0.5); with 4 votes its mean, 0.5, beats the reference's 1.0, and loses to a clean reference."""
+    greedy = PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointwise")
+    voted = PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointwise", votes=4)
+    assert greedy("q", "flaky", response="one bad")["score"] == 0.5
+    assert voted("q", "flaky", response="one bad")["score"] == 1.0
+    assert voted("q", "flaky", response="fine")["score"] == 0.0
+    assert voted("q", "unparseable", response="fine") == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0}
+    with pytest.raises(ValueError, match="votes must be an int >= 1"):
+        PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointwise", votes=0)
+    with pytest.raises(ValueError, match="votes > 1 needs mode: pointwise"):
+        PairwiseJudgeReward(base_url=judge_url, model="judge", votes=4)
+    with pytest.raises(ValueError, match="vote_temperature > 0"):
+        PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointwise", votes=4, vote_temperature=0.0)
+
+
+def test_check_prompt_splits_back_into_request_and_response():
+    from rewards.pairwise_judge import check_prompt, split_check_prompt
+
+    assert split_check_prompt(check_prompt(" Say hi.\nIn caps. ", "HI\n\nResponse:\nthere")) == (
+        "Say hi.\nIn caps.", "HI\n\nResponse:\nthere")
+    with pytest.raises(ValueError, match="not a check prompt"):
+        split_check_prompt("Response A:\nx")
 
 
 def test_judge_settings_are_checked_before_anything_starts(tmp_path):

@@ -1,0 +1,51 @@
+"""scripts/eval_wide.py's sample averaging, on hand-worked answers."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "eval_wide.py"
+
+
+@pytest.fixture(scope="module")
+def eval_wide():
+    spec = importlib.util.spec_from_file_location("eval_wide", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ROWS = {
+    "math": [{"prompt": "Add 2 and 3.", "answer": "5"}],
+    "ifeval": [{"prompt": "Say hi. Use no commas. Write in all lowercase letters.",
+                "constraints": [{"type": "no_commas", "params": {}}, {"type": "all_lowercase", "params": {}}]}],
+    "format": [{"prompt": "Reply only with JSON.", "format": "json"}],
+}
+
+
+def test_per_prompt_avg_means_each_score_and_each_constraint_over_samples(eval_wide) -> None:
+    samples = [
+        ["The answer is \\boxed{5}.", "The answer is \\boxed{6}."],
+        ["hi there friend", "Hi, there"],  # both met / both failed
+        ['{"a": 1}', "not json"],
+    ]
+    scores, checks, words = eval_wide.per_prompt_avg(ROWS, samples)
+    assert scores == {"math": [0.5], "if_share": [0.5], "if_all": [0.5], "format": [0.5]}
+    assert checks == [[0.5, 0.5]]
+    assert words == [2.5]
+
+
+def test_one_sample_is_the_greedy_scoring(eval_wide) -> None:
+    samples = [["The answer is \\boxed{5}."], ["hi, there"], ['{"a": 1}']]
+    scores, checks, words = eval_wide.per_prompt_avg(ROWS, samples)
+    assert scores == {"math": [1.0], "if_share": [0.5], "if_all": [0.0], "format": [1.0]}
+    assert checks == [[0.0, 1.0]]
+    assert words == [2]
+
+
+def test_a_prompt_short_of_samples_fails_instead_of_scoring_fewer(eval_wide) -> None:
+    with pytest.raises(SystemExit, match="fewer than 2 samples"):
+        eval_wide.per_prompt_avg(ROWS, [["a", "b"], ["c"], ["d", "e"]])
