@@ -17,7 +17,10 @@ and a gain there need not reach the greedy answer.
 A second table splits the IF prompts by how much each model's answer grew against the first model's
 (in words) and gives the paired IF-share difference within each part, with each model's mean IF answer
 length and the share of IF answers past `ref_length`'s default bound (1.5 x the reference + 10 words).
-A third gives each IF constraint type's pass rate per model, the baseline's weakest first.
+A third gives each IF constraint type's pass rate per model, the baseline's weakest first. A fourth gives, for
+markup a constraint can ask for (placeholders, a postscript, highlights, a title, quotes, JSON), how often each
+model's IF answers carry it where the prompt did not ask for it: a gain on a constraint from a habit spilling
+onto every answer shows there, which no IF checker penalises.
 """
 
 from __future__ import annotations
@@ -105,6 +108,30 @@ def constraint_table(rows: list[dict], if_checks: dict[str, list[list[float]]]) 
     return lines
 
 
+# A minimal instance of each constraint type, to detect its markup in any answer.
+UNASKED_PROBES = {
+    "placeholders": {"n": 1}, "postscript": {"marker": "P.S."}, "highlighted_sections": {"n": 1},
+    "title": {}, "wrapped_in_quotes": {}, "json_format": {},
+}
+
+
+def unasked_table(rows: list[dict], answers: dict[str, list[list[str]]]) -> list[str]:
+    """Markdown rows: per probed constraint type, the share of each model's IF answers (all samples) that
+    meet it among prompts that do not ask for it."""
+    from rewards.ifeval import check_constraints
+
+    lines = ["| markup (not asked for) | prompts | " + " | ".join(answers) + " |", "|---" * (2 + len(answers)) + "|"]
+    for kind, params in UNASKED_PROBES.items():
+        idx = [i for i, row in enumerate(rows) if kind not in {c["type"] for c in row["constraints"]}]
+        probe = [{"type": kind, "params": params}]
+        cells = []
+        for per_prompt in answers.values():
+            hits = [check_constraints(t, probe, rows[i]["prompt"])[0] for i in idx for t in per_prompt[i]]
+            cells.append(f"{statistics.mean(map(float, hits)):.2f}")
+        lines.append(f"| {kind} | {len(idx)} | {' | '.join(cells)} |")
+    return lines
+
+
 def dump(path: Path, rows: dict[str, list[dict]], samples: list[list[str]], scores: dict[str, list[float]]) -> None:
     """One line per prompt, in eval order: split, id, prompt, answer (`answers` when sampled K > 1) and its scores."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,11 +191,13 @@ def main() -> None:
     scores: dict[str, dict[str, list[float]]] = {}
     if_words: dict[str, list[float]] = {}
     if_checks: dict[str, list[list[float]]] = {}
+    if_answers: dict[str, list[list[str]]] = {}
     for spec in args.models:
         name, path = spec.split("=", 1)
         samples = model_completions(cfg, path, eval_prompts(rows), n=args.samples, temperature=args.temperature,
                                     seed=args.seed if args.temperature > 0 else None)
         scores[name], if_checks[name], if_words[name] = per_prompt_avg(rows, samples)
+        if_answers[name] = samples[len(rows["math"]):len(rows["math"]) + len(rows["ifeval"])]
         if args.dump:
             dump(args.dump / f"{name}.jsonl", rows, samples, scores[name])
         print(name, {k: round(statistics.mean(v), 3) for k, v in scores[name].items()}, flush=True)
@@ -184,6 +213,8 @@ def main() -> None:
     print("\n".join(length_table(if_words, ref_words, {k: s["if_share"] for k, s in scores.items()})))
     print()
     print("\n".join(constraint_table(rows["ifeval"], if_checks)))
+    print()
+    print("\n".join(unasked_table(rows["ifeval"], if_answers)))
 
 
 if __name__ == "__main__":

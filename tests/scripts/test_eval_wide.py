@@ -49,3 +49,15 @@ def test_one_sample_is_the_greedy_scoring(eval_wide) -> None:
 def test_a_prompt_short_of_samples_fails_instead_of_scoring_fewer(eval_wide) -> None:
     with pytest.raises(SystemExit, match="fewer than 2 samples"):
         eval_wide.per_prompt_avg(ROWS, [["a", "b"], ["c"], ["d", "e"]])
+
+
+def test_unasked_table_counts_markup_only_where_the_prompt_did_not_ask(eval_wide) -> None:
+    """Prompt 0 asks for a title, prompt 1 asks for nothing probed. Model m: prompt 0's answer has a title
+    (asked: not counted), prompt 1's answers have a title in 1 of 2 samples and a placeholder in both."""
+    rows = [{"prompt": "Give it a title.", "constraints": [{"type": "title", "params": {}}]},
+            {"prompt": "Say hi.", "constraints": [{"type": "no_commas", "params": {}}]}]
+    answers = {"m": [["<<T>> hi"], ["<<Hi>> [name]", "hi [name]"]]}
+    table = {line.split(" | ")[0].strip("| "): line for line in eval_wide.unasked_table(rows, answers)[2:]}
+    assert table["title"] == "| title | 1 | 0.50 |"
+    assert table["placeholders"] == "| placeholders | 2 | 0.67 |"
+    assert table["json_format"] == "| json_format | 2 | 0.00 |"
