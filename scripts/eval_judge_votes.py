@@ -9,7 +9,8 @@ are equal (about 4 pairs in 10 for the SFT checker) and counts half. Sampling K 
 comparing mean failed-mark counts (self-consistency) breaks most ties by the checker's own uncertainty. GSPO
 trains the checker on samples at temperature 1, which the greedy answer may not show; the vote reads them.
 Per model: greedy pair accuracy and decided share, vote pair accuracy and decided share, mark accuracy of
-single samples; then each model's paired difference in vote pair accuracy from the first (SE over pairs).
+single samples; then each model's paired differences from the first in vote pair accuracy and in single-sample
+mark accuracy (SE over pairs).
 `--served N` also scores the first N pairs through the reward align uses, `PairwiseJudgeReward(mode="pointwise")`
 on the first model served by `rlsys.serve` (vLLM's OpenAI-compatible server): each chosen response against its
 rejected one as the reference, greedy and with `votes=--samples`.
@@ -49,7 +50,12 @@ def main() -> None:
 
     from rlsys.config.store import register_configs
     from rlsys.controller.evaluate import model_completions
-    from rlsys.controller.judge_rm import check_accuracy, vote_points, voted_check_accuracy
+    from rlsys.controller.judge_rm import (
+        check_accuracy,
+        pair_mark_accuracy,
+        vote_points,
+        voted_check_accuracy,
+    )
     from rlsys.controller.pipeline import read_jsonl
     from rlsys.run import CONF_DIR, normalize_overrides
     from rlsys.runtime.ray_utils import init_ray
@@ -62,6 +68,7 @@ def main() -> None:
     print(f"{len(rows)} check rows from {data}", flush=True)
     init_ray(num_cpus=4)
     points: dict[str, dict[str, float]] = {}
+    marks: dict[str, dict[str, float]] = {}
     lines = []
     for spec in args.models:
         name, path = spec.split("=", 1)
@@ -69,6 +76,7 @@ def main() -> None:
         sampled = model_completions(cfg, path, rows, n=args.samples, temperature=args.temperature, seed=args.seed)
         g, v = check_accuracy(rows, greedy), voted_check_accuracy(rows, sampled)
         points[name] = vote_points(rows, sampled)
+        marks[name] = pair_mark_accuracy(rows, sampled)
         lines.append(f"| {name} | {g['eval/judge_pair_acc']:.3f} | {g['eval/judge_decided']:.3f} | "
                      f"{v['eval/judge_vote_pair_acc']:.3f} | {v['eval/judge_vote_decided']:.3f} | "
                      f"{g['eval/judge_mark_acc']:.3f} | {v['eval/judge_vote_mark_acc']:.3f} |")
@@ -78,11 +86,12 @@ def main() -> None:
           "greedy marks right | sampled marks right |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(lines))
-    print(f"\nvote pair accuracy vs {base} (paired over {len(points[base])} pairs):")
-    for name, p in points.items():
-        diffs = [p[k] - points[base][k] for k in points[base]]
-        se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-        print(f"  {name}: {statistics.mean(diffs):+.3f} ± {se:.3f}")
+    for label, per_pair in (("vote pair accuracy", points), ("single-sample marks right", marks)):
+        print(f"\n{label} vs {base} (paired over {len(per_pair[base])} pairs):")
+        for name, p in per_pair.items():
+            diffs = [p[k] - per_pair[base][k] for k in per_pair[base]]
+            se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+            print(f"  {name}: {statistics.mean(diffs):+.3f} ± {se:.3f}")
     if args.served:
         served(rows, args.models[0], args)
 

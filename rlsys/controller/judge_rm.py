@@ -221,18 +221,32 @@ def vote_points(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:
             for pid, f in fails.items() if set(f) == set(ROLES)}
 
 
+def _mark_tallies(rows: list[dict], samples: list[list[str]]) -> dict[str, list[int]]:
+    """Per pair id: [marks right, marks] over both rows' sampled answers (a missing mark is wrong)."""
+    tallies: dict[str, list[int]] = {}
+    for row, texts in zip(rows, samples):
+        tally = tallies.setdefault(row["pair_id"], [0, 0])
+        for text in texts:
+            tally[0] += sum(g == m for g, m in zip(parse_marks(text, row["tags"]), row["marks"]))
+            tally[1] += len(row["marks"])
+    return tallies
+
+
+def pair_mark_accuracy(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:
+    """Per pair id: the share of marks right over both rows' sampled answers (a missing mark is wrong)."""
+    return {pid: right / total for pid, (right, total) in _mark_tallies(rows, samples).items() if total}
+
+
 def voted_check_accuracy(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:
     """`check_accuracy` by self-consistency over K sampled answers per row (`vote_points`): a pair ties
     only when both mean counts are equal. `judge_vote_mark_acc` is the mark accuracy of single samples."""
     points = list(vote_points(rows, samples).values())
-    right = sum(g == m for row, texts in zip(rows, samples) for t in texts
-                for g, m in zip(parse_marks(t, row["tags"]), row["marks"]))
-    total = sum(len(row["marks"]) * len(texts) for row, texts in zip(rows, samples))
+    tallies = list(_mark_tallies(rows, samples).values())
     n = max(1, len(points))
     return {
         "eval/judge_vote_pair_acc": sum(points) / n,
         "eval/judge_vote_decided": sum(p != 0.5 for p in points) / n,
-        "eval/judge_vote_mark_acc": right / max(1, total),
+        "eval/judge_vote_mark_acc": sum(r for r, _ in tallies) / max(1, sum(t for _, t in tallies)),
     }
 
 

@@ -165,6 +165,9 @@ def test_voted_check_accuracy_breaks_greedy_ties_by_mean_fail_counts():
     assert vote_points(rows, samples) == {"p": 0.5, "q": 1.0}
     assert voted_check_accuracy(rows, samples) == {"eval/judge_vote_pair_acc": 0.75, "eval/judge_vote_decided": 0.5,
                                                    "eval/judge_vote_mark_acc": 9 / 12}
+    from rlsys.controller.judge_rm import pair_mark_accuracy
+
+    assert pair_mark_accuracy(rows, samples) == {"p": 6 / 8, "q": 3 / 4}
     with pytest.raises(ValueError, match="'d' got no sampled answer"):
         vote_points(rows, samples[:3] + [[]])
 
