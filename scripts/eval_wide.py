@@ -51,7 +51,7 @@ def per_prompt_avg(rows: dict[str, list[dict]], samples: list[list[str]]
                    ) -> tuple[dict[str, list[float]], list[list[float]], list[float]]:
     """`per_prompt` averaged over each prompt's samples (`samples[i]` holds prompt i's K answers), plus
     each IF prompt's mean answer length in words."""
-    k = len(samples[0])
+    k = max(len(s) for s in samples)
     if any(len(s) != k for s in samples):
         raise SystemExit(f"a prompt got fewer than {k} samples (a failed generate): not averaging over unequal sets")
     runs = [per_prompt(rows, [s[j] for s in samples]) for j in range(k)]
@@ -125,8 +125,8 @@ def unasked_table(rows: list[dict], answers: dict[str, list[list[str]]]) -> list
         idx = [i for i, row in enumerate(rows) if kind not in {c["type"] for c in row["constraints"]}]
         probe = [{"type": kind, "params": params}]
         cells = []
-        for per_prompt in answers.values():
-            hits = [check_constraints(t, probe, rows[i]["prompt"])[0] for i in idx for t in per_prompt[i]]
+        for model_answers in answers.values():
+            hits = [check_constraints(t, probe, rows[i]["prompt"])[0] for i in idx for t in model_answers[i]]
             cells.append(f"{statistics.mean(map(float, hits)):.2f}")
         lines.append(f"| {kind} | {len(idx)} | {' | '.join(cells)} |")
     return lines

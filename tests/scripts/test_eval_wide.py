@@ -49,6 +49,8 @@ def test_one_sample_is_the_greedy_scoring(eval_wide) -> None:
 def test_a_prompt_short_of_samples_fails_instead_of_scoring_fewer(eval_wide) -> None:
     with pytest.raises(SystemExit, match="fewer than 2 samples"):
         eval_wide.per_prompt_avg(ROWS, [["a", "b"], ["c"], ["d", "e"]])
+    with pytest.raises(SystemExit, match="fewer than 1 samples"):  # a failed greedy answer on the first prompt
+        eval_wide.per_prompt_avg(ROWS, [[], ["c"], ["d"]])
 
 
 def test_unasked_table_counts_markup_only_where_the_prompt_did_not_ask(eval_wide) -> None:
