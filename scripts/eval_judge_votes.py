@@ -19,7 +19,6 @@ rejected one as the reference, greedy and with `votes=--samples`.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
 
     from rlsys.config.store import register_configs
-    from rlsys.controller.evaluate import model_completions
+    from rlsys.controller.evaluate import model_completions, paired_difference
     from rlsys.controller.judge_rm import (
         check_accuracy,
         pair_mark_accuracy,
@@ -88,10 +87,9 @@ def main() -> None:
     print("\n".join(lines))
     for label, per_pair in (("vote pair accuracy", points), ("single-sample marks right", marks)):
         print(f"\n{label} vs {base} (paired over {len(per_pair[base])} pairs):")
+        ids = list(per_pair[base])
         for name, p in per_pair.items():
-            diffs = [p[k] - per_pair[base][k] for k in per_pair[base]]
-            se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-            print(f"  {name}: {statistics.mean(diffs):+.3f} ± {se:.3f}")
+            print(f"  {name}: {paired_difference([per_pair[base][k] for k in ids], [p[k] for k in ids])}")
     if args.served:
         served(rows, args.models[0], args)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -60,13 +59,6 @@ def per_prompt_avg(rows: dict[str, list[dict]], samples: list[list[str]]
     n_math, n_if = len(rows["math"]), len(rows["ifeval"])
     words = [statistics.mean(len(t.split()) for t in s) for s in samples[n_math:n_math + n_if]]
     return scores, checks, words
-
-
-def paired(a: list[float], b: list[float]) -> str:
-    """Mean of b - a and its standard error over prompts."""
-    diffs = [y - x for x, y in zip(a, b)]
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
-    return f"{statistics.mean(diffs):+.3f} ± {se:.3f}"
 
 
 # (lo, hi]: sampled lengths are means over K answers, so the bins must cover fractions too.
@@ -164,7 +156,7 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
 
     from rlsys.config.store import register_configs
-    from rlsys.controller.evaluate import eval_prompts, eval_rows, model_completions
+    from rlsys.controller.evaluate import eval_prompts, eval_rows, model_completions, paired_difference
     from rlsys.data.tasks.format_tasks import format_rows
     from rlsys.data.tasks.ifeval_tasks import ifeval_rows
     from rlsys.run import CONF_DIR, normalize_overrides
@@ -206,7 +198,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name, s in scores.items():
         means = " | ".join(f"{statistics.mean(s[k]):.3f}" for k in ("math", "if_share", "if_all", "format"))
-        deltas = " | ".join(paired(scores[base][k], s[k]) for k in ("math", "if_share", "if_all", "format"))
+        deltas = " | ".join(paired_difference(scores[base][k], s[k]) for k in ("math", "if_share", "if_all", "format"))
         print(f"| {name} | {means} | {deltas} |")
     print()
     ref_words = [len(r["response"].split()) for r in rows["ifeval"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 from collections import defaultdict
 from typing import Any
 
@@ -139,6 +140,13 @@ def score_math_sampled(rows: list[dict], texts: list[list[str]]) -> dict[str, fl
     flat_rows = [row for row, ts in zip(rows, texts) for _ in ts]
     scored = score_math(flat_rows, [t for ts in texts for t in ts])
     return {k.replace("eval/math_acc", "eval/math_sampled_acc"): v for k, v in scored.items()}
+
+
+def paired_difference(a: list[float], b: list[float]) -> str:
+    """Mean of b - a over paired items (prompts, pairs) and its standard error, as "+0.012 ± 0.004"."""
+    diffs = [y - x for x, y in zip(a, b)]
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("nan")
+    return f"{statistics.mean(diffs):+.3f} ± {se:.3f}"
 
 
 def greedy_completions(cfg: Any, model_path: str, rows: list[dict]) -> list[str]:

@@ -28,7 +28,6 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rewards.pairwise_judge import (
-    check_preference,
     check_prompt,
     check_target,
     judge_prompt,
@@ -184,26 +183,18 @@ def check_rows(pairs: list[dict]) -> tuple[list[dict], int]:
 
 def check_accuracy(rows: list[dict], texts: list[str]) -> dict[str, float]:
     """Scores of pointwise check answers `texts` to check rows `rows`: mark accuracy (a missing mark is
-    wrong) against the always-"ok" prior, and the pairwise accuracy of `check_preference` over each pair's
-    two rows (a tie counts half; `judge_decided` is the share of pairs without a tie)."""
-    right = total = prior = 0
-    by_pair: dict[str, dict[str, list[str | None]]] = {}
-    for row, text in zip(rows, texts):
-        got = parse_marks(text, row["tags"])
-        right += sum(g == m for g, m in zip(got, row["marks"]))
+    wrong) against the always-"ok" prior, and the pairwise accuracy over each pair's two rows: fewer failed
+    marks wins (`check_preference`), a tie counts half; `judge_decided` is the share of pairs without a tie.
+    The one-answer case of `voted_check_accuracy`."""
+    pair_acc, decided, mark_acc = _check_scores(rows, [[t] for t in texts])
+    total = prior = 0
+    for row, _ in zip(rows, texts):
         total += len(row["marks"])
         prior += row["marks"].count("ok")
-        by_pair.setdefault(row["pair_id"], {})[row["role"]] = got
-    points = []
-    for marks in by_pair.values():
-        if set(marks) == set(ROLES):
-            verdict = check_preference(marks["chosen"], marks["rejected"])
-            points.append(0.5 if verdict is None else float(verdict == "A"))
-    n = max(1, len(points))
     return {
-        "eval/judge_pair_acc": sum(points) / n,
-        "eval/judge_decided": sum(p != 0.5 for p in points) / n,
-        "eval/judge_mark_acc": right / max(1, total),
+        "eval/judge_pair_acc": pair_acc,
+        "eval/judge_decided": decided,
+        "eval/judge_mark_acc": mark_acc,
         "eval/judge_mark_prior": prior / max(1, total),
     }
 
@@ -237,17 +228,21 @@ def pair_mark_accuracy(rows: list[dict], samples: list[list[str]]) -> dict[str, 
     return {pid: right / total for pid, (right, total) in _mark_tallies(rows, samples).items() if total}
 
 
-def voted_check_accuracy(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:
-    """`check_accuracy` by self-consistency over K sampled answers per row (`vote_points`): a pair ties
-    only when both mean counts are equal. `judge_vote_mark_acc` is the mark accuracy of single samples."""
+def _check_scores(rows: list[dict], samples: list[list[str]]) -> tuple[float, float, float]:
+    """Pair accuracy (`vote_points`, a tie half), share of pairs decided, and mark accuracy over all answers."""
     points = list(vote_points(rows, samples).values())
     tallies = list(_mark_tallies(rows, samples).values())
     n = max(1, len(points))
-    return {
-        "eval/judge_vote_pair_acc": sum(points) / n,
-        "eval/judge_vote_decided": sum(p != 0.5 for p in points) / n,
-        "eval/judge_vote_mark_acc": sum(r for r, _ in tallies) / max(1, sum(t for _, t in tallies)),
-    }
+    return (sum(points) / n, sum(p != 0.5 for p in points) / n,
+            sum(r for r, _ in tallies) / max(1, sum(t for _, t in tallies)))
+
+
+def voted_check_accuracy(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:
+    """`check_accuracy` by self-consistency over K sampled answers per row (`vote_points`): a pair ties
+    only when both mean counts are equal. `judge_vote_mark_acc` is the mark accuracy of single samples."""
+    pair_acc, decided, mark_acc = _check_scores(rows, samples)
+    return {"eval/judge_vote_pair_acc": pair_acc, "eval/judge_vote_decided": decided,
+            "eval/judge_vote_mark_acc": mark_acc}
 
 
 def has_distinct_answers(pair: dict) -> bool:

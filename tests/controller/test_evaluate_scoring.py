@@ -47,3 +47,11 @@ def test_score_eval_splits_the_answers_by_eval_part_in_prompt_order():
     out = score_eval(rows, ["\\boxed{5}", "\\boxed{5/2}", "hi there", '{"answer": 5}', "no markdown"])
     assert out["eval/math_acc"] == 1.0 and out["eval/ifeval_all_pass"] == 1.0 and out["eval/format_pass"] == 0.5
     assert "eval/format_pass" not in score_eval(rows | {"format": []}, ["\\boxed{5}", "x", "hi, there"])
+
+
+def test_paired_difference_by_hand():
+    """Differences 0.1, 0.3 -> mean +0.2, stdev 0.1414, SE 0.1414 / sqrt(2) = 0.1."""
+    from rlsys.controller.evaluate import paired_difference
+
+    assert paired_difference([0.0, 0.0], [0.1, 0.3]) == "+0.200 ± 0.100"
+    assert paired_difference([1.0], [0.5]) == "-0.500 ± nan"
