@@ -11,6 +11,7 @@ BUILTINS: dict[str, str] = {
     "ifeval_all": "rewards.ifeval_all.ifeval_all_reward",
     "length": "rewards.length.length_penalty",
     "ref_length": "rewards.length.reference_length_penalty",
+    "unasked_markup": "rewards.unasked_markup.unasked_markup_penalty",
     "arithmetic_steps": "rewards.steps.arithmetic_steps",
     "judge": "rewards.judge.JudgeReward",
     "reward_model": "rewards.reward_model.RewardModelReward",
