@@ -329,28 +329,30 @@ class PairwiseJudgeReward:
     def _verdict(self, query: str, a: str, b: str) -> str | None:
         return parse_verdict(self._ask(judge_prompt(query, a, b, self.think))[0])
 
-    def _fails(self, query: str, text: str) -> float | None:
-        """Failed marks of `text`: the greedy count, or the mean over `votes` sampled checks; None when no
-        check has a readable mark."""
+    def _fails(self, query: str, text: str) -> tuple[float | None, float]:
+        """Failed marks of `text` (the greedy count, or the mean over `votes` sampled checks; None when no
+        check has a readable mark) and the share of its checks without one."""
         if self.votes == 1:
             answers = self._ask(check_prompt(query, text))
         else:
             answers = self._ask(check_prompt(query, text), n=self.votes, temperature=self.vote_temperature)
         counts = [fails for fails, read in map(count_fails, answers) if read]
-        return sum(counts) / len(counts) if counts else None
+        return (sum(counts) / len(counts) if counts else None), 1.0 - len(counts) / len(answers)
 
     def _reference_fails(self, query: str, reference: str) -> float | None:
         # A group's samples share one reference: check it once per reward worker.
         key = (query, reference)
         if key not in self._reference_checks:
-            self._reference_checks[key] = self._fails(query, reference)
+            self._reference_checks[key] = self._fails(query, reference)[0]
         return self._reference_checks[key]
 
     def _pointwise(self, query: str, answer: str, reference: str) -> dict:
-        own, ref = self._fails(query, answer), self._reference_fails(query, reference)
+        # `unread_checks` counts the answer's sampled checks left out of its mean (unreadable marks).
+        (own, unread), ref = self._fails(query, answer), self._reference_fails(query, reference)
         if own is None or ref is None:
-            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0}
-        return {"score": 1.0 if own < ref else 0.5 if own == ref else 0.0, "no_reference": 0.0, "parse_error": 0.0}
+            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0, "unread_checks": unread}
+        score = 1.0 if own < ref else 0.5 if own == ref else 0.0
+        return {"score": score, "no_reference": 0.0, "parse_error": 0.0, "unread_checks": unread}
 
     def _judge(self, prompt: str, completion: str, fields: dict) -> dict:
         reference = fields.get(self.reference_field)

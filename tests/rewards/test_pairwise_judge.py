@@ -87,7 +87,7 @@ class _Judge(BaseHTTPRequestHandler):
             # A pointwise check: one failed mark per "bad" in the response, one more on even-numbered
             # choices of a "flaky" one (its greedy check, choice 0, fails it).
             response = text.split("Response:\n")[1].split("\n\nCheck the response")[0]
-            verdicts = ["garbled" if "unparseable" in response else "\n".join(
+            verdicts = ["garbled" if "unparseable" in response or ("patchy" in response and i % 2) else "\n".join(
                 ["title: ok."] + [f"rule {j}: no." for j in range(response.count("bad") + ("flaky" in response and i % 2 == 0))])
                 for i in range(n)]
         else:
@@ -141,7 +141,7 @@ def test_served_pointwise_checker_compares_failed_marks_with_the_reference(judge
     out = reward.score_batch(["q"] * 4, ["fine", "one bad", "fine", "unparseable"],
                              [{"response": "a bad one"}, {"response": "fine"}, {"response": "fine"}, {"response": "ok"}])
     assert [o["score"] for o in out[:3]] == [1.0, 0.0, 0.5]
-    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0}
+    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0, "unread_checks": 1.0}
     with pytest.raises(ValueError, match="mode must be one of"):
         PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointless")
 
@@ -154,7 +154,12 @@ def test_pointwise_votes_compare_mean_failed_marks_over_sampled_checks(judge_url
     assert greedy("q", "flaky", response="one bad")["score"] == 0.5
     assert voted("q", "flaky", response="one bad")["score"] == 1.0
     assert voted("q", "flaky", response="fine")["score"] == 0.0
-    assert voted("q", "unparseable", response="fine") == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0}
+    assert voted("q", "unparseable", response="fine") == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0,
+                                                          "unread_checks": 1.0}
+    # "patchy" garbles choices 1 and 3: its mean is over the two readable checks (0 fails, a tie with "fine"),
+    # and the two left out are counted.
+    assert voted("q", "patchy", response="fine") == {"score": 0.5, "no_reference": 0.0, "parse_error": 0.0,
+                                                     "unread_checks": 0.5}
     with pytest.raises(ValueError, match="votes must be an int >= 1"):
         PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointwise", votes=0)
     with pytest.raises(ValueError, match="votes > 1 needs mode: pointwise"):
