@@ -29,21 +29,22 @@ EXCUSED_BY: dict[str, frozenset[str]] = {
 }
 
 
-def unasked_markup(answer: str, constraints: list[dict], prompt: str = "") -> dict[str, bool]:
-    """Per probed markup type: is it in `answer`? Types the constraints name or excuse are not probed.
+def probed_types(constraints: list[dict], prompt: str = "") -> list[str]:
+    """The markup types to probe an answer to this request for: those `constraints` neither name nor excuse.
 
-    Nor is a type whose probe already fires on the request's own text: an answer that quotes or repeats
-    the request (repeat_prompt) carries its markup for a reason.
+    Nor a type whose probe already fires on the request's own text: an answer that quotes or repeats the
+    request (repeat_prompt) carries its markup for a reason.
     """
     asked = {c["type"] for c in constraints}
     excused = set().union(*(EXCUSED_BY.get(kind, frozenset()) for kind in asked))
-    present = {}
-    for kind, variants in PROBES.items():
-        probes = [{"type": kind, "params": params} for params in variants]
-        if kind in asked or kind in excused or any(check_constraints(prompt, probes)):
-            continue
-        present[kind] = any(check_constraints(answer, probes, prompt))
-    return present
+    return [kind for kind, variants in PROBES.items() if kind not in asked | excused
+            and not any(check_constraints(prompt, [{"type": kind, "params": p} for p in variants]))]
+
+
+def unasked_markup(answer: str, constraints: list[dict], prompt: str = "") -> dict[str, bool]:
+    """Per probed markup type (`probed_types`): is it in `answer`?"""
+    return {kind: any(check_constraints(answer, [{"type": kind, "params": p} for p in PROBES[kind]], prompt))
+            for kind in probed_types(constraints, prompt)}
 
 
 def unasked_markup_penalty(

@@ -101,25 +101,20 @@ def constraint_table(rows: list[dict], if_checks: dict[str, list[list[float]]]) 
 
 
 # A minimal instance of each constraint type, to detect its markup in any answer.
-UNASKED_PROBES = {
-    "placeholders": {"n": 1}, "postscript": {"marker": "P.S."}, "highlighted_sections": {"n": 1},
-    "title": {}, "wrapped_in_quotes": {}, "json_format": {},
-}
-
-
 def unasked_table(rows: list[dict], answers: dict[str, list[list[str]]]) -> list[str]:
-    """Markdown rows: per probed constraint type, the share of each model's IF answers (all samples) that
-    meet it among prompts that do not ask for it."""
-    from rewards.ifeval import check_constraints
+    """Markdown rows: per markup type the `unasked_markup` reward probes, the share of each model's IF answers
+    (all samples) that carry it, among the prompts where the reward probes it (those that neither ask for it
+    nor excuse it nor carry it in their own text)."""
+    from rewards.unasked_markup import PROBES, probed_types, unasked_markup_penalty
 
+    flags = {name: [[unasked_markup_penalty(row["prompt"], t, row["constraints"]) for t in model_answers[i]]
+                    for i, row in enumerate(rows)] for name, model_answers in answers.items()}
+    probed = [probed_types(row["constraints"], row["prompt"]) for row in rows]
     lines = ["| markup (not asked for) | prompts | " + " | ".join(answers) + " |", "|---" * (2 + len(answers)) + "|"]
-    for kind, params in UNASKED_PROBES.items():
-        idx = [i for i, row in enumerate(rows) if kind not in {c["type"] for c in row["constraints"]}]
-        probe = [{"type": kind, "params": params}]
-        cells = []
-        for model_answers in answers.values():
-            hits = [check_constraints(t, probe, rows[i]["prompt"])[0] for i in idx for t in model_answers[i]]
-            cells.append(f"{statistics.mean(map(float, hits)):.2f}")
+    for kind in PROBES:
+        idx = [i for i, kinds in enumerate(probed) if kind in kinds]
+        cells = [f"{statistics.mean(out[f'unasked/{kind}'] for i in idx for out in flags[name][i]):.2f}"
+                 if idx else "-" for name in answers]
         lines.append(f"| {kind} | {len(idx)} | {' | '.join(cells)} |")
     return lines
 

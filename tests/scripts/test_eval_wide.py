@@ -54,12 +54,17 @@ def test_a_prompt_short_of_samples_fails_instead_of_scoring_fewer(eval_wide) -> 
 
 
 def test_unasked_table_counts_markup_only_where_the_prompt_did_not_ask(eval_wide) -> None:
-    """Prompt 0 asks for a title, prompt 1 asks for nothing probed. Model m: prompt 0's answer has a title
-    (asked: not counted), prompt 1's answers have a title in 1 of 2 samples and a placeholder in both."""
+    """Prompt 0 asks for a title, prompt 1 asks for nothing probed, prompt 2 asks for JSON (which excuses
+    placeholders: JSON lists look like them). Model m: prompt 0's answer has a title (asked: not counted),
+    prompt 1's answers have a title in 1 of 2 samples and a placeholder in both; prompt 2's JSON has a list."""
     rows = [{"prompt": "Give it a title.", "constraints": [{"type": "title", "params": {}}]},
-            {"prompt": "Say hi.", "constraints": [{"type": "no_commas", "params": {}}]}]
-    answers = {"m": [["<<T>> hi"], ["<<Hi>> [name]", "hi [name]"]]}
+            {"prompt": "Say hi.", "constraints": [{"type": "no_commas", "params": {}}]},
+            {"prompt": "As JSON.", "constraints": [{"type": "json_format", "params": {}}]}]
+    answers = {"m": [["<<T>> hi"], ["<<Hi>> [name]", "hi [name]"], ['{"a": [1]}']]}
     table = {line.split(" | ")[0].strip("| "): line for line in eval_wide.unasked_table(rows, answers)[2:]}
-    assert table["title"] == "| title | 1 | 0.50 |"
+    assert table["title"] == "| title | 2 | 0.33 |"
     assert table["placeholders"] == "| placeholders | 2 | 0.67 |"
     assert table["json_format"] == "| json_format | 2 | 0.00 |"
+    # No prompt probes a type: its cell is "-", not an average over nothing.
+    only_title = eval_wide.unasked_table(rows[:1], {"m": answers["m"][:1]})
+    assert "| title | 0 | - |" in only_title
