@@ -252,3 +252,21 @@ def test_builtin_with_config_kwargs_and_row_fields(plugin_dir: Path) -> None:
     assert extras[0]["math"] == 1.0 and extras[0]["math/extracted"] == r"\frac{1}{2}"
     assert extras[1]["math/extracted"] == "3" and extras[1]["length"] == -1.0
     assert metrics["reward/math/acc"] == 0.5
+
+
+def test_unasked_markup_penalty_combines_with_ifeval_on_if_rows() -> None:
+    """The align_plain pair of entries on a real IF row (constraints as the JSON string rows carry): the
+    answer meets its one constraint (1.0) and carries an unasked placeholder (-0.5 at weight 0.5)."""
+    import json
+
+    entries = [{"_target_": "ifeval", "data_sources": ["rlsys/ifeval"]},
+               {"_target_": "unasked_markup", "weight": 0.5, "data_sources": ["rlsys/ifeval"]}]
+    constraints = json.dumps([{"type": "no_commas", "params": {}}])
+    samples = _samples(["Dear [name] hello", "hello there"], data_source="rlsys/ifeval", constraints=constraints)
+    samples.append({"prompt": "p", "completion": "[x]", "id": "m", "data_source": "rlsys/math"})
+    with _manager(entries, timeout_s=5.0) as manager:
+        scores, extras, metrics = manager.score_batch(samples)
+    assert scores == [0.75, 1.0, 0.0]
+    assert extras[0]["unasked_markup/unasked/placeholders"] == 1.0 and extras[1]["unasked_markup"] == 0.0
+    assert "unasked_markup" not in extras[2]
+    assert metrics["reward/unasked_markup/unasked/placeholders"] == 0.5
