@@ -56,9 +56,9 @@ def unasked_markup_penalty(
 ) -> dict:
     """-(unasked markup types found) / full_at, floored at -1; `unasked/<type>` 0/1 per probed type.
 
-    Only the text after the reasoning block is probed, like `ifeval`; an empty or unfinished answer
-    carries no markup, so it scores 0. Types a row does not probe get no `unasked/<type>` key, so the logged means are
-    rates among the rows that did not ask.
+    Only the text after the reasoning block is probed, like `ifeval`; an empty or unfinished answer carries
+    no markup, so it scores 0. Types a row does not probe get no `unasked/<type>` key, so the logged means
+    are rates among the rows that did not ask.
     """
     if not isinstance(full_at, int) or isinstance(full_at, bool) or full_at < 1:
         raise ValueError(f"full_at must be an int >= 1, got {full_at!r}")

@@ -100,7 +100,6 @@ def constraint_table(rows: list[dict], if_checks: dict[str, list[list[float]]]) 
     return lines
 
 
-# A minimal instance of each constraint type, to detect its markup in any answer.
 def unasked_table(rows: list[dict], answers: dict[str, list[list[str]]]) -> list[str]:
     """Markdown rows: per markup type the `unasked_markup` reward probes, the share of each model's IF answers
     (all samples) that carry it, among the prompts where the reward probes it (those that neither ask for it
