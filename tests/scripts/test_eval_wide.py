@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "eval_wide.py"
 
 
 @pytest.fixture(scope="module")
-def eval_wide():
-    spec = importlib.util.spec_from_file_location("eval_wide", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def eval_wide(load_script):
+    return load_script("eval_wide")
 
 
 ROWS = {
