@@ -29,6 +29,10 @@ EXCUSED_BY: dict[str, frozenset[str]] = {
 }
 
 
+def _probes(kind: str) -> list[dict]:
+    return [{"type": kind, "params": params} for params in PROBES[kind]]
+
+
 def probed_types(constraints: list[dict], prompt: str = "") -> list[str]:
     """The markup types to probe an answer to this request for: those `constraints` neither name nor excuse.
 
@@ -37,14 +41,12 @@ def probed_types(constraints: list[dict], prompt: str = "") -> list[str]:
     """
     asked = {c["type"] for c in constraints}
     excused = set().union(*(EXCUSED_BY.get(kind, frozenset()) for kind in asked))
-    return [kind for kind, variants in PROBES.items() if kind not in asked | excused
-            and not any(check_constraints(prompt, [{"type": kind, "params": p} for p in variants]))]
+    return [kind for kind in PROBES if kind not in asked | excused and not any(check_constraints(prompt, _probes(kind)))]
 
 
 def unasked_markup(answer: str, constraints: list[dict], prompt: str = "") -> dict[str, bool]:
     """Per probed markup type (`probed_types`): is it in `answer`?"""
-    return {kind: any(check_constraints(answer, [{"type": kind, "params": p} for p in PROBES[kind]], prompt))
-            for kind in probed_types(constraints, prompt)}
+    return {kind: any(check_constraints(answer, _probes(kind), prompt)) for kind in probed_types(constraints, prompt)}
 
 
 def unasked_markup_penalty(

@@ -104,14 +104,14 @@ def unasked_table(rows: list[dict], answers: dict[str, list[list[str]]]) -> list
     """Markdown rows: per markup type the `unasked_markup` reward probes, the share of each model's IF answers
     (all samples) that carry it, among the prompts where the reward probes it (those that neither ask for it
     nor excuse it nor carry it in their own text)."""
-    from rewards.unasked_markup import PROBES, probed_types, unasked_markup_penalty
+    from rewards.unasked_markup import PROBES, unasked_markup_penalty
 
     flags = {name: [[unasked_markup_penalty(row["prompt"], t, row["constraints"]) for t in model_answers[i]]
                     for i, row in enumerate(rows)] for name, model_answers in answers.items()}
-    probed = [probed_types(row["constraints"], row["prompt"]) for row in rows]
     lines = ["| markup (not asked for) | prompts | " + " | ".join(answers) + " |", "|---" * (2 + len(answers)) + "|"]
     for kind in PROBES:
-        idx = [i for i, kinds in enumerate(probed) if kind in kinds]
+        # Which types a row probes depends on the row alone: read it off any answer's flags.
+        idx = [i for i, row_flags in enumerate(next(iter(flags.values()))) if f"unasked/{kind}" in row_flags[0]]
         cells = [f"{statistics.mean(out[f'unasked/{kind}'] for i in idx for out in flags[name][i]):.2f}"
                  if idx else "-" for name in answers]
         lines.append(f"| {kind} | {len(idx)} | {' | '.join(cells)} |")
