@@ -9,7 +9,7 @@ optionally after reasoning inside `<think>...</think>`:
     </think>
     Better: A
 
-or, for a judge that solves the request first (rlsys/controller/judge_rm.py, `judge_solve`):
+or, for a judge that solves the request first (rlsys/jobs/judge.py, `judge_solve`):
 
     <think>
     A ends with 45. B ends with 46.

@@ -23,8 +23,8 @@ CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # job name -> "module:function"; imported lazily so `--help` and config errors stay fast.
 JOBS = {
-    "smoke": "rlsys.controller.smoke:run",
-    "pipeline": "rlsys.controller.stages:run",
+    "smoke": "rlsys.jobs.smoke:run",
+    "pipeline": "rlsys.stages.runner:run",
 }
 
 log = logging.getLogger("rlsys")

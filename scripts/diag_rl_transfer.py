@@ -56,7 +56,7 @@ def main() -> None:
     random.Random(0).shuffle(train)
     held_out = load_rows(files["math_eval"], "rl")[0][::2][:150]
     tok = AutoTokenizer.from_pretrained(args.model)
-    pool = RolloutPool.from_config(cfg, args.model)
+    pool = RolloutPool.from_config(cfg.rollout, args.model)
     learner_cfg = learner_settings({"lr": args.lr, "min_lr_ratio": 1.0, "anneal_lr_ratio": 1.0},
                                    micro_batch_size=4, num_threads=2)
     learners = LearnerGroup(args.model, learner_cfg)

@@ -48,16 +48,11 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
 
     from rlsys.config.store import register_configs
-    from rlsys.controller.evaluate import model_completions, paired_difference
-    from rlsys.controller.judge_rm import (
-        check_accuracy,
-        pair_mark_accuracy,
-        vote_points,
-        voted_check_accuracy,
-    )
-    from rlsys.controller.pipeline import read_jsonl
+    from rlsys.eval.judge import check_accuracy, pair_mark_accuracy, vote_points, voted_check_accuracy
+    from rlsys.eval.scoring import model_completions, paired_difference
     from rlsys.run import CONF_DIR, normalize_overrides
     from rlsys.runtime.ray_utils import init_ray
+    from rlsys.stages.io import read_jsonl
 
     rows = read_jsonl(data)
     register_configs()

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 def per_prompt(rows: dict[str, list[dict]], texts: list[str]) -> tuple[dict[str, list[float]], list[list[bool]]]:
     """Per-prompt scores (math correct, IF constraint share, IF all pass, format pass) and each IF
     prompt's per-constraint pass/fail."""
-    from rlsys.controller.evaluate import format_hits, ifeval_checks, ifeval_scores, math_hits
+    from rlsys.eval.scoring import format_hits, ifeval_checks, ifeval_scores, math_hits
 
     n_math, n_if = len(rows["math"]), len(rows["ifeval"])
     checks = ifeval_checks(rows["ifeval"], texts[n_math:n_math + n_if])
@@ -150,9 +150,9 @@ def main() -> None:
     from hydra import compose, initialize_config_dir
 
     from rlsys.config.store import register_configs
-    from rlsys.controller.evaluate import eval_prompts, eval_rows, model_completions, paired_difference
     from rlsys.data.tasks.format_tasks import format_rows
     from rlsys.data.tasks.ifeval_tasks import ifeval_rows
+    from rlsys.eval.scoring import eval_prompts, eval_rows, model_completions, paired_difference
     from rlsys.run import CONF_DIR, normalize_overrides
     from rlsys.runtime.ray_utils import init_ray
 

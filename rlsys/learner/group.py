@@ -52,6 +52,11 @@ class LearnerGroup:
         self.group.call("setup", addr, port)
         log.info("%s: %d DeepSpeed rank(s) ready (ZeRO-%s, %s)", name, n, learner_cfg["zero_stage"], learner_cfg["precision"])
 
+    @property
+    def actors(self) -> list[Any]:
+        """The rank actors in rank order (an NCCL weight broadcast starts from rank 0)."""
+        return list(self.group.actors)
+
     def train_step(self, batch: dict[str, Any], loss_name: str, loss_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
         """One optimizer step on the global batch; metrics are already reduced over ranks."""
         shards = shard_batch(batch, self.world_size)

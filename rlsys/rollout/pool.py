@@ -24,6 +24,7 @@ import ray
 
 from rlsys.rollout.pool_core import LIVE, Job, PoolCore, PoolError
 from rlsys.rollout.pool_policy import PoolPolicy, actors_that_fit, desired_size
+from rlsys.rollout.settings import worker_kwargs, worker_resources
 from rlsys.rollout.types import GroupRequest, GroupResult
 from rlsys.rollout.weight_sync import PublishedWeights
 from rlsys.rollout.worker import IN_PROCESS_ENV, RolloutWorker
@@ -76,16 +77,14 @@ class RolloutPool(PoolCore):
             self.wait_ready(self.policy.start_timeout_s)
 
     @classmethod
-    def from_config(cls, cfg: Any, model_path: str, **kwargs: Any) -> RolloutPool:
-        """Build from a run config: worker settings, resources and policy from `cfg.rollout`."""
-        from rlsys.controller.builders import rollout_resources, rollout_worker_kwargs
-
-        kwargs.setdefault("num_actors", cfg.rollout.num_actors)
+    def from_config(cls, rollout: Any, model_path: str, **kwargs: Any) -> RolloutPool:
+        """Build from the `rollout` config section: worker settings, resources, policy and size."""
+        kwargs.setdefault("num_actors", rollout.num_actors)
         return cls(
             model_path,
-            worker_kwargs=rollout_worker_kwargs(cfg, model_path),
-            policy=PoolPolicy.from_config(cfg.rollout),
-            resources=rollout_resources(cfg),
+            worker_kwargs=worker_kwargs(rollout, model_path),
+            policy=PoolPolicy.from_config(rollout),
+            resources=worker_resources(rollout),
             **kwargs,
         )
 
@@ -189,7 +188,7 @@ class RolloutPool(PoolCore):
     def sync_from_learner(self, learners: Any, version: int, timeout: float = 600.0) -> dict[str, float]:
         """Move a LearnerGroup's current weights into every actor by the configured backend."""
         if self.policy.sync_backend == "nccl":
-            return self.sync_weights_nccl(learners.group.actors, version, timeout)
+            return self.sync_weights_nccl(learners.actors, version, timeout)
         return self.sync_weights(learners.export_weights(self.policy.sync_bucket_bytes), version, timeout)
 
     def sync_weights_nccl(self, learner_actors: list[Any], version: int, timeout: float = 600.0) -> dict[str, float]:

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlsys.controller.pipeline import DATA_FILE, pick_rows, sample_and_judge, write_jsonl
-from rlsys.controller.rft import pass_rate_histogram
-from rlsys.controller.stages import StageContext
+from rlsys.config.validate import ConfigError
+from rlsys.jobs.rft import pass_rate_histogram
+from rlsys.stages.context import StageContext
+from rlsys.stages.io import DATA_FILE, pick_rows, stage_rows, write_jsonl
+from rlsys.stages.sampling import sample_and_judge
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ def preference_pairs(
 
 
 def run_pref_sample(ctx: StageContext) -> dict[str, Any]:
-    from rlsys.config.validate import ConfigError
-    from rlsys.controller.train_jobs import stage_rows
 
     stage, k = ctx.stage, ctx.stage.sample.num_samples
     if stage.sample.pairs_per_prompt < 1:

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlsys.controller.builders import build_learners, build_metrics, build_rollout_group, start_ray
 from rlsys.learner.batching import make_batch
 from rlsys.model.resolve import resolve_base_model
 from rlsys.rollout.types import GroupRequest
 from rlsys.runtime.ray_utils import get
+from rlsys.stages.builders import build_learners, build_metrics, build_rollout_group, start_ray
 
 log = logging.getLogger(__name__)
 

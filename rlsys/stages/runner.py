@@ -20,67 +20,35 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rlsys.controller.builders import as_dict
+from rlsys.config.plain import to_plain
 from rlsys.data.embedded import suite_identity
 from rlsys.runtime.artifacts import artifact_dir, cached_build, is_built
+from rlsys.stages.builders import start_ray
+from rlsys.stages.context import USER_FILES, StageContext, StageFailed, StageResult
+from rlsys.stages.refs import prepare_stage, referenced_stages
+from rlsys.stages.tables import write_pipeline_outputs
 
 log = logging.getLogger(__name__)
 
 # Stage kind -> "module:function(ctx) -> dict"; imported lazily.
 STAGE_KINDS = {
-    "pretrain": "rlsys.controller.train_jobs:run_pretrain",
-    "sft": "rlsys.controller.train_jobs:run_sft",
-    "mpo": "rlsys.controller.train_jobs:run_mpo",
-    "rm": "rlsys.controller.train_jobs:run_rm",
-    "merge": "rlsys.controller.merge:run_merge",
-    "rl": "rlsys.controller.rl:run_rl",
-    "rft_sample": "rlsys.controller.rft:run_rft_sample",
-    "pass_filter": "rlsys.controller.rft:run_pass_filter",
-    "pref_sample": "rlsys.controller.pref_sample:run_pref_sample",
-    "judge_data": "rlsys.controller.judge_rm:run_judge_data",
-    "judge_sft": "rlsys.controller.judge_rm:run_judge_sft",
-    "judge_rl": "rlsys.controller.judge_rm:run_judge_rl",
+    "pretrain": "rlsys.jobs.train:run_pretrain",
+    "sft": "rlsys.jobs.train:run_sft",
+    "mpo": "rlsys.jobs.train:run_mpo",
+    "rm": "rlsys.jobs.train:run_rm",
+    "merge": "rlsys.jobs.merge:run_merge",
+    "rl": "rlsys.rl.loop:run_rl",
+    "rft_sample": "rlsys.jobs.rft:run_rft_sample",
+    "pass_filter": "rlsys.jobs.rft:run_pass_filter",
+    "pref_sample": "rlsys.jobs.pref_sample:run_pref_sample",
+    "judge_data": "rlsys.jobs.judge:run_judge_data",
+    "judge_sft": "rlsys.jobs.judge:run_judge_sft",
+    "judge_rl": "rlsys.rl.judge:run_judge_rl",
 }
-
-# Which user data files replace the suite split for each stage kind.
-USER_FILES = {
-    "pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files", "rl": "train_files",
-    "rft_sample": "sft_files", "pass_filter": "train_files", "pref_sample": "train_files", "judge_data": "pref_files",
-}
-
-
-class StageFailed(RuntimeError):
-    """A pipeline stage raised; the message names the stage."""
-
-
-@dataclass
-class StageContext:
-    """What a stage function gets: the run config, its own config, input model and output dir."""
-
-    cfg: Any
-    name: str
-    stage: Any
-    input_model: str
-    out_dir: Path
-    inputs: dict[str, str] = field(default_factory=dict)
-    # Artifact directory of every stage this one depends on (data files live there).
-    artifacts: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class StageResult:
-    name: str
-    kind: str
-    path: str
-    model_dir: str
-    reused: bool
-    wall_s: float
-    summary: dict[str, Any]
-
 
 def _file_identity(paths: list[str]) -> list[tuple[str, int, int]]:
     out = []
@@ -119,8 +87,6 @@ def stage_config(cfg: Any, name: str) -> Any:
 
 
 def dependencies(stage: Any) -> list[str]:
-    from rlsys.controller.pipeline import referenced_stages
-
     deps = ([stage.input] if stage.input else []) + list(stage.experts)
     deps += ([stage.data_from] if stage.data_from else []) + list(stage.match_wall) + referenced_stages(stage)
     return list(dict.fromkeys(deps))
@@ -134,11 +100,11 @@ def non_default(node: Any) -> Any:
     """
     from omegaconf import OmegaConf
 
-    values = as_dict(node)
+    values = to_plain(node)
     schema = OmegaConf.get_type(node) if OmegaConf.is_config(node) else None
     if schema is None or not dataclasses.is_dataclass(schema):
         return values
-    defaults = as_dict(OmegaConf.structured(schema))
+    defaults = to_plain(OmegaConf.structured(schema))
     out = {}
     for key, value in values.items():
         child = node[key]
@@ -235,7 +201,6 @@ def _eval_identity(cfg: Any, stage: Any) -> dict[str, Any]:
 
 
 def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:
-    from rlsys.controller.pipeline import prepare_stage
     from rlsys.model.resolve import resolve_base_model
 
     # Stage references resolved, equal-wall budgets set, per-stage config overrides applied. A stage
@@ -307,9 +272,6 @@ def _link_into_run(cfg: Any, result: StageResult) -> None:
 
 def run(cfg: Any) -> dict[str, StageResult]:
     """The `pipeline` job: run `cfg.pipeline` in order."""
-    from rlsys.controller.builders import start_ray
-    from rlsys.controller.tables import write_pipeline_outputs
-
     if not cfg.pipeline:
         raise StageFailed("config key 'pipeline' is empty: name the stages to run")
     start_ray(cfg)

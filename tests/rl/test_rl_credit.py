@@ -9,10 +9,10 @@ import pytest
 
 from rlsys.config.schema import RLConfig
 from rlsys.config.validate import ConfigError
-from rlsys.controller.rl import TokenCredit, build_credit, check_kl_sources, group_advantages, update_policy
-from rlsys.controller.rl_rollout import Group
-from rlsys.controller.stages import StageContext
+from rlsys.rl.collector import Group
+from rlsys.rl.loop import TokenCredit, build_credit, check_kl_sources, group_advantages, update_policy
 from rlsys.rollout.types import Sample
+from rlsys.stages.context import StageContext
 
 PIECES = ["3", " *", " 5", " =", " 2", "1", " 15", ".", "<eos>"]
 

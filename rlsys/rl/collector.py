@@ -6,7 +6,6 @@ their answers in one reward call), so the pools stay busy however many groups ne
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,13 +13,11 @@ from typing import Any
 
 from hints.progressive import HintSource, LevelSearch
 from rlsys.algorithms.filtering import classify_group
-from rlsys.controller.rl_guide import reference_sample, wants_guide, with_reference
-from rlsys.controller.rl_state import ProblemSampler, RLState
 from rlsys.data.encode import encode_completion, encode_prompt
+from rlsys.rl.guide import reference_sample, wants_guide, with_reference
+from rlsys.rl.state import ProblemSampler, RLState
 from rlsys.rollout.types import GroupRequest, Sample
-
-# Row fields that are not passed to reward functions (large or controller-only).
-_NOT_FOR_REWARD = {"hints", "solution", "messages", "prompt"}
+from rlsys.stages.sampling import reward_sample, sample_seed
 
 
 @dataclass
@@ -37,6 +34,10 @@ class Group:
     scores: list[float] = field(default_factory=list)
     correct: list[bool] = field(default_factory=list)
     extras: list[dict] = field(default_factory=list)
+    # False once the samples' logprobs no longer match the trained context: the hint was removed from
+    # it (`hints.keep_hint_in_context: false`) or a reference answer was put in (off-policy guidance).
+    # The learner then recomputes them before the update.
+    rollout_logprobs_valid: bool = True
 
     @property
     def n_correct(self) -> int:
@@ -45,18 +46,6 @@ class Group:
     @property
     def pass_rate(self) -> float:
         return self.n_correct / max(1, len(self.correct))
-
-
-def reward_sample(row: dict, sample: Sample) -> dict:
-    """What the reward workers score for one answer: prompt, completion, its length, the row's fields."""
-    fields = {k: v for k, v in row.items() if k not in _NOT_FOR_REWARD}
-    return {"prompt": row.get("prompt", ""), "completion": sample.text, "completion_tokens": len(sample.token_ids),
-            **fields}
-
-
-def sample_seed(*parts: Any) -> int:
-    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 class GroupCollector:
@@ -109,13 +98,13 @@ class GroupCollector:
                 train_ids = encode_prompt(self.tokenizer, row, self.cfg.data.system_prompt)
             groups.append(
                 Group(row, req.meta["row"], req.meta["level"], req.prompt_token_ids, train_ids, res.samples,
-                      res.policy_version)
+                      res.policy_version, rollout_logprobs_valid=train_ids is req.prompt_token_ids)
             )
         self._score(groups)
         return groups
 
     def _score(self, groups: list[Group]) -> None:
-        samples = [reward_sample(g.row, s) for g in groups for s in g.samples]
+        samples = [reward_sample(g.row, s.text, len(s.token_ids)) for g in groups for s in g.samples]
         started = time.perf_counter()
         scores, extras, metrics = self.rewards.score(samples)
         self.timings["reward_s"] += time.perf_counter() - started
@@ -227,7 +216,7 @@ class GroupCollector:
             refs.append(reference_sample(encode_completion(self.tokenizer, row, text, self.cfg.data.system_prompt), text))
         started = time.perf_counter()
         # Scored apart from the sampled answers, so the step's reward metrics stay the policy's own.
-        scores, extras, _ = self.rewards.score([reward_sample(groups[i].row, ref) for i, ref in zip(todo, refs)])
+        scores, extras, _ = self.rewards.score([reward_sample(groups[i].row, ref.text, len(ref.token_ids)) for i, ref in zip(todo, refs)])
         self.timings["reward_s"] += time.perf_counter() - started
         out = list(groups)
         for i, ref, score, extra in zip(todo, refs, scores, extras):

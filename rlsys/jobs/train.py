@@ -9,96 +9,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlsys.controller.builders import as_dict, build_metrics_at
-from rlsys.controller.evaluate import evaluate_model
-from rlsys.controller.stages import USER_FILES, StageContext
+from rlsys.config.validate import ConfigError
 from rlsys.data.encode import encode_pairs, encode_sft_rows, pack_documents
+from rlsys.eval.scoring import evaluate_model
 from rlsys.learner.batching import make_batch
 from rlsys.learner.group import LearnerGroup
+from rlsys.stages.builders import build_metrics_at, build_stage_learners, total_steps
+from rlsys.stages.context import StageContext
+from rlsys.stages.io import stage_rows
 
 log = logging.getLogger(__name__)
-
-
-def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: bool = True) -> list[dict]:
-    """The stage's rows: another stage's data file (`data_from`), else the user's files for this
-    kind, else the task-suite split (`a+b` joins several splits); then those its `where` selects, unless
-    `select` is False (for a caller that extends the rows before selecting)."""
-    from rlsys.data.loading import load_rows
-
-    cfg = ctx.cfg
-    files_key = USER_FILES.get(ctx.stage.kind)
-    user_files = list(cfg.data[files_key]) if files_key and split is None else []
-    if split is None and ctx.stage.data_from:
-        from rlsys.controller.pipeline import input_data_file
-
-        rows, stats = load_rows([str(input_data_file(ctx))], kind, cfg.data.on_bad_row)
-    elif user_files:
-        rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row)
-    else:
-        from rlsys.controller.pipeline import pick_rows
-        from rlsys.data.embedded import ensure_task_suite
-
-        files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
-        rows, stats = [], {"skipped": 0}
-        for name, limit in split_parts(split or ctx.stage.data, f"stages.{ctx.name}.data"):
-            if name not in files:
-                raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are {sorted(files)}")
-            part, part_stats = load_rows([files[name]], kind, cfg.data.on_bad_row)
-            rows += [part[i] for i in pick_rows(len(part), limit, ctx.stage.seed)]
-            stats["skipped"] += part_stats["skipped"]
-    if stats["skipped"]:
-        log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
-    return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if select and ctx.stage.where else rows
-
-
-def split_parts(spec: str, key: str) -> list[tuple[str, int]]:
-    """`a+b:N` -> [("a", 0), ("b", N)]: suite splits joined, `:N` taking a seeded N of that split's rows."""
-    from rlsys.config.validate import ConfigError
-
-    parts = []
-    for part in spec.split("+"):
-        name, _, limit = part.partition(":")
-        if limit and not (limit.isdigit() and int(limit) > 0):
-            raise ConfigError(f"config key '{key}' = {spec!r}: ':{limit}' must be a positive row count")
-        parts.append((name.strip(), int(limit) if limit else 0))
-    return parts
-
-
-def select_rows(rows: list[dict], where: Any, key: str) -> list[dict]:
-    """Rows whose every `where` field holds one of its listed values; an empty result is an error."""
-    from rlsys.config.validate import ConfigError
-
-    for field_name, allowed in dict(where).items():
-        allowed = list(allowed)
-        if not any(field_name in r for r in rows):
-            raise ConfigError(f"config key '{key}.{field_name}': no row has a field '{field_name}'")
-        rows = [r for r in rows if r.get(field_name) in allowed]
-        if not rows:
-            raise ConfigError(f"config key '{key}.{field_name}' = {allowed}: no row matches")
-    return rows
-
-
-def total_steps(stage: Any, n_units: int) -> int:
-    per_epoch = max(1, math.ceil(n_units / stage.batch_size))
-    return stage.max_steps if stage.max_steps > 0 else max(1, math.ceil(stage.epochs * per_epoch))
-
-
-def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causal_lm") -> LearnerGroup:
-    cfg, stage = ctx.cfg, ctx.stage
-    learner_cfg = as_dict(cfg.learner)
-    learner_cfg["seed"] = stage.seed
-    learner_cfg["optim"].update(
-        lr=stage.lr,
-        total_steps=steps,
-        warmup_steps=int(stage.warmup_ratio * steps),
-        schedule=stage.schedule,
-        min_lr_ratio=stage.min_lr_ratio,
-        weight_decay=stage.weight_decay,
-        anneal_fraction=stage.anneal_fraction,
-        anneal_lr_ratio=stage.anneal_lr_ratio,
-    )
-    return LearnerGroup(ctx.input_model, learner_cfg, name=f"learner-{ctx.name}", model_kind=model_kind,
-                        timeout=cfg.ray.actor_timeout_s)
 
 
 def epoch_batches(lengths: list[int], batch: int, steps: int, seed: int, group_window: int = 64) -> list[list[int]]:
@@ -206,7 +126,6 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
 def _pair_units(ctx: StageContext, rows: list[dict], scope: str = "full") -> list[list[tuple]]:
     from transformers import AutoTokenizer
 
-    from rlsys.config.validate import ConfigError
     from rlsys.data.encode import PAIR_SCOPES
 
     if scope not in PAIR_SCOPES:
@@ -283,7 +202,6 @@ def run_rm(ctx: StageContext) -> dict[str, Any]:
     annealing pass over pairs whose chosen answer is the shorter one counters length bias.
     """
     if ctx.stage.pair_scope != "full":
-        from rlsys.config.validate import ConfigError
 
         raise ConfigError(f"config key 'stages.{ctx.name}.pair_scope' = {ctx.stage.pair_scope!r}: a reward model "
                           "scores whole responses; only 'full' applies")

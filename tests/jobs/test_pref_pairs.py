@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlsys.controller.pref_sample import preference_pairs
+from rlsys.jobs.pref_sample import preference_pairs
 
 ROWS = [{"id": "m1", "prompt": "1 + 1?", "data_source": "rlsys/math"},
         {"id": "m2", "prompt": "2 + 2?", "data_source": "rlsys/math"},

@@ -20,8 +20,9 @@ from typing import Any
 from hints.progressive import HintSource, format_table
 from rlsys.algorithms.advantages import get_advantage
 from rlsys.algorithms.credit import decode_with_char_ends, error_token_advantages, tokens_in_spans
-from rlsys.controller.builders import as_dict, build_metrics_at
-from rlsys.controller.evaluate import (
+from rlsys.config.plain import to_plain
+from rlsys.config.validate import ConfigError
+from rlsys.eval.scoring import (
     eval_prompts,
     eval_rows,
     greedy_texts,
@@ -29,8 +30,10 @@ from rlsys.controller.evaluate import (
     score_eval,
     score_math_sampled,
 )
-from rlsys.controller.rl_rollout import Group, GroupCollector, sample_seed
-from rlsys.controller.rl_state import (
+from rlsys.learner.batching import make_batch
+from rlsys.learner.group import LearnerGroup
+from rlsys.rl.collector import Group, GroupCollector
+from rlsys.rl.state import (
     ProblemSampler,
     RLState,
     find_resume_dir,
@@ -38,9 +41,10 @@ from rlsys.controller.rl_state import (
     save_checkpoint,
     truncate_lines,
 )
-from rlsys.controller.stages import StageContext
-from rlsys.learner.batching import make_batch
-from rlsys.learner.group import LearnerGroup
+from rlsys.stages.builders import build_metrics_at, build_stage_learners
+from rlsys.stages.context import StageContext
+from rlsys.stages.io import stage_rows
+from rlsys.stages.sampling import sample_seed
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class RLSetup:
     """Everything the loop talks to, built once per stage."""
-
     learners: LearnerGroup
     pool: Any
     rewards: Any
@@ -70,7 +73,6 @@ class RLSetup:
 @dataclass
 class TokenCredit:
     """`rl.credit=error_tokens`: per-token advantages from a step verifier (see algorithms/credit.py)."""
-
     decode: Callable[[list[int]], str]
     verifier: Callable[[str], list[tuple[int, int]]]
     step_penalty: float = 0.0
@@ -86,7 +88,6 @@ class TokenCredit:
 
 def build_credit(ctx: StageContext, tokenizer: Any) -> TokenCredit | None:
     from rewards.registry import import_target
-    from rlsys.config.validate import ConfigError
 
     rl, key = ctx.stage.rl, f"stages.{ctx.name}.rl"
     if rl.credit not in ("sequence", "error_tokens"):
@@ -107,8 +108,6 @@ def build_credit(ctx: StageContext, tokenizer: Any) -> TokenCredit | None:
 
 def check_kl_sources(rl: Any, key: str) -> None:
     """`kl_sources` only means something with a KL term."""
-    from rlsys.config.validate import ConfigError
-
     if rl.kl_sources and not float(rl.loss_kwargs.get("kl_coef", 0.0)) > 0.0:
         raise ConfigError(f"config key '{key}.kl_sources' = {list(rl.kl_sources)!r} needs "
                           f"'{key}.loss_kwargs.kl_coef' > 0")
@@ -117,7 +116,6 @@ def check_kl_sources(rl: Any, key: str) -> None:
 def build_rl(ctx: StageContext) -> RLSetup:
     from transformers import AutoTokenizer
 
-    from rlsys.controller.train_jobs import build_stage_learners, stage_rows
     from rlsys.reward.workers import RewardWorkerPool
     from rlsys.rollout.pool import RolloutPool
 
@@ -126,10 +124,10 @@ def build_rl(ctx: StageContext) -> RLSetup:
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     credit = build_credit(ctx, tokenizer)
     check_kl_sources(rl, f"stages.{ctx.name}.rl")
-    reward_cfg = as_dict(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
+    reward_cfg = to_plain(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
     rewards = RewardWorkerPool(reward_cfg, where=f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns")
     learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
-    pool = RolloutPool.from_config(cfg, ctx.input_model)
+    pool = RolloutPool.from_config(cfg.rollout, ctx.input_model)
     generator = None
     if cfg.hints.generator:
         from hydra.utils import instantiate
@@ -246,9 +244,9 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
             continue
         fields = {"old_logprobs": old, "advantages": adv} | ({"kl_weights": kl_weights} if anchored else {})
         batch = make_batch(ids, masks, fields)
-        if rl.recompute_old_logprobs or not cfg.hints.keep_hint_in_context or rl.guide_field:
+        if rl.recompute_old_logprobs or not all(groups[gi].rollout_logprobs_valid for gi in chosen):
             batch["fields"]["old_logprobs"] = learners.compute_logprobs(batch)
-        out = learners.train_step(batch, rl.loss, as_dict(rl.loss_kwargs))
+        out = learners.train_step(batch, rl.loss, to_plain(rl.loss_kwargs))
         for k, v in out.items():
             sums[k] = sums.get(k, 0.0) + v / n_mini
     metrics = {f"train/{k}": v for k, v in sums.items()}

@@ -7,22 +7,17 @@ from collections import Counter
 import pytest
 
 from rewards.pairwise_judge import format_ok, parse_verdict
-from rlsys.controller.judge_rm import (
+from rlsys.eval.judge import judge_accuracy
+from rlsys.jobs.judge import (
     has_distinct_answers,
-    judge_accuracy,
     judge_row,
     judge_rows,
     recheck_rationale,
     solved_rationale,
 )
-from rlsys.controller.pipeline import pick_rows, resolve_refs, stage_refs
-from rlsys.controller.rft import (
-    attach_gold,
-    choose_replacements,
-    keep_by_pass_rate,
-    pass_rate_histogram,
-    rank_keys,
-)
+from rlsys.jobs.rft import attach_gold, choose_replacements, keep_by_pass_rate, pass_rate_histogram, rank_keys
+from rlsys.stages.io import pick_rows
+from rlsys.stages.refs import resolve_refs, stage_refs
 
 
 def test_a_sample_replaces_the_stored_answer_only_when_it_ranks_strictly_higher():
@@ -127,7 +122,7 @@ def test_judge_accuracy_counts_judgments_pairs_parses_and_position_bias():
 
 
 def test_problem_sampler_never_repeats_a_problem_within_one_take():
-    from rlsys.controller.rl_state import ProblemSampler
+    from rlsys.rl.state import ProblemSampler
 
     # RFT-RL trains on the filtered problems: small sets whose takes cross epoch boundaries.
     sampler = ProblemSampler(n=5, seed=0)
@@ -207,8 +202,8 @@ def test_a_solving_judge_without_an_input_model_fails_naming_the_key(tmp_path):
 
     from rlsys.config.schema import Config, StageConfig
     from rlsys.config.validate import ConfigError
-    from rlsys.controller.judge_rm import run_judge_data
-    from rlsys.controller.stages import StageContext
+    from rlsys.jobs.judge import run_judge_data
+    from rlsys.stages.context import StageContext
 
     stage = OmegaConf.merge(OmegaConf.structured(StageConfig),
                             {"kind": "judge_data", "input": None, "sample": {"judge_solve": True}})

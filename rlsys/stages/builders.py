@@ -1,24 +1,23 @@
-"""Builder functions: everything a job sets up before its loop (Ray, workers, logging)."""
+"""Builders shared by every stage kind: Ray, metrics, learners, the rollout group, the reward pool."""
 
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import sys
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from rlsys.config.plain import to_plain
 from rlsys.learner.group import LearnerGroup
-from rlsys.rollout.worker import IN_PROCESS_ENV, RolloutWorker
-from rlsys.runtime.ray_utils import ActorGroup, ActorResources, init_ray_from_config
+from rlsys.reward.workers import RewardWorkerPool
+from rlsys.rollout.settings import worker_kwargs, worker_resources
+from rlsys.rollout.worker import RolloutWorker
+from rlsys.runtime.ray_utils import ActorGroup, init_ray_from_config
+from rlsys.stages.context import StageContext
 from rlsys.tracking.metrics import MetricsLogger
 
 log = logging.getLogger(__name__)
-
-
-def as_dict(node: Any) -> dict[str, Any]:
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
 def start_ray(cfg: Any) -> dict[str, float]:
@@ -39,7 +38,7 @@ def build_metrics(cfg: Any, filename: str = "metrics.jsonl") -> MetricsLogger:
         wandb_project=cfg.logging.wandb_project,
         wandb_mode=cfg.logging.wandb_mode,
         run_name=f"{cfg.exp_name}-{cfg.run_dir.rstrip('/').split('/')[-1]}",
-        config=as_dict(cfg),
+        config=to_plain(cfg),
         filename=filename,
     )
 
@@ -52,46 +51,56 @@ def build_metrics_at(cfg: Any, out_dir: Any, name: str) -> MetricsLogger:
         wandb_project=cfg.logging.wandb_project,
         wandb_mode=cfg.logging.wandb_mode,
         run_name=f"{cfg.exp_name}-{name}",
-        config=as_dict(cfg),
+        config=to_plain(cfg),
     )
 
 
 def build_learners(cfg: Any, model_path: str, *, model_kind: str = "causal_lm", total_steps: int | None = None,
                    name: str = "learner") -> LearnerGroup:
-    learner_cfg = as_dict(cfg.learner)
+    learner_cfg = to_plain(cfg.learner)
     if total_steps is not None:
         learner_cfg["optim"]["total_steps"] = total_steps
     return LearnerGroup(model_path, learner_cfg, name=name, model_kind=model_kind, timeout=cfg.ray.actor_timeout_s)
 
 
-def rollout_worker_kwargs(cfg: Any, model_path: str) -> dict[str, Any]:
-    r = cfg.rollout
-    return {
-        "model_path": model_path,
-        "dtype": r.dtype,
-        "max_model_len": r.max_model_len,
-        "kv_cache_bytes": r.kv_cache_bytes,
-        "gpu_memory_utilization": r.gpu_memory_utilization,
-        "enforce_eager": r.enforce_eager,
-        "in_process": r.in_process,
-        "seed": r.seed,
-        "chunked_prefill": r.chunked_prefill,
-        "max_num_batched_tokens": r.max_num_batched_tokens,
-    }
-
-
-def rollout_resources(cfg: Any) -> ActorResources:
-    env = dict(IN_PROCESS_ENV) if cfg.rollout.in_process else {}
-    return ActorResources(num_cpus=cfg.rollout.cpus_per_actor, num_gpus=cfg.rollout.gpus_per_actor, env_vars=env)
-
-
 def build_rollout_group(cfg: Any, model_path: str, num_actors: int | None = None) -> ActorGroup:
-    kwargs = rollout_worker_kwargs(cfg, model_path)
+    kwargs = worker_kwargs(cfg.rollout, model_path)
     return ActorGroup(
         RolloutWorker,
         num_actors or cfg.rollout.num_actors,
         name="rollout",
-        resources=rollout_resources(cfg),
+        resources=worker_resources(cfg.rollout),
         init_kwargs=lambda rank: {**kwargs, "name": f"rollout-{rank}"},
         timeout=cfg.ray.actor_timeout_s,
     )
+
+
+def total_steps(stage: Any, n_units: int) -> int:
+    per_epoch = max(1, math.ceil(n_units / stage.batch_size))
+    return stage.max_steps if stage.max_steps > 0 else max(1, math.ceil(stage.epochs * per_epoch))
+
+
+def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causal_lm") -> LearnerGroup:
+    cfg, stage = ctx.cfg, ctx.stage
+    learner_cfg = to_plain(cfg.learner)
+    learner_cfg["seed"] = stage.seed
+    learner_cfg["optim"].update(
+        lr=stage.lr,
+        total_steps=steps,
+        warmup_steps=int(stage.warmup_ratio * steps),
+        schedule=stage.schedule,
+        min_lr_ratio=stage.min_lr_ratio,
+        weight_decay=stage.weight_decay,
+        anneal_fraction=stage.anneal_fraction,
+        anneal_lr_ratio=stage.anneal_lr_ratio,
+    )
+    return LearnerGroup(ctx.input_model, learner_cfg, name=f"learner-{ctx.name}", model_kind=model_kind,
+                        timeout=cfg.ray.actor_timeout_s)
+
+
+def build_reward_pool(ctx: StageContext) -> Any:
+    """Reward workers for the stage: its `reward_fns` when given, else the run's `reward.fns`."""
+    fns = ctx.stage.reward_fns
+    reward_cfg = to_plain(ctx.cfg.reward) | ({"fns": to_plain(fns)} if fns else {})
+    where = f"stages.{ctx.name}.reward_fns" if fns else "reward.fns"
+    return RewardWorkerPool(reward_cfg, where=where)

@@ -14,9 +14,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlsys.config.schema import Config
-from rlsys.controller import stages
-from rlsys.controller.pipeline import DATA_FILE, write_jsonl
-from rlsys.controller.stages import StageFailed
+from rlsys.stages import runner as stages
+from rlsys.stages.context import StageFailed
+from rlsys.stages.io import DATA_FILE, write_jsonl
 
 CALLS: list[dict] = []
 
@@ -44,8 +44,8 @@ def fake_data(ctx) -> dict:
 
 def fake_consume(ctx) -> dict:
     """Reads its rows through `data_from`, loads its reward entries (a bad target fails here)."""
-    from rlsys.controller.train_jobs import stage_rows
     from rlsys.reward.plugins import load_reward_fns
+    from rlsys.stages.io import stage_rows
 
     rows = stage_rows(ctx, "sft")
     specs = load_reward_fns(OmegaConf.to_container(ctx.stage.reward_fns), f"stages.{ctx.name}.reward_fns")
@@ -62,7 +62,7 @@ KINDS = {"fake_model": f"{__name__}:fake_model", "fake_data": f"{__name__}:fake_
 @pytest.fixture
 def make_cfg(tmp_path, monkeypatch):
     monkeypatch.setattr(stages, "STAGE_KINDS", {**stages.STAGE_KINDS, **KINDS})
-    monkeypatch.setattr("rlsys.controller.builders.start_ray", lambda cfg: {})
+    monkeypatch.setattr("rlsys.stages.runner.start_ray", lambda cfg: {})
     base = tmp_path / "base"
     base.mkdir()
     (base / "config.json").write_text("{}")
@@ -134,12 +134,12 @@ def test_reusing_a_stage_built_by_other_code_warns_naming_the_stage(make_cfg, ca
     results = stages.run(make_cfg("run1", GOOD))
     code = Path(results["d"].path) / stages.CODE_FILE
     assert json.loads(code.read_text()) == stages.kind_code("fake_data")
-    with caplog.at_level("WARNING", logger="rlsys.controller.stages"):
+    with caplog.at_level("WARNING", logger="rlsys.stages.runner"):
         stages.run(make_cfg("run2", GOOD))
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     # The module behind fake_data changed since d was built: d is still reused, with a warning.
     code.write_text(json.dumps({"module": __name__, "sha256": "0" * 16}))
-    with caplog.at_level("WARNING", logger="rlsys.controller.stages"):
+    with caplog.at_level("WARNING", logger="rlsys.stages.runner"):
         again = stages.run(make_cfg("run3", GOOD))
     assert again["d"].reused
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -194,8 +194,8 @@ def test_rl_only_eval_settings_do_not_change_upstream_cache_keys(make_cfg):
 def test_suite_splits_join_and_a_row_count_takes_a_seeded_subset(tmp_path, monkeypatch):
     from rlsys.config.schema import StageConfig
     from rlsys.config.validate import ConfigError
-    from rlsys.controller.stages import StageContext
-    from rlsys.controller.train_jobs import split_parts, stage_rows
+    from rlsys.stages.context import StageContext
+    from rlsys.stages.io import split_parts, stage_rows
 
     files = {}
     for split, n in (("ifeval_train", 3), ("math_train", 50)):

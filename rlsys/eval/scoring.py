@@ -8,9 +8,9 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from rlsys.controller.builders import build_rollout_group
 from rlsys.data.encode import encode_prompt
 from rlsys.rollout.types import GroupRequest
+from rlsys.stages.builders import build_rollout_group
 
 log = logging.getLogger(__name__)
 

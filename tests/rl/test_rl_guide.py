@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from rlsys.controller.rl_guide import REFERENCE, reference_sample, wants_guide, with_reference
-from rlsys.controller.rl_rollout import Group
+from rlsys.rl.collector import Group
+from rlsys.rl.guide import REFERENCE, reference_sample, wants_guide, with_reference
 from rlsys.rollout.types import Sample
 
 IF_ROW = {"id": "if-1", "data_source": "rlsys/ifeval", "prompt": "Say hi in capitals.", "response": "HI THERE"}

@@ -24,17 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from rlsys.algorithms.filtering import pass_rate_in_range
-from rlsys.controller.pipeline import (
-    DATA_FILE,
-    build_reward_pool,
-    pick_rows,
-    reward_sample,
-    sample_and_judge,
-    sample_rows,
-    score_all,
-    write_jsonl,
-)
-from rlsys.controller.stages import StageContext
+from rlsys.stages.builders import build_reward_pool
+from rlsys.stages.context import StageContext
+from rlsys.stages.io import DATA_FILE, pick_rows, stage_rows, write_jsonl
+from rlsys.stages.sampling import reward_sample, sample_and_judge, sample_rows, score_all
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +134,6 @@ def _spec_weights(rewards: Any) -> dict[str, float]:
 def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from rlsys.controller.train_jobs import stage_rows
     from rlsys.rollout.pool import RolloutPool
 
     stage, k = ctx.stage, ctx.stage.sample.num_samples
@@ -156,7 +148,7 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
     if unknown:
         rewards.close()
         raise KeyError(f"config key 'stages.{ctx.name}.sample.tie_break': no reward entry named {unknown}")
-    pool = RolloutPool.from_config(ctx.cfg, ctx.input_model)
+    pool = RolloutPool.from_config(ctx.cfg.rollout, ctx.input_model)
     try:
         results = sample_rows(ctx, pool, tokenizer, picked, k)
         pool.shutdown()
@@ -228,7 +220,6 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
 
 
 def run_pass_filter(ctx: StageContext) -> dict[str, Any]:
-    from rlsys.controller.train_jobs import stage_rows
 
     stage, k = ctx.stage, ctx.stage.sample.num_samples
     rows = stage_rows(ctx, "rl")

@@ -43,4 +43,5 @@ def with_reference(group: Any, sample: Sample, score: float, extra: dict) -> Any
     extras, correct = list(group.extras), list(group.correct)
     samples[worst], scores[worst], extras[worst] = sample, score, extra
     correct[worst] = bool(extra.get("correct", False))
-    return replace(group, samples=samples, scores=scores, extras=extras, correct=correct)
+    return replace(group, samples=samples, scores=scores, extras=extras, correct=correct,
+                   rollout_logprobs_valid=False)

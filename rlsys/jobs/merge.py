@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from rlsys.algorithms.merging import merge_state_dicts
-from rlsys.controller.builders import build_metrics_at
-from rlsys.controller.evaluate import evaluate_model
-from rlsys.controller.stages import StageContext
+from rlsys.eval.scoring import evaluate_model
+from rlsys.stages.builders import build_metrics_at
+from rlsys.stages.context import StageContext
 
 log = logging.getLogger(__name__)
 

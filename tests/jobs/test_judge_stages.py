@@ -1,10 +1,10 @@
-"""Judge rows for IF pairs: the request's constraints checked on both responses (rlsys/controller/judge_rm.py)."""
+"""Judge rows for IF pairs: the request's constraints checked on both responses (rlsys/jobs/judge.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from rlsys.controller.judge_rm import constraint_tag, if_rationale, judge_rows
+from rlsys.jobs.judge import constraint_tag, if_rationale, judge_rows
 
 REQUEST = ('Tell me about rain. Make sure your response mentions "melody". Write your whole response in capital '
            'letters only; do not use any lowercase letter. Use the word "garden" at least 2 times.')
@@ -54,9 +54,9 @@ def test_more_pairs_extend_the_suites_own_rows_from_its_generator(tmp_path):
 
     from rlsys.config.schema import Config, StageConfig
     from rlsys.config.validate import ConfigError
-    from rlsys.controller.judge_rm import more_pairs
-    from rlsys.controller.stages import StageContext
     from rlsys.data.tasks.preference import preference_rows
+    from rlsys.jobs.judge import more_pairs
+    from rlsys.stages.context import StageContext
 
     cfg = OmegaConf.structured(Config)
     stage = OmegaConf.merge(OmegaConf.structured(StageConfig), {"kind": "judge_data", "sample": {"eval_if_pairs": 30}})
@@ -78,9 +78,9 @@ def test_judge_pairs_extend_the_suite_then_select_by_where(tmp_path, monkeypatch
     from omegaconf import OmegaConf
 
     from rlsys.config.schema import Config, StageConfig
-    from rlsys.controller.judge_rm import judge_pairs
-    from rlsys.controller.stages import StageContext
     from rlsys.data.tasks.preference import preference_rows
+    from rlsys.jobs.judge import judge_pairs
+    from rlsys.stages.context import StageContext
 
     cfg = OmegaConf.structured(Config)
     seed = cfg.data.suite.seed
@@ -90,7 +90,7 @@ def test_judge_pairs_extend_the_suite_then_select_by_where(tmp_path, monkeypatch
         rows = suite[split or ctx.stage.data]
         return [r for r in rows if r["data_source"] in ctx.stage.where.data_source] if select else list(rows)
 
-    monkeypatch.setattr("rlsys.controller.train_jobs.stage_rows", suite_rows)
+    monkeypatch.setattr("rlsys.jobs.judge.stage_rows", suite_rows)
     stage = OmegaConf.merge(OmegaConf.structured(StageConfig), {
         "kind": "judge_data", "data": "pref_train", "where": {"data_source": ["rlsys/ifeval"]},
         "sample": {"train_pairs": 400, "eval_if_pairs": 12}})
@@ -107,8 +107,8 @@ def test_an_unknown_if_layout_fails_naming_the_key(tmp_path):
 
     from rlsys.config.schema import Config, StageConfig
     from rlsys.config.validate import ConfigError
-    from rlsys.controller.judge_rm import run_judge_data
-    from rlsys.controller.stages import StageContext
+    from rlsys.jobs.judge import run_judge_data
+    from rlsys.stages.context import StageContext
 
     stage = OmegaConf.merge(OmegaConf.structured(StageConfig),
                             {"kind": "judge_data", "sample": {"judge_if_checks": True, "judge_if_layout": "diagonal"}})
@@ -121,7 +121,7 @@ def test_an_unknown_if_layout_fails_naming_the_key(tmp_path):
 
 
 def test_check_rows_mark_each_response_of_an_if_pair_and_skip_others():
-    from rlsys.controller.judge_rm import check_rows
+    from rlsys.jobs.judge import check_rows
 
     pairs = [{"id": "i", "data_source": "rlsys/ifeval", "prompt": REQUEST, "chosen": GOOD, "rejected": MISSES_KEYWORD},
              {"id": "m", "data_source": "rlsys/math", "prompt": "Find 2 + 3.", "chosen": "5", "rejected": "6"}]
@@ -138,7 +138,7 @@ def test_check_accuracy_by_hand():
     """Two pairs. Pair p: both responses marked right, the rejected one fails -> picks the chosen (1).
     Pair q: the judge fails both (chosen wrongly) -> tie (0.5). Marks right: 4 of 4 in p, 1 of 2 in q;
     "ok" marks in the targets: 3 in p, 1 in q."""
-    from rlsys.controller.judge_rm import check_accuracy
+    from rlsys.eval.judge import check_accuracy
 
     rows = [{"pair_id": "p", "role": "chosen", "tags": ["t1", "t2"], "marks": ["ok", "ok"]},
             {"pair_id": "p", "role": "rejected", "tags": ["t1", "t2"], "marks": ["ok", "no"]},
@@ -154,7 +154,7 @@ def test_voted_check_accuracy_breaks_greedy_ties_by_mean_fail_counts():
     0.5), rejected 1 and 1 (mean 1.0) -> the vote picks the chosen where greedy tied. Pair p: both samples
     of both responses fail 1 mark (means equal) -> 0.5. Marks right over single samples: p chosen 1+1 of 4,
     p rejected 2+2 of 4, q chosen 1 of 2, q rejected 2 of 2 -> 9 of 12."""
-    from rlsys.controller.judge_rm import vote_points, voted_check_accuracy
+    from rlsys.eval.judge import vote_points, voted_check_accuracy
 
     rows = [{"id": "a", "pair_id": "p", "role": "chosen", "tags": ["t1", "t2"], "marks": ["ok", "ok"]},
             {"id": "b", "pair_id": "p", "role": "rejected", "tags": ["t1", "t2"], "marks": ["ok", "no"]},
@@ -165,7 +165,7 @@ def test_voted_check_accuracy_breaks_greedy_ties_by_mean_fail_counts():
     assert vote_points(rows, samples) == {"p": 0.5, "q": 1.0}
     assert voted_check_accuracy(rows, samples) == {"eval/judge_vote_pair_acc": 0.75, "eval/judge_vote_decided": 0.5,
                                                    "eval/judge_vote_mark_acc": 9 / 12}
-    from rlsys.controller.judge_rm import pair_mark_accuracy
+    from rlsys.eval.judge import pair_mark_accuracy
 
     assert pair_mark_accuracy(rows, samples) == {"p": 6 / 8, "q": 3 / 4}
     with pytest.raises(ValueError, match="'d' got no sampled answer"):
@@ -173,7 +173,7 @@ def test_voted_check_accuracy_breaks_greedy_ties_by_mean_fail_counts():
 
 
 def test_table_notes_name_the_pointwise_scores_not_the_pairwise_ones():
-    from rlsys.controller.tables import stage_notes
+    from rlsys.stages.tables import stage_notes
 
     pointwise = {"eval": {"eval/judge_pair_acc": 0.79, "eval/judge_decided": 0.59, "eval/judge_mark_acc": 0.82,
                           "eval/judge_mark_prior": 0.83}}

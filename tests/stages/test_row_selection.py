@@ -6,8 +6,8 @@ from hydra import compose, initialize_config_dir
 
 from rlsys.config.store import register_configs
 from rlsys.config.validate import ConfigError
-from rlsys.controller.train_jobs import select_rows
 from rlsys.run import CONF_DIR, normalize_overrides
+from rlsys.stages.io import select_rows
 
 ROWS = [{"id": "a", "tier": 1, "src": "x"}, {"id": "b", "tier": 3, "src": "x"}, {"id": "c", "tier": 3, "src": "y"}]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlsys.controller.evaluate import eval_prompts, score_eval, score_format, score_math, score_math_sampled
+from rlsys.eval.scoring import eval_prompts, score_eval, score_format, score_math, score_math_sampled
 
 ROWS = [
     {"prompt": "What is 2 + 3?", "answer": "5", "tier": 1},
@@ -51,7 +51,7 @@ def test_score_eval_splits_the_answers_by_eval_part_in_prompt_order():
 
 def test_paired_difference_by_hand():
     """Differences 0.1, 0.3 -> mean +0.2, stdev 0.1414, SE 0.1414 / sqrt(2) = 0.1."""
-    from rlsys.controller.evaluate import paired_difference
+    from rlsys.eval.scoring import paired_difference
 
     assert paired_difference([0.0, 0.0], [0.1, 0.3]) == "+0.200 ± 0.100"
     assert paired_difference([1.0], [0.5]) == "-0.500 ± nan"

@@ -1,0 +1,1 @@
+"""Held-out evaluation: scoring, the wide evaluation, judge votes and artifact comparison."""

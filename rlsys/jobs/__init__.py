@@ -1,0 +1,1 @@
+"""Stage kinds other than RL: learner jobs, merging, offline sampling, judge data, the smoke check."""

@@ -1,0 +1,110 @@
+"""Stage data: jsonl files passed between stages and the rows a stage reads.
+
+Data stages (rft_sample, pass_filter, pref_sample, judge_data) write `data.jsonl` into their artifact; a
+stage with `data_from: <stage>` reads its rows from there. Otherwise a stage reads the user's files for
+its kind, or a split of the embedded task suite.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlsys.config.validate import ConfigError
+from rlsys.stages.context import USER_FILES, StageContext
+
+log = logging.getLogger(__name__)
+
+DATA_FILE = "data.jsonl"
+EVAL_FILE = "eval.jsonl"
+
+
+def write_jsonl(path: str | Path, rows: Sequence[dict]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with Path(path).open() as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def input_data_file(ctx: StageContext, name: str = DATA_FILE) -> Path:
+    """The data file written by the stage named in `data_from`."""
+    src = ctx.stage.data_from
+    if not src or src not in ctx.artifacts:
+        raise KeyError(f"config key 'stages.{ctx.name}.data_from' = {src!r}: not a built dependency")
+    path = Path(ctx.artifacts[src]) / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"config key 'stages.{ctx.name}.data_from' = {src!r}: that stage wrote no {name} "
+            "(stage kinds that write one: rft_sample, pass_filter, pref_sample, judge_data)"
+        )
+    return path
+
+
+def pick_rows(n: int, max_rows: int, seed: int) -> list[int]:
+    """Indices of up to `max_rows` rows (all when 0), a seeded choice kept in file order."""
+    if max_rows <= 0 or max_rows >= n:
+        return list(range(n))
+    return sorted(random.Random(f"pick|{seed}").sample(range(n), max_rows))
+
+
+def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: bool = True) -> list[dict]:
+    """The stage's rows: another stage's data file (`data_from`), else the user's files for this
+    kind, else the task-suite split (`a+b` joins several splits); then those its `where` selects, unless
+    `select` is False (for a caller that extends the rows before selecting)."""
+    from rlsys.data.loading import load_rows
+
+    cfg = ctx.cfg
+    files_key = USER_FILES.get(ctx.stage.kind)
+    user_files = list(cfg.data[files_key]) if files_key and split is None else []
+    if split is None and ctx.stage.data_from:
+        rows, stats = load_rows([str(input_data_file(ctx))], kind, cfg.data.on_bad_row)
+    elif user_files:
+        rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row)
+    else:
+        from rlsys.data.embedded import ensure_task_suite
+
+        files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
+        rows, stats = [], {"skipped": 0}
+        for name, limit in split_parts(split or ctx.stage.data, f"stages.{ctx.name}.data"):
+            if name not in files:
+                raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are {sorted(files)}")
+            part, part_stats = load_rows([files[name]], kind, cfg.data.on_bad_row)
+            rows += [part[i] for i in pick_rows(len(part), limit, ctx.stage.seed)]
+            stats["skipped"] += part_stats["skipped"]
+    if stats["skipped"]:
+        log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
+    return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if select and ctx.stage.where else rows
+
+
+def split_parts(spec: str, key: str) -> list[tuple[str, int]]:
+    """`a+b:N` -> [("a", 0), ("b", N)]: suite splits joined, `:N` taking a seeded N of that split's rows."""
+    parts = []
+    for part in spec.split("+"):
+        name, _, limit = part.partition(":")
+        if limit and not (limit.isdigit() and int(limit) > 0):
+            raise ConfigError(f"config key '{key}' = {spec!r}: ':{limit}' must be a positive row count")
+        parts.append((name.strip(), int(limit) if limit else 0))
+    return parts
+
+
+def select_rows(rows: list[dict], where: Any, key: str) -> list[dict]:
+    """Rows whose every `where` field holds one of its listed values; an empty result is an error."""
+    for field_name, allowed in dict(where).items():
+        allowed = list(allowed)
+        if not any(field_name in r for r in rows):
+            raise ConfigError(f"config key '{key}.{field_name}': no row has a field '{field_name}'")
+        rows = [r for r in rows if r.get(field_name) in allowed]
+        if not rows:
+            raise ConfigError(f"config key '{key}.{field_name}' = {allowed}: no row matches")
+    return rows
