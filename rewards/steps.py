@@ -8,13 +8,15 @@ digits that follow a column sum. The checker only reads what is there: a stateme
 
 `false_results` gives the character spans of the wrong results, which is what the RL controller
 uses to put a failed answer's negative advantage on the tokens that made the mistake
-(`rl.credit=error_tokens`); `arithmetic_steps` is a plain reward (share of true statements).
+(`rl.credit=error_tokens`); `arithmetic_steps` is the reward (share of true statements, or all-or-nothing for rejection sampling).
 """
 
 from __future__ import annotations
 
 import re
 from fractions import Fraction
+
+from rewards._common import answer_part
 
 # An expression of integers joined by + - * /, then "=", then an integer result.
 _STATEMENT_RE = re.compile(r"(\d+(?:[ \t]*[-+*/][ \t]*\d+)+)[ \t]*=[ \t]*(\d+)(?!\d|\.\d|[ \t]*[-+*/x])")
@@ -88,7 +90,23 @@ def false_results(text: str) -> list[tuple[int, int]]:
     return [span for ok, span in check_statements(text) if not ok]
 
 
-def arithmetic_steps(prompt: str, completion: str, **sample_fields: object) -> float:
-    """Share of the completion's checkable arithmetic statements that are true (1.0 when none)."""
-    found = check_statements(completion)
-    return sum(ok for ok, _ in found) / len(found) if found else 1.0
+def arithmetic_steps(prompt: str, completion: str, all_or_nothing: bool = False,
+                     **sample_fields: object) -> dict:
+    """Are the completion's written arithmetic statements true? Extras: `statements`, `false_statements`.
+
+    By default the score is the share of true statements in the whole completion (1.0 when there are
+    none): a process reward. With `all_or_nothing` it is 1.0 only when every statement after the reasoning
+    block holds (0.0 when one is false, or when the reasoning block never closed): the gate rejection
+    sampling puts next to the outcome verifier, so that a right final answer reached through a slipped
+    step does not replace a stored worked solution.
+    """
+    text = answer_part(completion) if all_or_nothing else completion
+    if text is None:
+        return {"score": 0.0, "statements": 0.0, "false_statements": 0.0}
+    found = [ok for ok, _ in check_statements(text)]
+    wrong = found.count(False)
+    if all_or_nothing:
+        score = float(wrong == 0)
+    else:
+        score = (len(found) - wrong) / len(found) if found else 1.0
+    return {"score": score, "statements": float(len(found)), "false_statements": float(wrong)}

@@ -22,7 +22,7 @@ import json
 import re
 
 from rewards.pairwise_judge import parse_verdict
-from rlsys.controller.rft_rewards import equation_value
+from rlsys.jobs.equations import equation_value
 
 TRIPLE = re.compile(r"(\d+(?: [-+*/] \d+)+) = (\d+); \1 is (-?[\d.]+); (ok|no)")
 CHECK = re.compile(r"^(.+): A (ok|no), B (ok|no)\.$", re.M)

@@ -30,3 +30,12 @@ def learner_config(**overrides) -> dict:
     optim = {"lr": 1e-3, "schedule": "cosine", "total_steps": 20, **overrides.pop("optim", {})}
     settings = {"cpus_per_actor": 0.5, "micro_batch_size": 4, "num_threads": 1, **overrides}
     return learner_settings(optim, **settings)
+
+
+# A small suite and model keep the test quick; the code path is the default one.
+SMALL = [
+    "data.suite.n_train_per_tier=60", "data.suite.n_eval_per_tier=10", "data.suite.n_if_train=20",
+    "data.suite.n_if_eval=5", "data.suite.n_pref_train=20", "data.suite.n_pref_eval=5",
+    "data.suite.n_pretrain_docs=100", "data.suite.n_format_train=8", "data.suite.n_format_eval=4",
+    "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.head_dim=32", "model.tiny.vocab_size=400",
+]

@@ -68,7 +68,7 @@ def judge_rationale(a: str, b: str) -> str:
     """The reasoning an SFT target gives before its verdict, without naming the better response: the
     final answer each response reaches and, for each, its first false arithmetic step (a rule check
     standing in for a stronger model's reasoning, as Keye distils its judge's)."""
-    from rlsys.controller.rft_rewards import first_wrong_equation
+    from rlsys.jobs.equations import first_wrong_equation
 
     def steps(label: str, text: str) -> str:
         wrong = first_wrong_equation(text)
@@ -85,7 +85,7 @@ def recheck_rationale(a: str, b: str, recompute: bool = False) -> str:
       ("3 + 2 + 1 = 16; 3 + 2 + 1 is 6; no"): the result comes from the model's own arithmetic (after
       "is", where copying the response cannot help) and the check compares two nearby numbers."""
     from rewards._common import answer_part
-    from rlsys.controller.rft_rewards import equation_checks, equation_value
+    from rlsys.jobs.equations import equation_checks, equation_value
 
     def walk(label: str, text: str) -> str:
         parts = []

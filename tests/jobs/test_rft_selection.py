@@ -138,18 +138,31 @@ def test_problem_sampler_never_repeats_a_problem_within_one_take():
     assert fresh.take(7) == again.take(7) and fresh.state_dict() == again.state_dict() == {"epoch": 0, "index": 7}
 
 
-def test_arithmetic_steps_checks_every_written_equation():
-    from rlsys.controller.rft_rewards import arithmetic_steps, check_equations
+def test_equations_as_written_for_rationales():
+    from rlsys.jobs.equations import check_equations, first_wrong_equation
 
     right = "Ones: 9 + 4 = 13, write 3, carry 1.\nTens: 3 + 2 + 1 = 6.\nSo 39 + 24 = 63.\n2 * 68 = 68 * 2.\nThe answer is \\boxed{63}."
-    assert check_equations(right) == (4, 0) and arithmetic_steps("p", right)["score"] == 1.0
+    assert check_equations(right) == (4, 0) and first_wrong_equation(right) is None
     slipped = right.replace("3 + 2 + 1 = 6", "3 + 2 + 1 = 7")
-    assert arithmetic_steps("p", slipped) == {"score": 0.0, "equations": 4.0, "wrong_equations": 1.0}
+    assert check_equations(slipped) == (4, 1) and first_wrong_equation(slipped) == "3 + 2 + 1 = 7"
     # Not integer equations: a variable's coefficient, decimals; an exact division is fine, an inexact one is not.
     assert check_equations("x / 6 + 14 = 19. Then 1.5 + 2 = 3.5.") == (0, 0)
     assert check_equations("84 / 4 = 21 and 9 / 2 = 4.") == (2, 1)
-    assert arithmetic_steps("p", "<think>1 + 1 = 3</think>The answer is 2.")["score"] == 1.0
-    assert arithmetic_steps("p", "<think>unfinished 1 + 1 = 2")["score"] == 0.0
+
+
+def test_arithmetic_steps_all_or_nothing_gates_rejection_sampling():
+    from rewards.steps import arithmetic_steps
+
+    right = "Ones: 9 + 4 = 13, write 3, carry 1.\nTens: 3 + 2 + 1 = 6.\nSo 39 + 24 = 63.\nThe answer is \\boxed{63}."
+    assert arithmetic_steps("p", right, all_or_nothing=True)["score"] == 1.0
+    slipped = right.replace("3 + 2 + 1 = 6", "3 + 2 + 1 = 7")
+    # 9 + 4 = 13, write 3, carry 1, 3 + 2 + 1 = 7 (false), 39 + 24 = 63.
+    assert arithmetic_steps("p", slipped, all_or_nothing=True) == {"score": 0.0, "statements": 5.0,
+                                                                 "false_statements": 1.0}
+    assert arithmetic_steps("p", slipped)["score"] == 0.8
+    # Only the answer part counts; an unclosed reasoning block is no answer.
+    assert arithmetic_steps("p", "<think>1 + 1 = 3</think>The answer is 2.", all_or_nothing=True)["score"] == 1.0
+    assert arithmetic_steps("p", "<think>unfinished 1 + 1 = 2", all_or_nothing=True)["score"] == 0.0
 
 
 def test_solve_first_reasoning_names_the_response_that_agrees_with_the_judges_own_solution():

@@ -8,18 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from rlsys_testing import SMALL
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-# A small suite and model keep the test quick; the code path is the default one.
-SMALL = [
-    "data.suite.n_train_per_tier=60", "data.suite.n_eval_per_tier=10", "data.suite.n_if_train=20",
-    "data.suite.n_if_eval=5", "data.suite.n_pref_train=20", "data.suite.n_pref_eval=5",
-    "data.suite.n_pretrain_docs=100", "data.suite.n_format_train=8", "data.suite.n_format_eval=4",
-    "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.head_dim=32", "model.tiny.vocab_size=400",
-]
-
 
 def test_smoke_exp_end_to_end(tmp_path):
     proc = subprocess.run(

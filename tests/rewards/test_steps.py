@@ -45,8 +45,8 @@ def test_statements_that_are_skipped(text: str) -> None:
 
 
 def test_reward_is_share_of_true_statements() -> None:
-    assert arithmetic_steps("q", "3 * 5 = 15. 3 * 6 = 19.") == 0.5
-    assert arithmetic_steps("q", "No arithmetic here.") == 1.0
+    assert arithmetic_steps("q", "3 * 5 = 15. 3 * 6 = 19.")["score"] == 0.5
+    assert arithmetic_steps("q", "No arithmetic here.")["score"] == 1.0
 
 
 def test_generated_solutions_are_all_true_and_slips_are_found() -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from rlsys_testing import SMALL
 from safetensors.torch import load_file
-from test_smoke_exp import SMALL
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ TINY_RL = [
 
 
 def _run(args: list[str], tmp: Path, run_dir: Path, **popen) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen(
         [sys.executable, "-m", "rlsys.run", "+exp=gspo_hints", f"artifacts_dir={tmp / 'artifacts'}",
          f"hydra.run.dir={run_dir}", *TINY_RL, *args],

@@ -46,6 +46,11 @@ class RecordingLearners:
 
     def __init__(self) -> None:
         self.batches: list[dict] = []
+        self.recomputed = 0
+
+    def compute_logprobs(self, batch: dict) -> list[list[float]]:
+        self.recomputed += 1
+        return [[-9.0] * len(ids) for ids in batch["input_ids"]]
 
     def train_step(self, batch: dict, loss: str, kwargs: dict) -> dict[str, float]:
         self.batches.append(batch)
@@ -111,3 +116,20 @@ def test_kl_sources_weight_only_the_named_rows() -> None:
     with pytest.raises(ConfigError, match=r"stages.align.rl.kl_sources.*kl_coef"):
         check_kl_sources(RLConfig(kl_sources=["rlsys/math"]), "stages.align.rl")
     check_kl_sources(rl, "stages.align.rl")
+
+
+def test_old_logprobs_are_recomputed_only_for_batches_holding_a_group_whose_rollout_logprobs_are_stale() -> None:
+    cfg = SimpleNamespace(seed=0)
+    learners = RecordingLearners()
+    update_policy(learners, [_group(), _group()], cfg, RLConfig(mini_batches=1), step=0)
+    assert learners.recomputed == 0 and learners.batches[0]["fields"]["old_logprobs"][0][2:] == [-0.1] * 7
+    # A hint removed from the trained context (or a reference answer put in) makes the group's logprobs stale.
+    stale = _group()
+    stale.rollout_logprobs_valid = False
+    learners = RecordingLearners()
+    update_policy(learners, [_group(), stale], cfg, RLConfig(mini_batches=2), step=0)
+    assert learners.recomputed == 1 and len(learners.batches) == 2
+    assert sorted(b["fields"]["old_logprobs"][0][0] for b in learners.batches) == [-9.0, 0.0]
+    learners = RecordingLearners()
+    update_policy(learners, [_group()], cfg, RLConfig(mini_batches=1, recompute_old_logprobs=True), step=0)
+    assert learners.recomputed == 1

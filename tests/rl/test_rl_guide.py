@@ -35,6 +35,8 @@ def test_reference_replaces_the_lowest_score_and_leaves_the_group_alone() -> Non
     assert guided.samples[1].finish_reason == REFERENCE and guided.samples[1].logprobs == [0.0, 0.0, 0.0]
     assert group.scores == [0.5, 0.25, 0.75, 0.25] and group.samples[1].text == "a1" and group.n_correct == 0
     assert guided.version == group.version and guided.train_prompt_ids == group.train_prompt_ids
+    # The reference's placeholder logprobs are not the policy's: the learner must recompute them.
+    assert group.rollout_logprobs_valid and not guided.rollout_logprobs_valid
 
 
 def test_reference_tokens_are_the_assistant_turn_up_to_its_end_token(tiny_model_dir: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from test_smoke_exp import SMALL
+from rlsys_testing import SMALL
 
 from rlsys.runtime.artifacts import DONE
 
@@ -54,7 +54,7 @@ PIPELINE = [*OmegaConf.load(REPO / "conf" / "exp" / "keye_pipeline.yaml").pipeli
 
 
 def _run(tmp: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
     return subprocess.run(
         [sys.executable, "-m", "rlsys.run", "+exp=keye_pipeline", f"artifacts_dir={tmp / 'artifacts'}",
          f"hydra.run.dir={run_dir}", *TINY, *args],

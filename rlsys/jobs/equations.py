@@ -1,14 +1,9 @@
-"""A rule reward for rejection sampling on worked arithmetic: every written equation must hold.
+"""Equations as written, for the judge's rule-written rationales (`judge_data`).
 
-The math verifier checks only the final answer, so a sampled solution with a slipped step and a lucky
-(or copied) final answer passes it. Such an answer must not replace a stored worked solution: in the
-first full keye_pipeline run, 19 of the 37 math answers among the first 50 logged replacements (picked
-by the verifier plus the reward-model tie-break) had a wrong step. On the suite it passes every stored
-SFT solution and every `chosen` math response, and fails every `rejected` one (their slipped fact). `arithmetic_steps` scores 1.0 when every `a op b [op c ...] = d` in the answer
-(integers, + - * /, usual precedence) is true, and 0.0 otherwise; an answer with no equation scores 1.0
-(nothing to contradict). Use it next to the verifier, not instead of it:
-
-    - {_target_: rlsys.controller.rft_rewards.arithmetic_steps, name: steps, data_sources: [rlsys/math]}
+The judge's SFT targets copy a response's equations ("3 + 2 + 1 = 16 no") and, for `recompute`, work the
+left side out again; this module finds each `a op b [op c ...] = d` (integers, + - * /, usual precedence;
+the right side may be another chain, "2 * 68 = 68 * 2") in the form the rationale copies. Scoring answers
+is the reward `rewards.steps.arithmetic_steps`, not this.
 """
 
 from __future__ import annotations
@@ -16,8 +11,6 @@ from __future__ import annotations
 import ast
 import operator
 import re
-
-from rewards._common import answer_part
 
 # Integer chains joined by + - * / on both sides of "="; not next to a letter or a decimal part (so
 # "x2 = 4", "1.5 + 2 = 3.5" and the "6 + 14 = 19" inside "x / 6 + 14 = 19" are not read as integer
@@ -68,12 +61,3 @@ def check_equations(text: str) -> tuple[int, int]:
 def first_wrong_equation(text: str) -> str | None:
     """The first false equation in `text` as "left = right" (single spaces), or None."""
     return next((eq for eq, ok in equation_checks(text) if not ok), None)
-
-
-def arithmetic_steps(prompt: str, completion: str, **_: object) -> dict:
-    """1.0 when no written equation in the answer is false; extras `equations`, `wrong_equations`."""
-    answer = answer_part(completion)
-    if answer is None:
-        return {"score": 0.0, "equations": 0.0, "wrong_equations": 0.0}
-    found, wrong = check_equations(answer)
-    return {"score": float(wrong == 0), "equations": float(found), "wrong_equations": float(wrong)}
