@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rlsys.tracking.plots import plot_metrics
+
 
 def _clean(value: Any) -> Any:
     if hasattr(value, "item"):
@@ -65,9 +67,7 @@ class MetricsLogger:
             self._wandb = None
         if not plots:
             return []
-        from rlsys.tracking.plots import plot_metrics
-
-        return plot_metrics(self.path, self.run_dir / "plots")
+        return plot_metrics(read_metrics(self.path), self.run_dir / "plots")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

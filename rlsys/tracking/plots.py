@@ -1,17 +1,15 @@
-"""Learning curves from a metrics.jsonl file, one PNG per metric group."""
+"""Learning curves from metric records (the lines of a metrics.jsonl), one PNG per metric group."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
 
-from rlsys.tracking.metrics import read_metrics
-
 _SKIP = {"step", "time"}
 
 
-def plot_metrics(metrics_path: str | Path, out_dir: str | Path, max_per_figure: int = 6) -> list[Path]:
-    """Group numeric series by their prefix ("train/", "eval/", ...) and draw each group.
+def plot_metrics(records: list[dict], out_dir: str | Path, max_per_figure: int = 6) -> list[Path]:
+    """Group the numeric series of metric `records` by their prefix ("train/", "eval/", ...) and draw each group.
 
     Returns the written PNG paths. Series are drawn against `step` when present.
     """
@@ -20,7 +18,6 @@ def plot_metrics(metrics_path: str | Path, out_dir: str | Path, max_per_figure: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = read_metrics(metrics_path)
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for i, rec in enumerate(records):
         x = rec.get("step", i)
