@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from rlsys.runtime.artifacts import artifact_dir, is_built
-from rlsys.stages.context import StageFailed, StageResult
+from rlsys.stages.context import StageResult
 from rlsys.stages.refs import prepare_stage
-from rlsys.stages.runner import dependencies, stage_config, stage_spec
+from rlsys.stages.runner import stage_spec, walk_stage_chain
 
 
 @dataclass
@@ -35,26 +35,15 @@ def plan_stage_chain(cfg: Any, names: list[str]) -> list[PlannedStage]:
     A stage's wall budget from `match_wall` (known only once its inputs are built) does not enter keys,
     so a plan of unbuilt stages gives the keys the run will use.
     """
-    results: dict[str, StageResult] = {}
     order: list[PlannedStage] = []
-    visiting: set[str] = set()
 
-    def visit(name: str) -> StageResult:
-        if name in results:
-            return results[name]
-        if name in visiting:
-            raise StageFailed(f"stage '{name}' depends on itself")
-        visiting.add(name)
-        stage = stage_config(cfg, name)
-        deps = {d: visit(d) for d in dependencies(stage)}
+    def visit(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:
         run_cfg, _ = prepare_stage(cfg, name, stage, deps)
         path = artifact_dir(cfg.artifacts_dir, f"stages/{name}", stage_spec(cfg, stage, deps, run_cfg))
-        results[name] = StageResult(name, stage.kind, str(path), str(path / "model"), True, 0.0, {})
         order.append(PlannedStage(name, stage.kind, path, is_built(path), list(deps)))
-        return results[name]
+        return StageResult(name, stage.kind, str(path), str(path / "model"), True, 0.0, {})
 
-    for name in names:
-        visit(name)
+    walk_stage_chain(cfg, names, visit)
     return order
 
 

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from rlsys.stages.refs import prepare_stage, referenced_stages
 from rlsys.stages.tables import write_pipeline_outputs
 
 log = logging.getLogger(__name__)
+
+# (run config, stage name, stage config, its dependencies' results) -> the stage's result.
+StageVisitor = Callable[[Any, str, Any, dict[str, StageResult]], StageResult]
 
 # Stage kind -> "module:function(ctx) -> dict"; imported lazily.
 STAGE_KINDS = {
@@ -127,8 +131,10 @@ def _learner_identity(cfg: Any) -> dict[str, Any]:
     return learner
 
 
-def run_stage_chain(cfg: Any, names: list[str], results: dict[str, StageResult] | None = None) -> dict[str, StageResult]:
-    """Ensure each named stage (and, first, whatever it depends on). Returns all results."""
+def walk_stage_chain(cfg: Any, names: list[str], visit: StageVisitor,
+                     results: dict[str, StageResult] | None = None) -> dict[str, StageResult]:
+    """Call `visit(cfg, name, stage, deps)` on each named stage and, first, on whatever it depends on,
+    once each, dependencies before dependents. Returns every stage's result."""
     results = {} if results is None else results
     visiting: set[str] = set()
 
@@ -140,12 +146,17 @@ def run_stage_chain(cfg: Any, names: list[str], results: dict[str, StageResult] 
         visiting.add(name)
         stage = stage_config(cfg, name)
         deps = {d: ensure(d) for d in dependencies(stage)}
-        results[name] = _ensure_one(cfg, name, stage, deps)
+        results[name] = visit(cfg, name, stage, deps)
         return results[name]
 
     for name in names:
         ensure(name)
     return results
+
+
+def run_stage_chain(cfg: Any, names: list[str], results: dict[str, StageResult] | None = None) -> dict[str, StageResult]:
+    """Ensure each named stage (and, first, whatever it depends on). Returns all results."""
+    return walk_stage_chain(cfg, names, _ensure_one, results)
 
 
 CODE_FILE = "code.json"
