@@ -223,7 +223,7 @@ class PairwiseJudgeReward:
     0.5 or 0 as it has fewer, as many or more failed marks (`both_orders` does not apply). `votes=K` (pointwise
     only) samples K checks of each at `vote_temperature` and compares mean failed-mark counts instead of greedy
     counts (self-consistency): ties, which cap a greedy checker's pair accuracy, become rare
-    (scripts/eval_judge_votes.py; BENCHMARKS.md "Session 21").
+    (`python -m rlsys.eval judge-votes`; docs/benchmarks/judge.md).
     """
 
     def __init__(self, model_path: str | None = None, base_url: str | None = None, model: str | None = None,

@@ -1,16 +1,11 @@
-"""scripts/compare_artifacts.py on two hand-made artifact roots."""
+"""rlsys.eval.compare on two hand-made artifact roots."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
-
-@pytest.fixture(scope="module")
-def compare(load_script):
-    return load_script("compare_artifacts")
+from rlsys.eval import compare
 
 
 def _stage(root: Path, weights: bytes, loss: float, step_s: float) -> Path:
@@ -25,7 +20,7 @@ def _stage(root: Path, weights: bytes, loss: float, step_s: float) -> Path:
     return stage
 
 
-def test_same_build_with_other_timings_is_identical(compare, tmp_path) -> None:
+def test_same_build_with_other_timings_is_identical(tmp_path) -> None:
     a = _stage(tmp_path / "a", b"w", 0.25, 1.0)
     b = _stage(tmp_path / "b", b"w", 0.25, 2.0)
     (tmp_path / "a" / "stages" / "rl" / "only-a").mkdir(parents=True)
@@ -35,7 +30,7 @@ def test_same_build_with_other_timings_is_identical(compare, tmp_path) -> None:
                                            "only_one_side": 0, "max_abs_diff": 0.0, "first_differing": []}
 
 
-def test_differing_weights_and_metrics_are_named(compare, tmp_path) -> None:
+def test_differing_weights_and_metrics_are_named(tmp_path) -> None:
     a = _stage(tmp_path / "a", b"w", 0.25, 1.0)
     b = _stage(tmp_path / "b", b"v", 0.5, 1.0)
     out = compare.compare_build(a, b)
