@@ -19,6 +19,9 @@ from collections.abc import Callable, Sequence
 
 Span = tuple[int, int]
 
+# The values of `rl.credit`: one outcome advantage on every token of an answer, or `error_tokens` above.
+CREDIT_MODES = ("sequence", "error_tokens")
+
 
 def decode_with_char_ends(decode: Callable[[list[int]], str], token_ids: Sequence[int]) -> tuple[str, list[int]]:
     """The decoded text and the end offset of each token in it: len(decode(ids[: k + 1])) for every k.

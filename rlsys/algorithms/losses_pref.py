@@ -94,7 +94,7 @@ def _reward_metrics(
     }
 
 
-@register_loss("dpo")
+@register_loss("dpo", kind="preference")
 def dpo_loss(
     policy_chosen_logps: torch.Tensor,  # [B] log π_θ(y_c|x), summed over response tokens
     policy_rejected_logps: torch.Tensor,  # [B] log π_θ(y_r|x)
@@ -119,7 +119,7 @@ def dpo_loss(
     return loss, to_metrics(loss=loss, **_reward_metrics(rho_c, rho_r))
 
 
-@register_loss("bco_pair")
+@register_loss("bco_pair", kind="preference")
 def bco_pair_loss(
     policy_chosen_logps: torch.Tensor,  # [B] log π_θ(y_c|x), summed over response tokens
     policy_rejected_logps: torch.Tensor,  # [B] log π_θ(y_r|x)
@@ -153,7 +153,7 @@ def bco_pair_loss(
     return loss, to_metrics(loss=loss, delta=delta_t, **_reward_metrics(rho_c, rho_r))
 
 
-@register_loss("mpo")
+@register_loss("mpo", kind="preference")
 def mpo_loss(
     policy_chosen_logps: torch.Tensor,  # [B] log π_θ(y_c|x), summed over response tokens
     policy_rejected_logps: torch.Tensor,  # [B] log π_θ(y_r|x)
@@ -205,7 +205,7 @@ def mpo_loss(
     return loss, metrics
 
 
-@register_loss("bradley_terry")
+@register_loss("bradley_terry", kind="pairwise_score")
 def bradley_terry_loss(
     chosen_scores: torch.Tensor,  # [B] scalar reward-model score of the preferred response
     rejected_scores: torch.Tensor,  # [B] score of the other response

@@ -145,7 +145,7 @@ def _token_advantages(
     return adv
 
 
-@register_loss("gspo")
+@register_loss("gspo", kind="policy_gradient")
 def gspo_loss(
     logprobs: torch.Tensor,  # [B, T] log π_θ(y_t | x, y_<t), with gradient
     old_logprobs: torch.Tensor,  # [B, T] log π_old(y_t | x, y_<t) from the rollout
@@ -201,7 +201,7 @@ def gspo_loss(
     return loss, metrics
 
 
-@register_loss("gspo_token")
+@register_loss("gspo_token", kind="policy_gradient")
 def gspo_token_loss(
     logprobs: torch.Tensor,  # [B, T] log π_θ(y_t | x, y_<t), with gradient
     old_logprobs: torch.Tensor,  # [B, T] log π_old(y_t | x, y_<t) from the rollout
@@ -250,7 +250,7 @@ def gspo_token_loss(
     return loss, metrics
 
 
-@register_loss("grpo")
+@register_loss("grpo", kind="policy_gradient")
 def grpo_loss(
     logprobs: torch.Tensor,  # [B, T] log π_θ(y_t | x, y_<t), with gradient
     old_logprobs: torch.Tensor,  # [B, T] log π_old(y_t | x, y_<t) from the rollout

@@ -53,7 +53,7 @@ def sft_weight_sum(
     return (sft_sample_weights(mask, reduction) * _token_counts(mask)).sum()
 
 
-@register_loss("sft")
+@register_loss("sft", kind="token_nll")
 def sft_loss(
     logprobs: torch.Tensor,  # [B, T] log π(y_t | y_<t) of the target tokens
     mask: torch.Tensor,  # [B, T] 1.0 on loss (response) tokens, 0 on prompt/pad
@@ -95,7 +95,7 @@ def sft_loss(
     return loss, metrics
 
 
-@register_loss("ntp")
+@register_loss("ntp", kind="token_nll")
 def ntp_loss(
     logprobs: torch.Tensor,  # [B, T] log π(x_t | x_<t) of the next tokens of packed documents
     mask: torch.Tensor,  # [B, T] 1.0 on tokens to predict (0 on pad and across document boundaries)

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import torch
 
+# The values of a merge stage's `merge_method`.
+MERGE_METHODS = ("ties", "linear")
+
 
 def trim_to_density(tau: torch.Tensor, density: float) -> torch.Tensor:
     """Keep the `density` share of entries with the largest magnitude (ties kept), zero the rest."""
@@ -71,5 +74,5 @@ def merge_state_dicts(
         elif method == "ties":
             out[name] = ties_merge(tensor, others, weights, density)
         else:
-            raise ValueError(f"merge method {method!r}: expected 'linear' or 'ties'")
+            raise ValueError(f"merge method {method!r}: expected one of {list(MERGE_METHODS)}")
     return out

@@ -1,64 +1,105 @@
-"""Value checks that types alone cannot express; each error names the config key."""
+"""Value checks that types alone cannot express; each error names the full config key.
+
+Per-field choices and ranges are declared beside each field in the schema (`setting(...)`, see
+rlsys/config/fields.py); `validate_config` walks the whole config, every `stages.<name>` included, and
+checks them. Checks that relate two fields, or fields whose dataclass lives outside rlsys/config, are
+below. rlsys/run.py calls `validate_config` before anything starts.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Iterator
 from typing import Any
+
+from rlsys.config.fields import BOUNDS, CHOICES, bounds_text, resolve_choices, within
 
 
 class ConfigError(ValueError):
     """A config value is invalid; the message names the key."""
 
 
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "data.on_bad_row": ("error", "skip"),
-    "data.suite.format": ("jsonl", "parquet"),
-    "rollout.dtype": ("float32", "bfloat16", "float16", "auto"),
-    "rollout.sync_backend": ("object_store", "nccl"),
-    "learner.zero_stage": (0, 1, 2, 3),
-    "learner.precision": ("fp32", "bf16"),
-    "learner.dist_backend": ("auto", "gloo", "nccl"),
-    "learner.optim.schedule": ("constant", "cosine"),
+# Fields of dataclasses defined outside rlsys/config (the task suite's SuiteSpec), by full key.
+_EXTERNAL: dict[str, dict[str, Any]] = {
+    "data.suite.format": {CHOICES: "rlsys.data.tasks.suite:FILE_FORMATS"},
 }
 
-_POSITIVE: tuple[str, ...] = (
-    "rollout.num_actors",
-    "rollout.max_model_len",
-    "rollout.kv_cache_bytes",
-    "rollout.group_size",
-    "rollout.max_tokens",
-    "rollout.sync_bucket_bytes",
-    "learner.num_actors",
-    "learner.micro_batch_size",
-    "learner.max_tokens_per_micro",
-    "learner.optim.lr",
-    "reward.num_workers",
-    "reward.timeout_s",
-    "hints.rollouts_per_level",
-)
+
+def _get(node: Any, key: str) -> Any:
+    return node[key] if isinstance(node, dict) else getattr(node, key)
 
 
-def _get(cfg: Any, dotted: str) -> Any:
+def _items(node: Any) -> Iterator[tuple[str, Any]]:
+    return iter(node.items())
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass a field holds (`X`, `X | None`), else None."""
+    if typing.get_origin(hint) in (dict, list):
+        return None
+    candidates = [hint, *typing.get_args(hint)]
+    return next((c for c in candidates if dataclasses.is_dataclass(c)), None)
+
+
+def _dict_value_dataclass(hint: Any) -> type | None:
+    """For `dict[str, X]` with X a dataclass (the `stages` map), X; else None."""
+    if typing.get_origin(hint) is dict:
+        args = typing.get_args(hint)
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            return args[1]
+    return None
+
+
+def iter_settings(cls: type, node: Any, prefix: str = "") -> Iterator[tuple[str, Any, dict[str, Any]]]:
+    """(full key, value, rules) for every leaf field of `node` (an instance of dataclass `cls`, a DictConfig
+    of it, or a dict), descending into nested sections and into each entry of a dict of sections."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key, value = f"{prefix}{f.name}", _get(node, f.name)
+        nested = _dataclass_of(hints[f.name])
+        entry = _dict_value_dataclass(hints[f.name])
+        if nested is not None and value is not None:
+            yield from iter_settings(nested, value, key + ".")
+        elif entry is not None and value is not None:
+            for name, child in _items(value):
+                yield from iter_settings(entry, child, f"{key}.{name}.")
+        else:
+            yield key, value, dict(f.metadata) or _EXTERNAL.get(key, {})
+
+
+def check_setting(key: str, value: Any, rules: dict[str, Any]) -> None:
+    """Raise ConfigError when `value` breaks the field's declared choices or bounds."""
+    if value is None:
+        return
+    if CHOICES in rules:
+        choices = resolve_choices(rules[CHOICES])
+        if value not in choices:
+            raise ConfigError(f"config key '{key}' = {value!r}: must be one of {sorted(choices, key=str)}")
+    if BOUNDS in rules and not within(value, rules[BOUNDS]):
+        raise ConfigError(f"config key '{key}' = {value!r}: must be {bounds_text(rules[BOUNDS])}")
+
+
+def _check_order(cfg: Any, low_key: str, high_key: str) -> None:
+    low, high = _path(cfg, low_key), _path(cfg, high_key)
+    if low > high:
+        raise ConfigError(f"config key '{low_key}' = {low!r} must be <= '{high_key}' = {high!r}")
+
+
+def _path(cfg: Any, dotted: str) -> Any:
     node = cfg
     for part in dotted.split("."):
-        node = node[part] if isinstance(node, dict) else getattr(node, part)
+        node = _get(node, part)
     return node
 
 
 def validate_config(cfg: Any) -> None:
-    """Raise ConfigError for the first out-of-range value, naming its key."""
-    for key, choices in _CHOICES.items():
-        value = _get(cfg, key)
-        if value not in choices:
-            raise ConfigError(f"config key '{key}' = {value!r}: must be one of {list(choices)}")
-    for key in _POSITIVE:
-        value = _get(cfg, key)
-        if not value > 0:
-            raise ConfigError(f"config key '{key}' = {value!r}: must be > 0")
-    if not 0.0 < _get(cfg, "rollout.top_p") <= 1.0:
-        raise ConfigError(f"config key 'rollout.top_p' = {_get(cfg, 'rollout.top_p')!r}: must be in (0, 1]")
-    if _get(cfg, "rollout.temperature") < 0:
-        raise ConfigError("config key 'rollout.temperature' must be >= 0")
-    if not 1 <= _get(cfg, "hints.max_level") <= 5:
-        raise ConfigError("config key 'hints.max_level' must be in [1, 5]")
-    if _get(cfg, "rollout.min_actors") > _get(cfg, "rollout.max_actors"):
-        raise ConfigError("config key 'rollout.min_actors' must be <= 'rollout.max_actors'")
+    """Raise ConfigError for the first invalid value, naming its full key (e.g. `stages.rl.rl.loss`)."""
+    from rlsys.config.schema import Config
+
+    for key, value, rules in iter_settings(Config, cfg):
+        check_setting(key, value, rules)
+    _check_order(cfg, "rollout.min_actors", "rollout.max_actors")
+    for name, _ in _items(cfg.stages):
+        _check_order(cfg, f"stages.{name}.rl.filter_low", f"stages.{name}.rl.filter_high")
+        _check_order(cfg, f"stages.{name}.sample.keep_low", f"stages.{name}.sample.keep_high")

@@ -33,6 +33,7 @@ from rewards.pairwise_judge import (
     judge_prompt,
     judge_target,
 )
+from rlsys.config.schema_stages import JUDGE_IF_LAYOUTS
 from rlsys.config.validate import ConfigError
 from rlsys.data.tasks.ifeval_tasks import DATA_SOURCE as IF_SOURCE
 from rlsys.eval.judge import CHECK_TASK, ROLES, evaluate_judge
@@ -51,7 +52,6 @@ from rlsys.stages.sampling import sample_and_judge
 log = logging.getLogger(__name__)
 
 JUDGE_SOURCE = "rlsys/judge"
-REASONING = ("steps", "recheck", "recompute")
 _MAX_ANSWER_CHARS = 24
 
 
@@ -131,7 +131,6 @@ def constraint_tag(entry: dict) -> str:
     return " ".join([entry["type"].replace("_", " "), *shown])
 
 
-IF_LAYOUTS = ("constraint", "response")
 
 
 def constraint_marks(text: str, constraints: list[dict], request: str) -> list[str]:
@@ -148,8 +147,8 @@ def if_rationale(request: str, a: str, b: str, layout: str = "constraint") -> st
     include melody no, all uppercase ok.")."""
     from rewards.ifeval.recover import constraints_in
 
-    if layout not in IF_LAYOUTS:
-        raise ValueError(f"layout must be one of {IF_LAYOUTS}, got {layout!r}")
+    if layout not in JUDGE_IF_LAYOUTS:
+        raise ValueError(f"layout must be one of {JUDGE_IF_LAYOUTS}, got {layout!r}")
     constraints = constraints_in(request)
     if not constraints:
         return None
@@ -227,7 +226,7 @@ def judge_rows(pairs: list[dict], seed: int, think: bool, both_orders: bool = Fa
     """Judge rows from preference pairs: one seeded random order per pair, or both orders. `solutions`
     (pair id -> the judge's own verified solution) switches those pairs to solve-first reasoning; with
     `if_checks` (a layout) IF pairs check their request's constraints; the others reason as `reasoning` says (see
-    `REASONING`)."""
+    `JUDGE_REASONING` in the schema)."""
     rng = random.Random(f"judge|{seed}")
     solutions = solutions or {}
     rows = []
@@ -317,12 +316,6 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     if stage.sample.judge_solve and stage.sample.judge_pointwise:
         raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_solve': a pointwise check "
                           "(judge_pointwise) has no pairwise reasoning to solve for; set one of the two")
-    if stage.sample.judge_if_layout not in IF_LAYOUTS:
-        raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_if_layout': "
-                          f"{stage.sample.judge_if_layout!r} is not one of {list(IF_LAYOUTS)}")
-    if stage.sample.judge_reasoning not in REASONING:
-        raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_reasoning': "
-                          f"{stage.sample.judge_reasoning!r} is not one of {list(REASONING)}")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
     pairs, eval_pairs = judge_pairs(ctx)

@@ -8,6 +8,9 @@ from typing import Any
 
 import torch
 
+# LR schedules after warm-up (`lr_lambda`): flat, or cosine down to min_lr_ratio.
+LR_SCHEDULES = ("constant", "cosine")
+
 
 def lr_lambda(
     step: int,

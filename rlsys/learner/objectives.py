@@ -18,7 +18,7 @@ import torch
 from rlsys.algorithms.losses_pref import RunningMean, implicit_rewards
 from rlsys.algorithms.losses_rl import rl_loss_denominator
 from rlsys.algorithms.losses_sft import sft_weight_sum
-from rlsys.algorithms.registry import get_loss
+from rlsys.algorithms.registry import LOSS_KINDS, get_loss, loss_kind
 from rlsys.learner.batching import MicroBatch
 
 
@@ -168,25 +168,18 @@ class PairwiseScore(Objective):
         return self.fn(out.scores[0::2], out.scores[1::2], global_denominator=global_denominator, **self.kwargs)
 
 
-_KINDS: dict[str, type[Objective]] = {
-    "ntp": TokenNLL,
-    "sft": TokenNLL,
-    "gspo": PolicyGradient,
-    "gspo_token": PolicyGradient,
-    "grpo": PolicyGradient,
-    "dpo": Preference,
-    "bco_pair": Preference,
-    "mpo": Preference,
-    "bradley_terry": PairwiseScore,
+# Objective kind (given with each loss at registration, rlsys/algorithms/registry.py) -> its class.
+OBJECTIVES: dict[str, type[Objective]] = {
+    "token_nll": TokenNLL,
+    "policy_gradient": PolicyGradient,
+    "preference": Preference,
+    "pairwise_score": PairwiseScore,
 }
+if tuple(OBJECTIVES) != LOSS_KINDS:
+    raise RuntimeError(f"objective classes {sorted(OBJECTIVES)} do not match the loss kinds {sorted(LOSS_KINDS)}")
 
 
 def make_objective(loss_name: str, kwargs: dict[str, Any] | None = None) -> Objective:
-    """The objective for a registered loss; losses registered by plug-ins default to token NLL form."""
-    get_loss(loss_name)  # fail early, listing known names
-    kind = _KINDS.get(loss_name, PolicyGradient)
-    return kind(loss_name, dict(kwargs or {}))
-
-
-def pair_group_size(loss_name: str) -> int:
-    return 2 if _KINDS.get(loss_name) in (Preference, PairwiseScore) else 1
+    """The objective for a registered loss, by the kind it was registered with (KeyError listing the known
+    losses when `loss_name` is not registered)."""
+    return OBJECTIVES[loss_kind(loss_name)](loss_name, dict(kwargs or {}))

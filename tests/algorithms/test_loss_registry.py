@@ -6,8 +6,9 @@ import sys
 import pytest
 import torch
 
+from rlsys.algorithms import registry
 from rlsys.algorithms.losses import get_loss, gspo_loss, list_losses
-from rlsys.algorithms.registry import Registry
+from rlsys.algorithms.registry import LOSS_KINDS, Registry, loss_kind, register_loss
 
 BUILTINS = ["bco_pair", "bradley_terry", "dpo", "grpo", "gspo", "gspo_token", "mpo", "ntp", "sft"]
 
@@ -34,6 +35,48 @@ def test_registering_twice_is_an_error() -> None:
     registry.register("a")(a)  # the same function again is harmless
     with pytest.raises(ValueError, match="already registered"):
         registry.register("a")(other)
+
+
+KINDS = {
+    "ntp": "token_nll", "sft": "token_nll",
+    "gspo": "policy_gradient", "gspo_token": "policy_gradient", "grpo": "policy_gradient",
+    "dpo": "preference", "bco_pair": "preference", "mpo": "preference",
+    "bradley_terry": "pairwise_score",
+}
+
+
+@pytest.fixture
+def scratch_losses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registrations made by the test are dropped afterwards (the built-ins stay)."""
+    registry.LOSSES.names()  # load the built-ins first
+    monkeypatch.setattr(registry.LOSSES, "_table", dict(registry.LOSSES._table))
+    monkeypatch.setattr(registry.LOSSES, "_meta", dict(registry.LOSSES._meta))
+
+
+def test_every_builtin_is_registered_once_with_its_objective_kind() -> None:
+    assert {name: loss_kind(name) for name in BUILTINS} == KINDS
+    assert list_losses("policy_gradient") == ["grpo", "gspo", "gspo_token"]
+    assert set(KINDS.values()) == set(LOSS_KINDS)
+
+
+def test_a_plugin_loss_is_registered_with_its_kind(scratch_losses: None) -> None:
+    @register_loss("my_pg", kind="policy_gradient")
+    def my_pg(*args: object, **kwargs: object) -> None: ...
+
+    assert get_loss("my_pg") is my_pg and loss_kind("my_pg") == "policy_gradient"
+    assert "my_pg" in list_losses("policy_gradient") and "my_pg" not in list_losses("preference")
+    with pytest.raises(ValueError, match="already registered"):
+        register_loss("my_pg", kind="preference")(my_pg)
+
+
+def test_a_loss_needs_a_known_kind(scratch_losses: None) -> None:
+    with pytest.raises(TypeError):
+        register_loss("no_kind")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="unknown objective kind 'pg'; known: token_nll, policy_gradient"):
+        register_loss("bad_kind", kind="pg")
+    assert "bad_kind" not in list_losses()
+    with pytest.raises(KeyError, match="unknown loss 'ppo'"):
+        loss_kind("ppo")
 
 
 def test_registry_alone_sees_builtins_in_a_fresh_interpreter() -> None:

@@ -106,14 +106,15 @@ def test_an_unknown_if_layout_fails_naming_the_key(tmp_path):
     from omegaconf import OmegaConf
 
     from rlsys.config.schema import Config, StageConfig
-    from rlsys.config.validate import ConfigError
+    from rlsys.config.validate import ConfigError, validate_config
     from rlsys.jobs.judge import run_judge_data
     from rlsys.stages.context import StageContext
 
-    stage = OmegaConf.merge(OmegaConf.structured(StageConfig),
-                            {"kind": "judge_data", "sample": {"judge_if_checks": True, "judge_if_layout": "diagonal"}})
+    # Checked at start-up, before anything is built.
+    bad = OmegaConf.merge(OmegaConf.structured(Config), {"stages": {"judge_data": {
+        "kind": "judge_data", "sample": {"judge_if_checks": True, "judge_if_layout": "diagonal"}}}})
     with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_if_layout.*'diagonal'"):
-        run_judge_data(StageContext(OmegaConf.structured(Config), "judge_data", stage, "", tmp_path))
+        validate_config(bad)
     both = OmegaConf.merge(OmegaConf.structured(StageConfig), {"kind": "judge_data", "input": "sft",
                                                                 "sample": {"judge_solve": True, "judge_pointwise": True}})
     with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_solve.*pointwise"):

@@ -214,7 +214,7 @@ def test_a_solving_judge_without_an_input_model_fails_naming_the_key(tmp_path):
     from omegaconf import OmegaConf
 
     from rlsys.config.schema import Config, StageConfig
-    from rlsys.config.validate import ConfigError
+    from rlsys.config.validate import ConfigError, validate_config
     from rlsys.jobs.judge import run_judge_data
     from rlsys.stages.context import StageContext
 
@@ -223,6 +223,8 @@ def test_a_solving_judge_without_an_input_model_fails_naming_the_key(tmp_path):
     ctx = StageContext(OmegaConf.structured(Config), "judge_data", stage, "", tmp_path)
     with pytest.raises(ConfigError, match="stages.judge_data.input"):
         run_judge_data(ctx)
-    bad = OmegaConf.merge(stage, {"input": "sft", "sample": {"judge_solve": False, "judge_reasoning": "vibes"}})
+    # An unknown reasoning format is refused at start-up, before anything is built.
+    bad = OmegaConf.merge(OmegaConf.structured(Config), {"stages": {"judge_data": {
+        "kind": "judge_data", "input": "sft", "sample": {"judge_reasoning": "vibes"}}}})
     with pytest.raises(ConfigError, match=r"stages.judge_data.sample.judge_reasoning.*'vibes'"):
-        run_judge_data(StageContext(OmegaConf.structured(Config), "judge_data", bad, "", tmp_path))
+        validate_config(bad)
