@@ -67,7 +67,7 @@ def train_loop(
         seqs = [seq for i in picked for seq in units[i]]
         # A third element holds per-token fields (e.g. the preference terms' `pref_mask`).
         fields = {k: [s[2][k] for s in seqs] for k in seqs[0][2]} if len(seqs[0]) > 2 else None
-        batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], fields, group_size=group)
+        batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], fields, unit_size=group)
         last = learners.train_step(batch, loss, loss_kwargs)
         tokens += int(last["tokens"])
         progress.update(1)
@@ -136,7 +136,7 @@ def _pair_units(ctx: StageContext, rows: list[dict], scope: str = "full") -> lis
 
 def _pair_batch(units: list) -> tuple[list, dict[str, Any]]:
     seqs = [seq for u in units for seq in u]
-    return seqs, make_batch([s[0] for s in seqs], [s[1] for s in seqs], group_size=2)
+    return seqs, make_batch([s[0] for s in seqs], [s[1] for s in seqs], unit_size=2)
 
 
 def rm_pair_accuracy(learners: LearnerGroup, units: list) -> float:

@@ -5,7 +5,7 @@ A batch is a plain dict (cheap to send through Ray):
   loss_mask  list[list[int]]   1 where the token is trained on (aligned with input_ids)
   fields     dict[str, list]   per-sequence values (advantages, ...) or per-token lists aligned
                                with input_ids (old_logprobs, ref_logprobs, ...)
-  group_size int               sequences that must stay together (2 for chosen/rejected pairs)
+  unit_size int               sequences that must stay together (2 for chosen/rejected pairs)
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ def make_batch(
     input_ids: list[list[int]],
     loss_mask: list[list[int]],
     fields: dict[str, list[Any]] | None = None,
-    group_size: int = 1,
+    unit_size: int = 1,
 ) -> dict[str, Any]:
     if len(input_ids) != len(loss_mask):
         raise ValueError(f"{len(input_ids)} sequences but {len(loss_mask)} loss masks")
     for i, (ids, mask) in enumerate(zip(input_ids, loss_mask)):
         if len(ids) != len(mask):
             raise ValueError(f"sequence {i}: {len(ids)} tokens but {len(mask)} mask entries")
-    if len(input_ids) % group_size:
-        raise ValueError(f"{len(input_ids)} sequences do not split into units of {group_size}")
+    if len(input_ids) % unit_size:
+        raise ValueError(f"{len(input_ids)} sequences do not split into units of {unit_size}")
     fields = dict(fields or {})
     for name, values in fields.items():
         if len(values) != len(input_ids):
             raise ValueError(f"field '{name}' has {len(values)} entries for {len(input_ids)} sequences")
-    return {"input_ids": input_ids, "loss_mask": loss_mask, "fields": fields, "group_size": group_size}
+    return {"input_ids": input_ids, "loss_mask": loss_mask, "fields": fields, "unit_size": unit_size}
 
 
 def batch_size(batch: dict[str, Any]) -> int:
@@ -45,12 +45,12 @@ def select(batch: dict[str, Any], indices: list[int]) -> dict[str, Any]:
         "input_ids": [batch["input_ids"][i] for i in indices],
         "loss_mask": [batch["loss_mask"][i] for i in indices],
         "fields": {k: [v[i] for i in indices] for k, v in batch["fields"].items()},
-        "group_size": batch["group_size"],
+        "unit_size": batch["unit_size"],
     }
 
 
 def _units(batch: dict[str, Any]) -> list[list[int]]:
-    g = batch["group_size"]
+    g = batch["unit_size"]
     return [list(range(start, start + g)) for start in range(0, batch_size(batch), g)]
 
 
@@ -108,7 +108,7 @@ class MicroBatch:
     attention_mask: torch.Tensor  # [B, T]
     loss_mask: torch.Tensor  # [B, T] float, already shifted: position t scores token t
     fields: dict[str, Any]
-    group_size: int
+    unit_size: int
 
     @property
     def num_sequences(self) -> int:
@@ -140,7 +140,7 @@ def collate(batch: dict[str, Any], indices: list[int], pad_id: int, device: torc
             fields[name] = torch.tensor(picked, dtype=torch.float32, device=device)
         else:
             fields[name] = picked
-    return MicroBatch(ids.to(device), attn.to(device), mask.to(device), fields, batch["group_size"])
+    return MicroBatch(ids.to(device), attn.to(device), mask.to(device), fields, batch["unit_size"])
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
