@@ -7,7 +7,7 @@ are the ones trained on. Each problem's minimal level is cached; next time the p
 sampling starts `fade` levels lower, so help fades as the model improves (our choice; the report
 does not say how levels are revisited).
 
-Level 0 means "no hint". Hint levels follow RECIPES.md: 1 concept, 2 strategy, 3 formula/tool,
+Level 0 means "no hint". Hint levels follow Keye-VL 1.5's progressive hint sampling: 1 concept, 2 strategy, 3 formula/tool,
 4 first step, 5 complete solution.
 """
 

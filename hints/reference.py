@@ -2,7 +2,7 @@
 
 Level k of `max_level` shows the first ceil(k / max_level) of the reference's words as the start of a
 response that follows every instruction; the top level shows the whole reference. Alignment RL on the
-tiny model gets no signal from constraints it almost never meets (BENCHMARKS.md "Session 19"); a
+tiny model gets no signal from constraints it almost never meets (docs/benchmarks/alignment.md); a
 prefix of a verified answer makes them reachable, the way the math rows' own hints do for hard problems.
 """
 

@@ -2,7 +2,7 @@
 
 Under the share of constraints met (`ifeval`), an answer that drops one constraint to meet another scores
 the same, and alignment RL on the tiny model trades them: every align run loses two_responses,
-all_lowercase and bullet_points while it gains others (BENCHMARKS.md "Session 20"). All-or-nothing gives
+all_lowercase and bullet_points while it gains others (docs/benchmarks/alignment.md). All-or-nothing gives
 no credit for a trade. Lives outside rewards/ifeval/, whose code is part of the task suite's cache key.
 """
 

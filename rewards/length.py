@@ -47,8 +47,8 @@ def reference_length_penalty(
 
     limit = ratio * reference words + slack_words; the score is 0 up to the limit, then
     -(words - limit) / limit, floored at -1 (twice the limit). Alignment RL lengthens IF answers
-    past what their constraints allow, and held-out IF falls where answers grew (BENCHMARKS.md
-    "Session 19"); this term bounds the drift per row. A row without a reference scores 0 and is
+    past what their constraints allow, and held-out IF falls where answers grew (docs/benchmarks/
+    alignment.md); this term bounds the drift per row. A row without a reference scores 0 and is
     counted in `no_reference`.
     """
     # Computed before the no-reference branch, so bad settings fail on every row.

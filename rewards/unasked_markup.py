@@ -1,8 +1,8 @@
 """A penalty for markup the request did not ask for: the spillover of alignment RL's IF habits.
 
 Alignment RL raises held-out IF partly through habits: after it, about half of the answers to requests
-that ask for no placeholder carry one anyway, and a quarter end with a postscript (BENCHMARKS.md
-"Session 21", eval_wide's "not asked for" table). The `ifeval` reward scores only the constraints a row
+that ask for no placeholder carry one anyway, and a quarter end with a postscript (docs/benchmarks/
+alignment.md, eval_wide's "not asked for" table). The `ifeval` reward scores only the constraints a row
 names, so nothing discourages markup nobody asked for. This term probes each answer with the real IF
 checkers for the markup types the row does not name. Lives outside rewards/ifeval/, whose code is part of
 the task suite's cache key.

@@ -9,17 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from rlsys.config.store import register_configs
+from rlsys.config.store import CONF_DIR, normalize_overrides, register_configs
 from rlsys.config.validate import ConfigError, validate_config
 from rlsys.runtime.rundir import write_run_metadata
-
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 # job name -> "module:function"; imported lazily so `--help` and config errors stay fast.
 JOBS = {
@@ -28,16 +25,6 @@ JOBS = {
 }
 
 log = logging.getLogger("rlsys")
-
-
-def normalize_overrides(args: list[str]) -> list[str]:
-    """`+exp=NAME` -> `+exp@_global_=NAME`.
-
-    Experiment files override keys anywhere in the config, so they belong to the global package.
-    Hydra only reads that from a `# @package` header on a file's first line, and the first line of
-    every exp file is its launch command instead; the package is given here, once, for all of them.
-    """
-    return [("+exp@_global_=" + a[len("+exp="):]) if a.startswith("+exp=") else a for a in args]
 
 
 def run_job(cfg: DictConfig) -> object:

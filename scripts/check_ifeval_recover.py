@@ -1,4 +1,4 @@
-"""How well `rewards/ifeval/recover.py` gets a prompt's IF constraints back (BENCHMARKS.md "Pairwise judge").
+"""How well `rewards/ifeval/recover.py` gets a prompt's IF constraints back (docs/benchmarks/judge.md).
 
 Counts the renderings in its table and the time to build it; then, on a built suite, the IF rows whose
 recovered constraints equal their stored ones, and the IF preference pairs whose recovered constraints

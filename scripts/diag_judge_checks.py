@@ -1,5 +1,5 @@
 """What a `recompute` judge's equation checks and an `if_checks` judge's constraint checks say
-(BENCHMARKS.md "Pairwise judge").
+(docs/benchmarks/judge.md).
 
 Reads the held-out judgments a judge stage wrote (`judge_eval.jsonl` next to its model) and counts each
 "X = c; X is v; ok|no" triple: is v the true value of X, and does the ok / no follow c == v? Also the

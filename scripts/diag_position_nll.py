@@ -2,7 +2,7 @@
 
 The embedded default pretrains at 256 tokens and fine-tunes at 320, while judge prompts plus their
 reasoning run to 640. This packs a data file's `text` rows (or prompt + response) into fixed-length
-sequences and prints the mean NLL of each 64-position band (BENCHMARKS.md "Pairwise judge").
+sequences and prints the mean NLL of each 64-position band (docs/benchmarks/judge.md).
 
     .venv/bin/python scripts/diag_position_nll.py MODEL_DIR artifacts/data/<hash>/pretrain.jsonl [--length 768]
 """

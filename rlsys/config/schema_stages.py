@@ -29,7 +29,7 @@ class RLConfig:
     advantage: str = setting("grpo_group", choices="rlsys.algorithms.advantages:list_advantages")
     # Data sources whose answers carry the KL term (loss_kwargs.kl_coef > 0); empty = every answer.
     # E.g. [rlsys/math] anchors only the reasoning rows (in align it did not hold held-out math: the IF
-    # updates move facts the sampled math rows do not cover; BENCHMARKS.md "Session 18").
+    # updates move facts the sampled math rows do not cover; docs/benchmarks/alignment.md).
     kl_sources: list[str] = field(default_factory=list)
     # Budget: RL steps (each: sample `batch_groups` groups, then train on them).
     steps: int = setting(20, ge=0)

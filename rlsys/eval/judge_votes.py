@@ -48,20 +48,14 @@ def run(args: argparse.Namespace) -> int:
         if len(found) != 1:
             raise SystemExit(f"give --data: {len(found)} judge_check_data eval files found")
         data = found[0]
-    from hydra import compose, initialize_config_dir
-
-    from rlsys.config.store import register_configs
+    from rlsys.config.store import compose_config
     from rlsys.eval.judge import check_accuracy, pair_mark_accuracy, vote_points, voted_check_accuracy
     from rlsys.eval.scoring import model_completions, paired_difference
-    from rlsys.run import CONF_DIR, normalize_overrides
     from rlsys.runtime.ray_utils import init_ray
     from rlsys.stages.io import read_jsonl
 
     rows = read_jsonl(data)
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
-        cfg = compose(config_name="config",
-                      overrides=normalize_overrides([f"+exp={args.exp}", f"eval.max_tokens={args.max_tokens}"]))
+    cfg = compose_config([f"+exp={args.exp}", f"eval.max_tokens={args.max_tokens}"])
     print(f"{len(rows)} check rows from {data}", flush=True)
     init_ray(num_cpus=4)
     points: dict[str, dict[str, float]] = {}

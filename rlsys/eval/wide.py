@@ -150,19 +150,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.samples < 1 or (args.samples > 1 and args.temperature <= 0):
         raise SystemExit("--samples must be >= 1, and > 1 only with --temperature > 0 (greedy answers repeat)")
-    from hydra import compose, initialize_config_dir
-
-    from rlsys.config.store import register_configs
+    from rlsys.config.store import compose_config
     from rlsys.data.tasks.format_tasks import format_rows
     from rlsys.data.tasks.ifeval_tasks import ifeval_rows
     from rlsys.eval.scoring import eval_prompts, eval_rows, model_completions, paired_difference
-    from rlsys.run import CONF_DIR, normalize_overrides
     from rlsys.runtime.ray_utils import init_ray
 
-    register_configs()
-    overrides = [f"+exp={args.exp}", f"eval.max_math={args.max_math}"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
-        cfg = compose(config_name="config", overrides=normalize_overrides(overrides))
+    cfg = compose_config([f"+exp={args.exp}", f"eval.max_math={args.max_math}"])
     cfg.artifacts_dir = str(REPO / cfg.artifacts_dir)
     rows = eval_rows(cfg)
     seed = cfg.data.suite.seed

@@ -2,8 +2,8 @@
 where no sampled answer passes.
 
 Alignment RL on the tiny model gets no signal from instruction constraints it almost never meets
-(BENCHMARKS.md "Session 19"), and hints in the prompt do not help there: with the whole reference
-as a hint the model follows the instructions less often than without (BENCHMARKS.md "Session 20").
+(docs/benchmarks/alignment.md), and hints in the prompt do not help there: with the whole reference
+as a hint the model follows the instructions less often than without (docs/benchmarks/alignment.md).
 LUFFY (Yan et al. 2025, "Learning to Reason under Off-Policy Guidance") mixes off-policy answers
 into the group instead; here the row's stored, verified answer (`rl.guide_field`) replaces the
 lowest-scoring sample of an all-fail group, scored by the same reward workers, and only when it

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlsys.config.store import compose_config
 from rlsys.runtime.artifacts import artifact_dir, is_built
 from rlsys.stages.context import StageResult
 from rlsys.stages.refs import prepare_stage
@@ -57,18 +58,11 @@ def format_plan(plan: list[PlannedStage]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hydra import compose, initialize_config_dir
-
-    from rlsys.config.store import register_configs
-    from rlsys.run import CONF_DIR, normalize_overrides
-
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
-        cfg = compose(config_name="config", overrides=normalize_overrides(args))
+    cfg = compose_config(args)
     if not cfg.pipeline:
         print("config key 'pipeline' is empty: nothing to plan", file=sys.stderr)
         return 1
