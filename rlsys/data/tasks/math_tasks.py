@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rlsys.data.tasks.arith import Calc, Worked, box
+from rlsys.data.tasks.math_templates import TIER1, TIER2
+from rlsys.data.tasks.template import Template
+from rlsys.data.tasks.word_problems import TIER3
 
 DATA_SOURCE = "rlsys/math"
 SPLITS = ("train", "eval")
@@ -24,33 +27,6 @@ DEFAULT_SPLIT_SALT = "rlsys-math-v1"
 DEFAULT_EVAL_FRACTION = 0.2
 # Consecutive duplicate draws after which a template counts as exhausted for this split.
 _EXHAUSTED_AFTER = 400
-
-
-class Template:
-    """One problem type. Subclasses define sampling, wording, the worked solution and hint levels 1-3."""
-
-    name: str = ""
-    tier: int = 0
-
-    def sample(self, rng: random.Random) -> dict:
-        raise NotImplementedError
-
-    def key(self, p: dict) -> str:
-        raise NotImplementedError
-
-    def prompt(self, p: dict, rng: random.Random) -> str:
-        raise NotImplementedError
-
-    def solve(self, p: dict, calc: Calc) -> tuple[Worked, int]:
-        raise NotImplementedError
-
-    def concept_hints(self, p: dict) -> tuple[str, str, str]:
-        """Levels 1-3: what to notice, which method, which rule. No steps and no results."""
-        raise NotImplementedError
-
-    def first_step(self, p: dict, worked: Worked) -> str:
-        """Level 4: the first concrete step with its numbers (default: the solution's first line)."""
-        return "First step: " + worked.lines[0]
 
 
 @dataclass(frozen=True)
@@ -99,10 +75,6 @@ def split_of(key: str, salt: str = DEFAULT_SPLIT_SALT, eval_fraction: float = DE
 
 
 def _templates() -> dict[int, list[Template]]:
-    # Imported here because the template modules import this one for the base class.
-    from rlsys.data.tasks.math_templates import TIER1, TIER2
-    from rlsys.data.tasks.word_problems import TIER3
-
     return {1: list(TIER1), 2: list(TIER2), 3: list(TIER3)}
 
 

@@ -6,7 +6,7 @@ import random
 
 from rlsys.data.tasks.arith import Calc, Worked, add, apply, div, mul, sub
 from rlsys.data.tasks.lexicon import CONTAINERS, ITEMS, person
-from rlsys.data.tasks.math_tasks import Template
+from rlsys.data.tasks.template import Template
 
 
 def _operand(rng: random.Random, lo: int, hi: int) -> int:

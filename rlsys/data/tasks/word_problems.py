@@ -10,7 +10,7 @@ import random
 
 from rlsys.data.tasks.arith import TABLE_MAX, Calc, Worked, add, apply, div, mul, sub
 from rlsys.data.tasks.lexicon import CONTAINERS, ITEMS, PLACES, SHOP_THINGS, person
-from rlsys.data.tasks.math_tasks import Template
+from rlsys.data.tasks.template import Template
 
 
 def _step(w: Worked, label: str, op: str, a: int, b: int, calc: Calc) -> int:
