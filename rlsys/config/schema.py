@@ -16,6 +16,7 @@ from typing import Any
 from rlsys.config.fields import setting
 from rlsys.config.schema_stages import OfflineSampleConfig, RLConfig, StageConfig
 from rlsys.data.tasks.suite import SuiteSpec
+from rlsys.rollout.pool_policy import PoolPolicy
 
 __all__ = [
     "Config", "DataConfig", "EvalConfig", "HintsConfig", "LearnerConfig", "LoggingConfig", "ModelConfig",
@@ -139,20 +140,9 @@ class RolloutConfig:
     stop: list[str] = field(default_factory=list)
     # Engine seed (per-request seeds come from the run's seed).
     seed: int = 0
-    # Weight sync: "object_store" (Ray object store, any hardware) or "nccl" (CUDA only).
-    sync_backend: str = setting("object_store", choices=("object_store", "nccl"))
-    # Size of one weight-sync bucket, in bytes.
-    sync_bucket_bytes: int = setting(64 << 20, gt=0)
-    # Elastic pool: fewest actors it keeps.
-    min_actors: int = setting(1, ge=0)
-    # Elastic pool: most actors it grows to (>= min_actors).
-    max_actors: int = setting(1, ge=1)
-    # Elastic pool: groups (queued + in flight) per actor the autoscaler aims for.
-    target_backlog: int = setting(8, ge=1)
-    # Elastic pool: start a new actor in place of one that died.
-    replace_dead: bool = True
-    # Seconds from dispatch to result before a group is re-dispatched.
-    request_timeout_s: float = setting(600.0, gt=0.0)
+    # The pool's sizing, recovery and weight-sync policy: the rollout module's own dataclass, used as the
+    # config section so the two never drift apart (ranges are checked by it at start-up).
+    pool: PoolPolicy = field(default_factory=PoolPolicy)
 
 
 @dataclass

@@ -96,10 +96,14 @@ def _path(cfg: Any, dotted: str) -> Any:
 def validate_config(cfg: Any) -> None:
     """Raise ConfigError for the first invalid value, naming its full key (e.g. `stages.rl.rl.loss`)."""
     from rlsys.config.schema import Config
+    from rlsys.rollout.pool_policy import PoolPolicy
 
     for key, value, rules in iter_settings(Config, cfg):
         check_setting(key, value, rules)
-    _check_order(cfg, "rollout.min_actors", "rollout.max_actors")
+    try:
+        PoolPolicy.from_config(cfg.rollout.pool)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'rollout.pool': {exc}") from None
     for name, _ in _items(cfg.stages):
         _check_order(cfg, f"stages.{name}.rl.filter_low", f"stages.{name}.rl.filter_high")
         _check_order(cfg, f"stages.{name}.sample.keep_low", f"stages.{name}.sample.keep_high")

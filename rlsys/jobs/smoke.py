@@ -67,7 +67,7 @@ def run(cfg: Any) -> dict[str, float]:
         timings["train_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        refs = learners.export_weights(cfg.rollout.sync_bucket_bytes)
+        refs = learners.export_weights(cfg.rollout.pool.sync_bucket_bytes)
         sync_s = get(actor.sync_from_object_store.remote(refs, 1), timeout=cfg.ray.actor_timeout_s, what="sync")
         timings["sync_total_s"] = time.perf_counter() - t
         timings["sync_load_s"] = sync_s

@@ -57,7 +57,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 def join_group(host: str, port: int, rank: int, world_size: int, timeout_s: float = 300.0) -> WeightGroup:
     """Rendezvous at host:port (rank 0 hosts the store) and build the NCCL communicator."""
     if not torch.cuda.is_available():
-        raise RuntimeError("rollout.sync_backend=nccl needs CUDA on every rank; use object_store here")
+        raise RuntimeError("rollout.pool.sync_backend=nccl needs CUDA on every rank; use object_store here")
     from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
     from vllm.distributed.utils import StatelessProcessGroup
 

@@ -83,7 +83,7 @@ class RolloutPool(PoolCore):
         return cls(
             model_path,
             worker_kwargs=worker_kwargs(rollout, model_path),
-            policy=PoolPolicy.from_config(rollout),
+            policy=PoolPolicy.from_config(rollout.pool),
             resources=worker_resources(rollout),
             **kwargs,
         )

@@ -13,26 +13,32 @@ from typing import Any
 
 @dataclass
 class PoolPolicy:
-    """How the pool sizes itself and recovers. Defaults mirror `RolloutConfig`."""
+    """How the pool sizes itself, recovers and syncs weights: the `rollout.pool` config section."""
 
+    # Fewest actors the pool keeps (0 lets an idle pool shrink away).
     min_actors: int = 1
+    # Most actors it grows to (>= min_actors).
     max_actors: int = 1
     # Groups (queued + in flight) per actor the autoscaler aims for.
     target_backlog: int = 8
+    # Start a new actor in place of one that died.
     replace_dead: bool = True
-    # From dispatch to result; past it the group is re-dispatched (or fails after max_attempts).
+    # Seconds from dispatch to result; past it the group is re-dispatched (or fails after max_attempts).
     request_timeout_s: float = 600.0
     # Dispatches per group before it comes back as an error (a group that kills every actor
     # it lands on must not take the whole pool down with it).
     max_attempts: int = 3
+    # Weight sync: "object_store" (Ray object store, any hardware) or "nccl" (CUDA only).
     sync_backend: str = "object_store"
+    # Size of one weight-sync bucket, in bytes.
     sync_bucket_bytes: int = 64 << 20
-    # Demand must stay low this long before the autoscaler removes an actor (starting a vLLM
+    # Seconds demand must stay low before the autoscaler removes an actor (starting a vLLM
     # engine costs seconds, so flapping is expensive).
     scale_down_delay_s: float = 30.0
     # Groups sent to one actor at a time. The worker batches whatever it holds, so this is the
     # largest engine batch; what stays queued in the pool can still go to a new actor.
     max_inflight_per_actor: int = 64
+    # Seconds an actor may take to start (load the model, build the engine).
     start_timeout_s: float = 600.0
     # Consecutive actor start failures (bad model path, no memory) before the pool gives up.
     max_start_failures: int = 3
@@ -41,18 +47,20 @@ class PoolPolicy:
         if self.min_actors < 0 or self.max_actors < max(1, self.min_actors):
             raise ValueError(f"need 0 <= min_actors <= max_actors and max_actors >= 1, got "
                              f"min_actors={self.min_actors} max_actors={self.max_actors}")
-        if self.target_backlog < 1:
-            raise ValueError(f"target_backlog must be >= 1, got {self.target_backlog}")
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.sync_backend not in ("object_store", "nccl"):
             raise ValueError(f"sync_backend must be 'object_store' or 'nccl', got {self.sync_backend!r}")
-        if self.max_inflight_per_actor < 1:
-            raise ValueError(f"max_inflight_per_actor must be >= 1, got {self.max_inflight_per_actor}")
+        at_least = {"target_backlog": 1, "max_attempts": 1, "max_inflight_per_actor": 1, "max_start_failures": 1,
+                    "sync_bucket_bytes": 1, "scale_down_delay_s": 0.0}
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        for name in ("request_timeout_s", "start_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
     @classmethod
     def from_config(cls, rollout_cfg: Any, **overrides: Any) -> PoolPolicy:
-        """Read the pool fields of a `RolloutConfig` (or any object / mapping with them)."""
+        """From the `rollout.pool` config section (or any object / mapping with some of its fields)."""
         values: dict[str, Any] = {}
         for f in fields(cls):
             if isinstance(rollout_cfg, dict):

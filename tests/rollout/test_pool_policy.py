@@ -8,17 +8,34 @@ from rlsys.config.schema import RolloutConfig
 from rlsys.rollout.pool_policy import PoolPolicy, actors_that_fit, desired_size
 
 
-def test_policy_reads_the_rollout_config_and_rejects_nonsense():
-    cfg = RolloutConfig(min_actors=2, max_actors=6, target_backlog=4, replace_dead=False, request_timeout_s=30.0,
-                        sync_backend="nccl", sync_bucket_bytes=1 << 20)
-    p = PoolPolicy.from_config(cfg, max_attempts=5)
+def test_policy_is_the_rollout_pool_section_and_rejects_nonsense():
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.merge(OmegaConf.structured(RolloutConfig), {"pool": {
+        "min_actors": 2, "max_actors": 6, "target_backlog": 4, "replace_dead": False, "request_timeout_s": 30.0,
+        "sync_backend": "nccl", "sync_bucket_bytes": 1 << 20}})
+    p = PoolPolicy.from_config(cfg.pool, max_attempts=5)
     assert (p.min_actors, p.max_actors, p.target_backlog, p.replace_dead, p.request_timeout_s) == (2, 6, 4, False, 30.0)
     assert (p.sync_backend, p.sync_bucket_bytes, p.max_attempts) == ("nccl", 1 << 20, 5)
+    # One owner of the defaults: the section's defaults are the policy's.
+    assert PoolPolicy.from_config(RolloutConfig().pool) == PoolPolicy()
     assert PoolPolicy.from_config({"max_actors": 3}).max_actors == 3
     for bad in ({"min_actors": 3, "max_actors": 2}, {"max_actors": 0}, {"target_backlog": 0},
-                {"sync_backend": "carrier-pigeon"}, {"max_attempts": 0}, {"max_inflight_per_actor": 0}):
+                {"sync_backend": "carrier-pigeon"}, {"max_attempts": 0}, {"max_inflight_per_actor": 0},
+                {"request_timeout_s": 0.0}, {"scale_down_delay_s": -1.0}, {"max_start_failures": 0}):
         with pytest.raises(ValueError):
             PoolPolicy(**bad)
+
+
+def test_a_bad_pool_setting_fails_at_start_up_naming_the_section():
+    from omegaconf import OmegaConf
+
+    from rlsys.config.schema import Config
+    from rlsys.config.validate import ConfigError, validate_config
+
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), {"rollout": {"pool": {"min_actors": 3, "max_actors": 2}}})
+    with pytest.raises(ConfigError, match=r"'rollout.pool'.*min_actors=3 max_actors=2"):
+        validate_config(cfg)
 
 
 def test_actors_that_fit_counts_the_scarcest_resource():
