@@ -16,6 +16,7 @@ from typing import Any
 from rlsys.config.fields import setting
 from rlsys.config.schema_stages import OfflineSampleConfig, RLConfig, StageConfig
 from rlsys.data.tasks.suite import SuiteSpec
+from rlsys.learner.schedule import Schedule
 from rlsys.rollout.pool_policy import PoolPolicy
 
 __all__ = [
@@ -147,35 +148,16 @@ class RolloutConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimizer (AdamW) and learning-rate schedule.
+    """The optimizer's constants (AdamW), the same for every job. Each job's learning-rate schedule (lr,
+    warm-up, decay, weight decay, annealing tail) is that job's own: `stages.<name>.lr`, ... for a stage,
+    `smoke.lr` for the smoke check."""
 
-    A pipeline stage replaces lr, warmup_steps, schedule, min_lr_ratio, weight_decay, anneal_fraction,
-    anneal_lr_ratio and total_steps with its own values (`stages.<name>.lr`, ...); betas, eps and
-    grad_clip apply to every stage.
-    """
-
-    # Peak learning rate.
-    lr: float = setting(1e-5, gt=0.0)
-    # Cosine floor as a share of lr.
-    min_lr_ratio: float = setting(0.1, ge=0.0, le=1.0)
-    # AdamW weight decay.
-    weight_decay: float = setting(0.0, ge=0.0)
     # AdamW (beta1, beta2).
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     # AdamW epsilon.
     eps: float = setting(1e-8, gt=0.0)
-    # Linear warm-up steps.
-    warmup_steps: int = setting(0, ge=0)
-    # "cosine" or "constant" after warm-up.
-    schedule: str = setting("constant", choices="rlsys.learner.engine:LR_SCHEDULES")
-    # Optimizer steps the schedule spans (set by each job to its own step count).
-    total_steps: int = setting(1000, gt=0)
     # Gradient norm clip (0 = off).
     grad_clip: float = setting(1.0, ge=0.0)
-    # Annealing tail (Keye SFT): the last `anneal_fraction` of steps run at lr * anneal_lr_ratio.
-    anneal_fraction: float = setting(0.0, ge=0.0, le=1.0)
-    # LR multiplier of the annealing tail.
-    anneal_lr_ratio: float = setting(0.1, ge=0.0)
 
 
 @dataclass
@@ -210,9 +192,12 @@ class LearnerConfig:
 
 
 def learner_settings(optim: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """LearnerConfig's defaults as the plain dict a LearnerGroup takes, with overrides, for code that
-    builds learners without Hydra (tests, benchmarks, probes). An unknown key fails, named."""
+    """LearnerConfig's defaults as the plain dict a LearnerGroup takes, for code that builds learners without
+    Hydra (tests, benchmarks, probes): `optim` sets optimizer constants and `Schedule` fields (lr,
+    total_steps, ...; the learner's own defaults otherwise), `overrides` the learner keys. An unknown key
+    fails, named."""
     cfg = asdict(LearnerConfig())
+    cfg["optim"] |= asdict(Schedule())
     for section, values, where in ((cfg, overrides, "learner"), (cfg["optim"], optim or {}, "learner.optim")):
         unknown = sorted(set(values) - set(section))
         if unknown:
@@ -319,6 +304,8 @@ class SmokeConfig:
     max_tokens: int = setting(24, gt=0)
     # Largest allowed |vLLM logprob - learner logprob| per token (nats).
     logprob_tol: float = setting(1e-4, gt=0.0)
+    # Learning rate of its one train step (large enough to move the logprobs measurably).
+    lr: float = setting(1e-3, gt=0.0)
 
 
 @dataclass

@@ -48,6 +48,8 @@ class RLConfig:
     filter_inclusive: bool = False
     # More problems are drawn until the batch is full, at most this many extra rounds.
     max_refill_rounds: int = setting(3, ge=0)
+    # Stop with an error (no artifact) once more than this share of the steps so far kept no group (1 = never).
+    max_skipped_share: float = setting(0.5, ge=0.0, le=1.0)
     # Evaluate the policy every this many steps (0 = only before the first and after the last).
     eval_every: int = setting(10, ge=0)
     # Evaluate the input model before the first step too.
@@ -178,15 +180,15 @@ class StageConfig:
     batch_size: int = setting(32, gt=0)
     # Max tokens per training sequence; pretraining packs documents into blocks of this length.
     seq_len: int = setting(256, gt=0)
-    # Peak learning rate; replaces learner.optim.lr for this stage's learners.
+    # Peak learning rate of this stage's learners (the stage owns its schedule; see Schedule).
     lr: float = setting(1e-4, ge=0.0)
-    # Warm-up steps as a share of the stage's optimizer steps (replaces learner.optim.warmup_steps).
+    # Warm-up steps as a share of the stage's optimizer steps.
     warmup_ratio: float = setting(0.03, ge=0.0, le=1.0)
-    # LR schedule after warm-up (replaces learner.optim.schedule).
-    schedule: str = setting("cosine", choices="rlsys.learner.engine:LR_SCHEDULES")
-    # Cosine floor as a share of lr (replaces learner.optim.min_lr_ratio).
+    # LR schedule after warm-up.
+    schedule: str = setting("cosine", choices="rlsys.learner.schedule:LR_SCHEDULES")
+    # Cosine floor as a share of lr.
     min_lr_ratio: float = setting(0.1, ge=0.0, le=1.0)
-    # AdamW weight decay (replaces learner.optim.weight_decay).
+    # AdamW weight decay.
     weight_decay: float = setting(0.0, ge=0.0)
     # Share of the last steps run flat at lr * anneal_lr_ratio (Keye SFT annealing; 0 = none).
     anneal_fraction: float = setting(0.0, ge=0.0, le=1.0)

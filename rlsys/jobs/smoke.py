@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsys.learner.batching import make_batch
+from rlsys.learner.schedule import Schedule
 from rlsys.model.resolve import resolve_base_model
 from rlsys.rollout.types import GroupRequest
 from rlsys.runtime.ray_utils import get
@@ -35,7 +36,7 @@ def run(cfg: Any) -> dict[str, float]:
 
     t = time.perf_counter()
     rollout = build_rollout_group(cfg, model_path, num_actors=1)
-    learners = build_learners(cfg, model_path, total_steps=1)
+    learners = build_learners(cfg, model_path, Schedule(lr=cfg.smoke.lr, total_steps=1))
     timings["start_workers_s"] = time.perf_counter() - t
     metrics = build_metrics(cfg)
     try:

@@ -1,42 +1,11 @@
-"""DeepSpeed engine construction: config dict, LR schedule, distributed environment."""
+"""DeepSpeed engine construction: config dict and distributed environment."""
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 import torch
-
-# LR schedules after warm-up (`lr_lambda`): flat, or cosine down to min_lr_ratio.
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def lr_lambda(
-    step: int,
-    warmup_steps: int,
-    total_steps: int,
-    schedule: str,
-    min_lr_ratio: float,
-    anneal_fraction: float = 0.0,
-    anneal_lr_ratio: float = 0.1,
-) -> float:
-    """Multiplier on the base LR: linear warm-up, then constant or cosine down to min_lr_ratio.
-
-    With `anneal_fraction` > 0 the last steps run flat at `anneal_lr_ratio` (an annealing tail at
-    low LR, as in Keye's SFT); the main schedule then spans the steps before the tail.
-    """
-    anneal_start = total_steps - int(round(anneal_fraction * total_steps))
-    if anneal_fraction > 0 and step >= anneal_start:
-        return anneal_lr_ratio
-    total_steps = anneal_start
-    if warmup_steps > 0 and step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    span = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / span)
-    return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def deepspeed_config(cfg: dict[str, Any]) -> dict[str, Any]:

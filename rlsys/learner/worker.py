@@ -18,8 +18,9 @@ from typing import Any
 import torch
 
 from rlsys.learner.batching import MicroBatch, collate, micro_batches, token_entropy, token_logprobs
-from rlsys.learner.engine import deepspeed_config, lr_lambda, pick_backend, set_dist_env
+from rlsys.learner.engine import deepspeed_config, pick_backend, set_dist_env
 from rlsys.learner.objectives import ForwardOut, Objective, make_objective
+from rlsys.learner.schedule import lr_lambda
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,12 @@ import logging
 import math
 import signal
 import sys
+from dataclasses import asdict
 from typing import Any
 
 from rlsys.config.plain import to_plain
 from rlsys.learner.group import LearnerGroup
+from rlsys.learner.schedule import Schedule
 from rlsys.reward.workers import RewardWorkerPool
 from rlsys.rollout.settings import worker_kwargs, worker_resources
 from rlsys.rollout.worker import RolloutWorker
@@ -55,12 +57,18 @@ def build_metrics_at(cfg: Any, out_dir: Any, name: str) -> MetricsLogger:
     )
 
 
-def build_learners(cfg: Any, model_path: str, *, model_kind: str = "causal_lm", total_steps: int | None = None,
-                   name: str = "learner") -> LearnerGroup:
+def learner_section(cfg: Any, schedule: Schedule) -> dict[str, Any]:
+    """The learner config a LearnerGroup takes: `learner`, with the job's schedule beside the optimizer's
+    constants in `optim`."""
     learner_cfg = to_plain(cfg.learner)
-    if total_steps is not None:
-        learner_cfg["optim"]["total_steps"] = total_steps
-    return LearnerGroup(model_path, learner_cfg, name=name, model_kind=model_kind, timeout=cfg.ray.actor_timeout_s)
+    learner_cfg["optim"] |= asdict(schedule)
+    return learner_cfg
+
+
+def build_learners(cfg: Any, model_path: str, schedule: Schedule, *, model_kind: str = "causal_lm",
+                   name: str = "learner") -> LearnerGroup:
+    return LearnerGroup(model_path, learner_section(cfg, schedule), name=name, model_kind=model_kind,
+                        timeout=cfg.ray.actor_timeout_s)
 
 
 def build_rollout_group(cfg: Any, model_path: str, num_actors: int | None = None) -> ActorGroup:
@@ -81,21 +89,15 @@ def total_steps(stage: Any, n_units: int) -> int:
 
 
 def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causal_lm") -> LearnerGroup:
-    cfg, stage = ctx.cfg, ctx.stage
-    learner_cfg = to_plain(cfg.learner)
+    """The stage's learners, training `steps` optimizer steps on the stage's own schedule."""
+    stage = ctx.stage
+    schedule = Schedule(lr=stage.lr, total_steps=steps, warmup_steps=int(stage.warmup_ratio * steps),
+                        schedule=stage.schedule, min_lr_ratio=stage.min_lr_ratio, weight_decay=stage.weight_decay,
+                        anneal_fraction=stage.anneal_fraction, anneal_lr_ratio=stage.anneal_lr_ratio)
+    learner_cfg = learner_section(ctx.cfg, schedule)
     learner_cfg["seed"] = stage.seed
-    learner_cfg["optim"].update(
-        lr=stage.lr,
-        total_steps=steps,
-        warmup_steps=int(stage.warmup_ratio * steps),
-        schedule=stage.schedule,
-        min_lr_ratio=stage.min_lr_ratio,
-        weight_decay=stage.weight_decay,
-        anneal_fraction=stage.anneal_fraction,
-        anneal_lr_ratio=stage.anneal_lr_ratio,
-    )
     return LearnerGroup(ctx.input_model, learner_cfg, name=f"learner-{ctx.name}", model_kind=model_kind,
-                        timeout=cfg.ray.actor_timeout_s)
+                        timeout=ctx.cfg.ray.actor_timeout_s)
 
 
 def build_reward_pool(ctx: StageContext) -> Any:

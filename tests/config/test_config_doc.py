@@ -48,5 +48,5 @@ def test_comments_above_a_field_and_docstring_entries_are_read() -> None:
 def test_every_key_is_documented() -> None:
     text = doc.DOC_PATH.read_text()
     for key in ("rollout.group_size", "stages.<name>.rl.loss", "stages.<name>.sample.judge_reasoning",
-                "learner.optim.lr", "data.suite.format"):
+                "learner.optim.grad_clip", "smoke.lr", "data.suite.format"):
         assert f"| `{key}` |" in text

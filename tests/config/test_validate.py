@@ -84,7 +84,7 @@ def test_every_section_field_has_a_comment_and_its_default_is_allowed() -> None:
 def test_every_choices_reference_resolves() -> None:
     refs = [f.metadata[CHOICES] for cls in SECTIONS for f in dataclasses.fields(cls)
             if isinstance(f.metadata.get(CHOICES), str)]
-    assert len(refs) >= 10
+    assert refs, "no field names its choices by reference: the test would check nothing"
     for ref in refs:
         assert resolve_choices(ref), ref
 
