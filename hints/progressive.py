@@ -58,11 +58,14 @@ class LevelSearch:
 
     Each round the controller samples every unresolved problem at its `pending()` level in one
     batch and `report`s the number of correct answers; a problem resolves at the first level
-    with a correct answer, or as unsolved after `max_level`.
+    with a correct answer, or as unsolved after `max_level` (or its own lower level in `caps`: a problem
+    whose higher hinted prompts do not fit the engine).
     """
 
-    def __init__(self, starts: dict[str, int], max_level: int) -> None:
-        self._todo = {pid: level_sequence(start, max_level) for pid, start in starts.items()}
+    def __init__(self, starts: dict[str, int], max_level: int, caps: dict[str, int] | None = None) -> None:
+        caps = caps or {}
+        self._todo = {pid: level_sequence(start, min(max_level, caps.get(pid, max_level)))
+                      for pid, start in starts.items()}
         self.minimal: dict[str, int | None] = {}
         self.tried: dict[str, list[tuple[int, int]]] = {pid: [] for pid in starts}
 

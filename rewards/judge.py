@@ -75,14 +75,26 @@ def parse_judge_score(text: str, score_min: float = 0.0, score_max: float = 10.0
     return None
 
 
+# Backoff sleeps are jittered by up to this factor (JudgeReward._backoff).
+_JITTER = 1.2
+
+
+def time_budget_s(max_retries: int, timeout_s: float, backoff_base_s: float, backoff_max_s: float) -> float:
+    """The longest one sample can take: every attempt runs to `timeout_s`, every backoff at its longest."""
+    backoff = sum(min(backoff_max_s, backoff_base_s * 2**k) for k in range(max_retries)) * _JITTER
+    return (max_retries + 1) * timeout_s + backoff
+
+
 def _check_settings(
     score_min: float, score_max: float, max_concurrency: int, max_retries: int, api_key_env: str | None,
-    prompt_template: str,
+    prompt_template: str, timeout_s: float = 1.0, backoff_base_s: float = 0.0,
 ) -> None:
     if score_max <= score_min:
         raise ValueError(f"score_max ({score_max}) must exceed score_min ({score_min})")
     if max_concurrency < 1 or max_retries < 0:
         raise ValueError("max_concurrency must be >= 1 and max_retries >= 0")
+    if not timeout_s > 0 or backoff_base_s < 0:
+        raise ValueError(f"timeout_s must be > 0 and backoff_base_s >= 0, got {timeout_s} and {backoff_base_s}")
     if api_key_env and api_key_env not in os.environ:
         raise ValueError(f"environment variable {api_key_env!r} (judge API key) is not set")
     # Unknown template fields raise KeyError here rather than on the first sample.
@@ -95,6 +107,17 @@ class JudgeReward:
 
     The API key is read from the environment variable named by `api_key_env` when the client is made
     and is kept only inside the client, never in this object's state, repr or results.
+
+    Time budget. One sample takes at most `time_budget_s`: (max_retries + 1) attempts of `timeout_s`
+    each plus the backoff sleeps between them (`backoff_base_s * 2**k`, capped at `backoff_max_s`, +20%
+    jitter); then it scores `fallback_score` with `judge_error` and `fallback` set to 1. The reward
+    manager gives this class (a `score_batch` reward) `reward.timeout_s * n` for a batch of n samples,
+    and the judge runs up to `max_concurrency` samples at once, so the batch takes at most
+    ceil(n / max_concurrency) * budget <= n * budget: the budget fits every batch (a lone sample
+    included) exactly when it is at most `reward.timeout_s`. The reward pool checks that at start-up
+    (`time_budget_s`, rlsys/reward/plugins.py::check_time_budgets) and names both keys otherwise. The
+    defaults (2 attempts of 4.5 s, 0.5 s backoff: 9.6 s) fit the default `reward.timeout_s` of 10 s; a
+    judge that writes long reasoning needs both raised together.
     """
 
     def __init__(
@@ -107,15 +130,16 @@ class JudgeReward:
         score_max: float = 10.0,
         constraints_field: str = "soft_constraints",
         max_concurrency: int = 8,
-        max_retries: int = 3,
-        backoff_base_s: float = 1.0,
+        max_retries: int = 1,
+        backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
-        timeout_s: float = 60.0,
+        timeout_s: float = 4.5,
         fallback_score: float = 0.0,
         temperature: float = 0.0,
         max_tokens: int = 512,
     ) -> None:
-        _check_settings(score_min, score_max, max_concurrency, max_retries, api_key_env, prompt_template)
+        _check_settings(score_min, score_max, max_concurrency, max_retries, api_key_env, prompt_template,
+                        timeout_s, backoff_base_s)
         self.base_url = base_url
         self.model = model
         self.api_key_env = api_key_env
@@ -141,11 +165,22 @@ class JudgeReward:
         """The checks that need no client, for `load_reward_fns` to run where the config is loaded (and
         the reward workers to repeat in their own environment): a missing key variable or a template with
         unknown fields then fails at start-up, naming the entry, instead of at the first batch."""
+        args = cls._arguments(kwargs)
+        _check_settings(args["score_min"], args["score_max"], args["max_concurrency"], args["max_retries"],
+                        args["api_key_env"], args["prompt_template"], args["timeout_s"], args["backoff_base_s"])
+
+    @classmethod
+    def time_budget_s(cls, kwargs: dict) -> float:
+        """The most seconds one sample can take with these kwargs (see the class docstring); the reward pool
+        requires it to be at most `reward.timeout_s`."""
+        args = cls._arguments(kwargs)
+        return time_budget_s(args["max_retries"], args["timeout_s"], args["backoff_base_s"], args["backoff_max_s"])
+
+    @classmethod
+    def _arguments(cls, kwargs: dict) -> dict:
         bound = inspect.signature(cls).bind(**kwargs)
         bound.apply_defaults()
-        args = bound.arguments
-        _check_settings(args["score_min"], args["score_max"], args["max_concurrency"], args["max_retries"],
-                        args["api_key_env"], args["prompt_template"])
+        return bound.arguments
 
     def __repr__(self) -> str:
         return (
@@ -204,7 +239,7 @@ class JudgeReward:
 
     def _backoff(self, attempt: int) -> float:
         # Jitter spreads out retries of concurrent requests that failed together.
-        return min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.uniform(0.8, 1.2)
+        return min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.uniform(0.8, _JITTER)
 
     def __call__(self, prompt: str, completion: str, **fields: object) -> dict:
         response = answer_part(completion) or ""
@@ -239,12 +274,14 @@ class JudgeReward:
 
     @staticmethod
     def _result(score: float, retries: int, error: bool = False, parse_error: bool = False) -> dict:
-        # Every key is always present so the logged means are rates over all judged samples.
+        # Every key is always present so the logged means are rates over all judged samples; `fallback`
+        # (no verdict: unreachable, too slow, rejected or unreadable) is summed into a count by the manager.
         return {
             "score": score,
             "judge_error": float(error),
             "judge_parse_error": float(parse_error),
             "judge_retries": float(retries),
+            "fallback": float(error or parse_error),
         }
 
     def score_batch(self, prompts: list[str], completions: list[str], fields_list: list[dict]) -> list[dict]:

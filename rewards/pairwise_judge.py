@@ -27,8 +27,11 @@ the row's reference response.
 from __future__ import annotations
 
 import logging
+import math
+import random
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,10 @@ _VERDICT_RE = re.compile(
 _BRACKET_RE = re.compile(r"\[\[\s*([AB])\s*\]\]")
 _LAST_LINE_RE = re.compile(r"^[*_\"'(\[\s]*(?:(?i:response)\s+)?([AB])[*_\"')\].\s]*$")
 _STRICT_LINE = r"Better: [AB]"
+# PairwiseJudgeReward's endpoint requests per sample at most (both orders; or the completion's and the
+# reference's checks) and the backoff between its retries.
+_REQUESTS_PER_SAMPLE = 2
+_BACKOFF_BASE_S, _BACKOFF_MAX_S = 0.5, 8.0
 
 
 def judge_prompt(query: str, a: str, b: str, think: bool = True) -> str:
@@ -217,8 +224,13 @@ class PairwiseJudgeReward:
     and stops it with the worker) or `base_url` + `model` (any OpenAI-compatible endpoint). Each sample is
     judged against `fields[reference_field]`; with `both_orders` twice, completion as A and as B, which
     cancels position bias: score = share of the verdicts won (0, 0.5 or 1). A sample without a reference,
-    or whose verdicts cannot be parsed, gets `fallback_score` (counted in the extras). `think` must match
-    the prompt format the judge was trained on. With `mode="pointwise"` the model is a pointwise checker
+    or whose verdicts cannot be parsed, or whose endpoint fails or is too slow (each request is cut at
+    `timeout_s` and retried `max_retries` times, with backoff), gets `fallback_score` (extra `fallback`: 1,
+    counted; `judge_error`: 1 for the endpoint). Against an endpoint (`base_url`) one sample takes at most
+    `time_budget_s` (2 requests: both orders, or the completion's and the reference's checks), which the
+    reward pool requires to fit in `reward.timeout_s` at start-up, as for `rewards.judge.JudgeReward`; a
+    checkpoint it serves itself (`model_path`) is its own compute, like a reward model, and is not checked.
+    `think` must match the prompt format the judge was trained on. With `mode="pointwise"` the model is a pointwise checker
     (judge_check_sft): it checks the completion and the reference one at a time, and the completion scores 1,
     0.5 or 0 as it has fewer, as many or more failed marks (`both_orders` does not apply). `votes=K` (pointwise
     only) samples K checks of each at `vote_temperature` and compares mean failed-mark counts instead of greedy
@@ -228,12 +240,13 @@ class PairwiseJudgeReward:
 
     def __init__(self, model_path: str | None = None, base_url: str | None = None, model: str | None = None,
                  reference_field: str = "response", both_orders: bool = True, think: bool = True,
-                 max_tokens: int = 96, max_concurrency: int = 8, timeout_s: float = 120.0,
+                 max_tokens: int = 96, max_concurrency: int = 8, timeout_s: float = 120.0, max_retries: int = 2,
                  fallback_score: float = 0.0, max_model_len: int | None = 1024, kv_cache_bytes: int = 128 << 20,
                  api_key_env: str | None = None, mode: str = "pairwise", votes: int = 1,
                  vote_temperature: float = 1.0) -> None:
         self.validate_static({"model_path": model_path, "base_url": base_url, "model": model, "mode": mode,
-                              "votes": votes, "vote_temperature": vote_temperature})
+                              "votes": votes, "vote_temperature": vote_temperature, "timeout_s": timeout_s,
+                              "max_retries": max_retries})
         self.votes = votes
         self.vote_temperature = vote_temperature
         self.mode = mode
@@ -246,6 +259,7 @@ class PairwiseJudgeReward:
         self.max_tokens = max_tokens
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
+        self.max_retries = max_retries
         self.fallback_score = fallback_score
         self.max_model_len = max_model_len
         self.kv_cache_bytes = kv_cache_bytes
@@ -253,6 +267,7 @@ class PairwiseJudgeReward:
         self._server: Any = None
         self._client: Any = None
         self._lock = threading.Lock()
+        self._last_warning = -math.inf
         self._reference_checks: dict[tuple[str, str], float | None] = {}
 
     @classmethod
@@ -273,6 +288,19 @@ class PairwiseJudgeReward:
             raise ValueError("votes > 1 needs mode: pointwise (a pairwise verdict has no count to average)")
         if votes > 1 and not kwargs.get("vote_temperature", 1.0) > 0:
             raise ValueError(f"votes > 1 needs vote_temperature > 0, got {kwargs.get('vote_temperature')!r}")
+        if not kwargs.get("timeout_s", 1.0) > 0 or kwargs.get("max_retries", 0) < 0:
+            raise ValueError("timeout_s must be > 0 and max_retries >= 0")
+
+    @classmethod
+    def time_budget_s(cls, kwargs: dict) -> float | None:
+        """The most seconds one sample can take against an endpoint (`base_url`): two requests, each
+        (max_retries + 1) attempts of `timeout_s` plus the backoff; None for a served checkpoint."""
+        from rewards.judge import time_budget_s
+
+        if kwargs.get("model_path"):
+            return None
+        return _REQUESTS_PER_SAMPLE * time_budget_s(kwargs.get("max_retries", 2), kwargs.get("timeout_s", 120.0),
+                                                    _BACKOFF_BASE_S, _BACKOFF_MAX_S)
 
     def __repr__(self) -> str:
         return f"PairwiseJudgeReward(model_path={self.model_path!r}, base_url={self.base_url!r})"
@@ -284,10 +312,12 @@ class PairwiseJudgeReward:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._server, self._client, self._lock, self._reference_checks = None, None, threading.Lock(), {}
+        self._last_warning = -math.inf
 
     def setup(self) -> None:
         """Start the server (model_path) and the client; idempotent."""
         import os
+        import secrets
 
         import openai
 
@@ -298,13 +328,18 @@ class PairwiseJudgeReward:
             if self.model_path:
                 from rlsys.serve import serve_model
 
+                # A fresh key per server: other users of this machine cannot query it on loopback either.
                 self._server = serve_model(self.model_path, max_model_len=self.max_model_len,
-                                           kv_cache_bytes=self.kv_cache_bytes, dtype="float32")
+                                           kv_cache_bytes=self.kv_cache_bytes, dtype="float32",
+                                           api_key=secrets.token_urlsafe(24))
                 base_url, model = self._server.base_url, self._server.model
                 logger.info("pairwise judge served at %s (up in %.1f s)", base_url, self._server.startup_s)
             key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+            if self._server is not None:
+                key = self._server.api_key
+            # Retries are ours (_ask), so a server's Retry-After cannot stretch a sample past its budget.
             self._client = openai.OpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=self.timeout_s,
-                                         max_retries=2)
+                                         max_retries=0)
             self._served_model = model
 
     def close(self) -> None:
@@ -320,11 +355,20 @@ class PairwiseJudgeReward:
             pass
 
     def _ask(self, content: str, n: int = 1, temperature: float = 0.0) -> list[str]:
-        reply = self._client.chat.completions.create(
-            model=self._served_model, messages=[{"role": "user", "content": content}], temperature=temperature,
-            max_tokens=self.max_tokens, n=n,
-        )
-        return [choice.message.content or "" for choice in reply.choices]
+        from rewards.judge import _JITTER, _RETRYABLE
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                reply = self._client.chat.completions.create(
+                    model=self._served_model, messages=[{"role": "user", "content": content}],
+                    temperature=temperature, max_tokens=self.max_tokens, n=n, timeout=self.timeout_s,
+                )
+                return [choice.message.content or "" for choice in reply.choices]
+            except _RETRYABLE:
+                if attempt == self.max_retries:
+                    raise
+                time.sleep(min(_BACKOFF_MAX_S, _BACKOFF_BASE_S * 2**attempt) * random.uniform(0.8, _JITTER))
+        raise AssertionError("unreachable")
 
     def _verdict(self, query: str, a: str, b: str) -> str | None:
         return parse_verdict(self._ask(judge_prompt(query, a, b, self.think))[0])
@@ -350,14 +394,31 @@ class PairwiseJudgeReward:
         # `unread_checks` counts the answer's sampled checks left out of its mean (unreadable marks).
         (own, unread), ref = self._fails(query, answer), self._reference_fails(query, reference)
         if own is None or ref is None:
-            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0, "unread_checks": unread}
+            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0, "unread_checks": unread,
+                    "fallback": 1.0}
         score = 1.0 if own < ref else 0.5 if own == ref else 0.0
         return {"score": score, "no_reference": 0.0, "parse_error": 0.0, "unread_checks": unread}
 
     def _judge(self, prompt: str, completion: str, fields: dict) -> dict:
+        import openai
+
+        # Every result carries `fallback` (1: scored fallback_score, no verdict) and `judge_error`.
+        try:
+            out = self._verdicts(prompt, completion, fields)
+        except openai.APIError as exc:
+            now = time.monotonic()
+            if now - self._last_warning >= 60.0:
+                self._last_warning = now
+                logger.warning("pairwise judge request failed (%s); using fallback_score=%s", type(exc).__name__,
+                               self.fallback_score)
+            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 0.0, "judge_error": 1.0,
+                    "fallback": 1.0}
+        return {"judge_error": 0.0, "fallback": 0.0, **out}
+
+    def _verdicts(self, prompt: str, completion: str, fields: dict) -> dict:
         reference = fields.get(self.reference_field)
         if not isinstance(reference, str) or not reference.strip():
-            return {"score": self.fallback_score, "no_reference": 1.0, "parse_error": 0.0}
+            return {"score": self.fallback_score, "no_reference": 1.0, "parse_error": 0.0, "fallback": 1.0}
         answer = answer_part(completion) or ""
         if self.mode == "pointwise":
             return self._pointwise(prompt, answer, reference)
@@ -368,7 +429,7 @@ class PairwiseJudgeReward:
             parsed += verdict is not None
             wins.append(float(verdict == own))
         if not parsed:
-            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0}
+            return {"score": self.fallback_score, "no_reference": 0.0, "parse_error": 1.0, "fallback": 1.0}
         return {"score": sum(wins) / len(wins), "no_reference": 0.0, "parse_error": float(parsed < len(orders))}
 
     def score_batch(self, prompts: list[str], completions: list[str], fields_list: list[dict]) -> list[dict]:

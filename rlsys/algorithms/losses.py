@@ -5,10 +5,12 @@
 
 Each loss returns `(loss, metrics)`: a scalar tensor and a dict of detached python floats. The
 implementations live by family in `losses_sft` (ntp, sft), `losses_pref` (dpo, bco_pair, mpo,
-bradley_terry) and `losses_rl` (gspo, gspo_token, grpo); this module re-exports them and the registry.
+bradley_terry), `losses_rl` (gspo, gspo_token, grpo) and `losses_contrastive` (siglip); this module
+re-exports them and the registry.
 """
 
 from rlsys.algorithms.loss_utils import entropy_from_logits
+from rlsys.algorithms.losses_contrastive import SIGLIP_INIT_BIAS, SIGLIP_INIT_LOG_TEMP, siglip_loss
 from rlsys.algorithms.losses_pref import (
     RunningMean,
     bco_pair_loss,
@@ -30,6 +32,8 @@ from rlsys.algorithms.registry import get_loss, list_losses, register_loss
 __all__ = [
     "AGGREGATIONS",
     "SFT_REDUCTIONS",
+    "SIGLIP_INIT_BIAS",
+    "SIGLIP_INIT_LOG_TEMP",
     "RunningMean",
     "bco_pair_loss",
     "bradley_terry_loss",
@@ -48,4 +52,5 @@ __all__ = [
     "sft_loss",
     "sft_sample_weights",
     "sft_weight_sum",
+    "siglip_loss",
 ]

@@ -25,6 +25,7 @@ _BUILTIN_LOSS_MODULES = (
     "rlsys.algorithms.losses_sft",
     "rlsys.algorithms.losses_pref",
     "rlsys.algorithms.losses_rl",
+    "rlsys.algorithms.losses_contrastive",
 )
 
 
@@ -33,7 +34,9 @@ _BUILTIN_LOSS_MODULES = (
 #   policy_gradient: rollout samples with old logprobs and advantages (gspo, gspo_token, grpo)
 #   preference:      (chosen, rejected) sequence pairs against a frozen reference (dpo, bco_pair, mpo)
 #   pairwise_score:  (chosen, rejected) scalar reward-model scores (bradley_terry)
-LOSS_KINDS = ("token_nll", "policy_gradient", "preference", "pairwise_score")
+#   contrastive:     pooled image and text embeddings of matching pairs (siglip); no learner objective
+#                    yet: it comes with the vision-language model (issue #24)
+LOSS_KINDS = ("token_nll", "policy_gradient", "preference", "pairwise_score", "contrastive")
 
 
 class Registry:

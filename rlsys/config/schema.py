@@ -81,7 +81,8 @@ class DataConfig:
 
     Empty file lists mean the embedded task suite. User files are jsonl/parquet in the schema
     of docs/DATA.md. `on_bad_row`: "error" stops at the first bad row (file and row named),
-    "skip" drops it and counts it in the run's metrics.
+    "skip" drops it and counts it in the run's metrics. A prompt longer than `max_prompt_tokens`
+    is a bad row too, found when a sampling or RL stage loads its rows, before any rollout.
     """
 
     # RL problems (rl, pass_filter, pref_sample stages); empty = the suite's splits.
@@ -96,6 +97,8 @@ class DataConfig:
     pretrain_files: list[str] = field(default_factory=list)
     # What a malformed row does: stop the run ("error") or be dropped and counted ("skip").
     on_bad_row: str = setting("error", choices="rlsys.data.loading:ON_BAD_ROW")
+    # Longest prompt (chat-templated, with its highest hint) in tokens; null = rollout.max_model_len - the answer length.
+    max_prompt_tokens: int | None = setting(None, gt=0)
     # System turn put before every prompt (null = none).
     system_prompt: str | None = None
     # Sizes and seed of the embedded task suite (rlsys/data/tasks/suite.py SuiteSpec).

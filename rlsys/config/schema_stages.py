@@ -180,6 +180,9 @@ class StageConfig:
     batch_size: int = setting(32, gt=0)
     # Max tokens per training sequence; pretraining packs documents into blocks of this length.
     seq_len: int = setting(256, gt=0)
+    # Training stages: the parameters that train, as globs over the model's parameter names (e.g.
+    # [model.visual.*] trains only a vision tower); the rest stay frozen, byte-identical. Empty = all train.
+    trainable: list[str] = field(default_factory=list)
     # Peak learning rate of this stage's learners (the stage owns its schedule; see Schedule).
     lr: float = setting(1e-4, ge=0.0)
     # Warm-up steps as a share of the stage's optimizer steps.

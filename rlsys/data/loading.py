@@ -67,21 +67,25 @@ class _Tally:
         self.files[path]["rows"] += 1
 
 
-def _scan_json(path: str, kind: str, tally: _Tally) -> list[dict]:
-    """Parse and validate a JSON Lines file (or a .json array of objects)."""
+def _scan_json(path: str, kind: str, tally: _Tally, origins: list[str]) -> list[dict]:
+    """Parse and validate a JSON Lines file (or a .json array of objects); each valid row's origin
+    ("path line N", "path row N" in a .json array) is appended to `origins`."""
     text = Path(path).read_text(encoding="utf-8-sig")
     rows: list[dict] = []
+    where = "line"
     if path.lower().endswith(".json") and text.lstrip().startswith("["):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg})") from exc
         numbered: Iterable[tuple[int, Any, str]] = ((i + 1, item, "row") for i, item in enumerate(items))
+        where = "row"
     else:
         numbered = _json_lines(path, text, tally)
     for number, item, unit in numbered:
         try:
             rows.append(validate_row(kind, item, f"{path} {unit} {number}"))
+            origins.append(f"{path} {where} {number}")
             tally.good(path)
         except DataError as exc:
             tally.bad(path, str(exc))
@@ -130,12 +134,15 @@ def _through_datasets(rows: list[dict], cache_dir: str) -> list[dict]:
 
 
 def load_rows(
-    paths: list[str] | str, kind: str, on_bad_row: str = "error", cache_dir: str | None = None
+    paths: list[str] | str, kind: str, on_bad_row: str = "error", cache_dir: str | None = None,
+    require_rows: bool = False,
 ) -> tuple[list[dict], dict]:
     """Load and validate rows of `kind` from jsonl/json/parquet files, in file order.
 
     Returns `(rows, stats)`; stats = {"kind", "rows", "skipped", "files": {path: {"rows", "skipped"}},
-    "bad_rows": [first messages]}. Extra fields are kept; null fields are treated as absent.
+    "bad_rows": [first messages], "origins": [where each returned row is: "path line N" (JSON Lines) or
+    "path row N"]}. Extra fields are kept; null fields are treated as absent. With
+    `require_rows` a file that gives no valid row (empty, or every row bad and skipped) is a DataError naming it.
     """
     paths = [paths] if isinstance(paths, str) else list(paths)
     if not paths:
@@ -143,15 +150,20 @@ def load_rows(
     cache_dir = cache_dir or default_cache_dir()
     tally = _Tally(on_bad_row)
     rows: list[dict] = []
+    origins: list[str] = []
     for path in paths:
         if not Path(path).is_file():
             raise DataError(f"{path}: file not found")
         tally.files[path] = {"rows": 0, "skipped": 0}
         fmt = file_format(path)
         if fmt == "json":
-            rows.extend(_through_datasets(_scan_json(path, kind, tally), cache_dir))
+            rows.extend(_through_datasets(_scan_json(path, kind, tally, origins), cache_dir))
         else:
-            rows.extend(_load_parquet(path, kind, tally, cache_dir))
+            rows.extend(_load_parquet(path, kind, tally, cache_dir, origins))
+        if require_rows and not tally.files[path]["rows"]:
+            skipped = tally.files[path]["skipped"]
+            raise DataError(f"{path}: no {kind} rows in the file" + (
+                f" (all {skipped} rows were bad and skipped)" if skipped else " (it is empty)"))
         if tally.files[path]["skipped"]:
             log.warning(
                 "%s: skipped %d bad %s rows (kept %d)",
@@ -166,11 +178,12 @@ def load_rows(
         "skipped": sum(f["skipped"] for f in tally.files.values()),
         "files": tally.files,
         "bad_rows": tally.messages,
+        "origins": origins,
     }
     return rows, stats
 
 
-def _load_parquet(path: str, kind: str, tally: _Tally, cache_dir: str) -> list[dict]:
+def _load_parquet(path: str, kind: str, tally: _Tally, cache_dir: str, origins: list[str]) -> list[dict]:
     try:
         raw = _load_dataset("parquet", [path], cache_dir)
     except Exception as exc:  # datasets / arrow raise many types for an unreadable file
@@ -179,6 +192,7 @@ def _load_parquet(path: str, kind: str, tally: _Tally, cache_dir: str) -> list[d
     for i, item in enumerate(raw):
         try:
             rows.append(validate_row(kind, item, f"{path} row {i + 1}"))
+            origins.append(f"{path} row {i + 1}")
             tally.good(path)
         except DataError as exc:
             tally.bad(path, str(exc))

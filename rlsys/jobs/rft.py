@@ -27,7 +27,7 @@ from rlsys.algorithms.filtering import pass_rate_in_range
 from rlsys.stages.builders import build_reward_pool
 from rlsys.stages.context import StageContext
 from rlsys.stages.io import DATA_FILE, pick_rows, stage_rows, write_jsonl
-from rlsys.stages.sampling import reward_sample, sample_and_judge, sample_rows, score_all
+from rlsys.stages.sampling import reward_sample, sample_and_judge, sample_rows, sampling_prompts, score_all
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,7 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
     chosen = [single_turn[i] for i in pick_rows(len(single_turn), stage.sample.max_rows, stage.seed)]
     picked = [rows[i] for i in chosen]
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    prompts = sampling_prompts(ctx, tokenizer, picked)  # before anything starts: an over-long prompt fails here
     rewards = build_reward_pool(ctx)
     unknown = [n for n in stage.sample.tie_break if n not in _spec_weights(rewards)]
     if unknown:
@@ -150,7 +151,7 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
         raise KeyError(f"config key 'stages.{ctx.name}.sample.tie_break': no reward entry named {unknown}")
     pool = RolloutPool.from_config(ctx.cfg.rollout, ctx.input_model)
     try:
-        results = sample_rows(ctx, pool, tokenizer, picked, k)
+        results = sample_rows(ctx, pool, tokenizer, picked, k, prompts=prompts)
         pool.shutdown()
         samples, owners = [], []
         for j, (row, res) in enumerate(zip(picked, results)):

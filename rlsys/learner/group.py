@@ -49,8 +49,17 @@ class LearnerGroup:
             timeout=timeout,
         )
         addr, port = self.group.wait([self.group.actors[0].rendezvous_address.remote()], "rendezvous_address")[0]
-        self.group.call("setup", addr, port)
-        log.info("%s: %d DeepSpeed rank(s) ready (ZeRO-%s, %s)", name, n, learner_cfg["zero_stage"], learner_cfg["precision"])
+        try:
+            counts = self.group.call("setup", addr, port)[0]
+        except BaseException:
+            # A rank that failed to set up (e.g. a `trainable` pattern matching no parameter) leaves no actor behind.
+            self.group.shutdown()
+            raise
+        # Trained and frozen tensors and elements (rlsys/learner/freeze.py); all parameters train by default.
+        self.parameter_counts: dict[str, int] = counts
+        log.info("%s: %d DeepSpeed rank(s) ready (ZeRO-%s, %s); training %d parameters in %d tensors, %d frozen in "
+                 "%d tensors", name, n, learner_cfg["zero_stage"], learner_cfg["precision"], counts["trainable_params"],
+                 counts["trainable_tensors"], counts["frozen_params"], counts["frozen_tensors"])
 
     @property
     def actors(self) -> list[Any]:

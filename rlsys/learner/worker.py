@@ -19,6 +19,7 @@ import torch
 
 from rlsys.learner.batching import MicroBatch, collate, micro_batches, token_entropy, token_logprobs
 from rlsys.learner.engine import deepspeed_config, pick_backend, set_dist_env
+from rlsys.learner.freeze import freeze_parameters
 from rlsys.learner.objectives import ForwardOut, Objective, make_objective
 from rlsys.learner.schedule import lr_lambda
 
@@ -58,8 +59,9 @@ class LearnerWorker:
             port = sock.getsockname()[1]
         return ray.util.get_node_ip_address(), port
 
-    def setup(self, master_addr: str, master_port: int) -> None:
-        """Join the process group and build the DeepSpeed engine (collective over all ranks)."""
+    def setup(self, master_addr: str, master_port: int) -> dict[str, int]:
+        """Join the process group and build the DeepSpeed engine (collective over all ranks). Returns the
+        counts of trained and frozen parameters (`freeze_parameters`)."""
         cfg, model_path, model_kind = self.cfg, self.model_path, self.model_kind
         set_dist_env(self.rank, self.world_size, master_addr, master_port)
         import deepspeed
@@ -76,6 +78,18 @@ class LearnerWorker:
             model.config.pad_token_id = self.pad_id
         else:
             model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        # Parameters matching none of the stage's `trainable` patterns are frozen before DeepSpeed sees the
+        # model: they join no optimizer group and keep their loaded bytes (rlsys/learner/freeze.py).
+        self.parameter_counts = freeze_parameters(model, cfg.get("trainable") or [],
+                                                  where=cfg.get("trainable_key", "trainable"))
+        # bf16 casts every module tensor to bf16, frozen ones too: rank 0 (which exports and saves) keeps an exact
+        # copy of each frozen tensor that bf16 would round (none for a bf16 checkpoint), so they leave unchanged.
+        self.frozen_exact: dict[str, torch.Tensor] = {}
+        if cfg["precision"] == "bf16" and self.rank == 0:
+            for name, param in model.named_parameters():
+                value = param.detach()
+                if not param.requires_grad and not torch.equal(value.to(torch.bfloat16).to(value.dtype), value):
+                    self.frozen_exact[name] = value.to("cpu", copy=True)
         if cfg.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable()
         optim = cfg["optim"]
@@ -93,9 +107,14 @@ class LearnerWorker:
             config=deepspeed_config(cfg),
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, **schedule)),
         )
+        from rlsys.learner.checkpoint import install_weights_only_loader
+
+        # Checkpoint files are read with torch's weights-only unpickler: a resumed `.pt` cannot run code.
+        install_weights_only_loader(self.engine)
         self.ref_model: torch.nn.Module | None = None
         self.objectives: dict[str, Objective] = {}
         self.global_step = 0
+        return self.parameter_counts
 
     # ------------------------------------------------------------------ helpers
     def _all_reduce(self, values: list[float], op: str = "sum") -> list[float]:
@@ -276,9 +295,11 @@ class LearnerWorker:
                 yield name, param
 
     def _full_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """Full fp32 CPU copies of every parameter (collective under ZeRO-3)."""
+        """Full fp32 CPU copies of every parameter (collective under ZeRO-3); a frozen tensor that bf16 rounded
+        comes from its exact copy (rank 0)."""
         for name, param in self.gathered_parameters():
-            yield name, param.detach().to("cpu", torch.float32, copy=True)
+            exact = self.frozen_exact.get(name)
+            yield name, (exact if exact is not None else param.detach()).to("cpu", torch.float32, copy=True)
 
     def export_weights(self, bucket_bytes: int) -> list[Any]:
         """Publish full weights to the Ray object store in buckets; rank 0 returns the refs."""
@@ -335,6 +356,13 @@ class LearnerWorker:
         return os.path.join(ckpt_dir, tag)
 
     def load_checkpoint(self, ckpt_dir: str, tag: str) -> int:
+        """Restore what `save_checkpoint` wrote under `ckpt_dir/tag`; every file is read weights-only
+        (rlsys/learner/checkpoint.py), so a crafted file raises UnsafeCheckpointError instead of running."""
+        if os.path.basename(tag) != tag or tag in ("", ".", ".."):
+            raise ValueError(f"checkpoint tag {tag!r} is not a directory name inside {ckpt_dir}")
+        if self.engine.load_universal_checkpoint():
+            # DeepSpeed's universal-checkpoint path calls torch.load(weights_only=False) itself.
+            raise RuntimeError("DeepSpeed universal checkpoints are not supported by rlsys resume")
         _, client_state = self.engine.load_checkpoint(
             ckpt_dir, tag=tag, load_optimizer_states=True, load_lr_scheduler_states=True
         )

@@ -27,6 +27,8 @@ from rlsys.reward.plugins import SAMPLE, BadRewardOutput, LoadedReward, RewardSp
 logger = logging.getLogger(__name__)
 
 OK, TIMEOUT, NONFINITE, CRASH = "ok", "timeout", "nonfinite", "crash"
+# The extra a reward sets to 1 when it gave its configured fallback score instead of a verdict; summed.
+FALLBACK = "fallback"
 _MAX_ERROR_TEXT = 500
 # Worker-side guard for async rewards that block the event loop, on top of each sample's own timeout.
 _ASYNC_GUARD_S = 0.25
@@ -67,7 +69,8 @@ def _send(conn: Connection, msg: tuple) -> None:
 def _error(i: int, exc: BaseException, timeout_s: float) -> tuple:
     if isinstance(exc, (_SampleTimeout, asyncio.TimeoutError)):
         return ("res", i, TIMEOUT, f"no result within {timeout_s:g}s")
-    kind = NONFINITE if isinstance(exc, BadRewardOutput) else type(exc).__name__
+    # A bad output's kind: `nonfinite` (NaN/inf), `non_numeric` (a bool, str, None, ... as the score).
+    kind = exc.kind if isinstance(exc, BadRewardOutput) else type(exc).__name__
     return ("res", i, kind, str(exc)[:_MAX_ERROR_TEXT])
 
 
@@ -342,7 +345,8 @@ class RewardManager:
         """Score `samples` (dicts with `prompt`, `completion` and row fields such as `data_source`).
 
         Returns the combined score per sample, per-sample extras (`<fn>`, `<fn>/<extra>`, `<fn>/error`)
-        and batch metrics (`reward/mean`, `reward/<fn>/mean`, means of numeric extras, error counts).
+        and batch metrics (`reward/mean`, `reward/<fn>/mean`, means of numeric extras, error counts, and
+        `reward/<fn>/fallback`: the number of samples whose extra `fallback` was 1).
         """
         with self._lock:
             return self._score_batch(samples)
@@ -352,6 +356,7 @@ class RewardManager:
         extras: list[dict] = [{} for _ in samples]
         metrics: dict[str, float] = {}
         error_counts: dict[str, int] = defaultdict(int)
+        restarts_before = self.restarts
         for spec in self.specs:
             indices = [i for i, s in enumerate(samples) if spec.applies_to(s.get("data_source"))]
             if not indices:
@@ -373,6 +378,8 @@ class RewardManager:
         for kind, count in error_counts.items():
             metrics[f"reward/errors/{kind}"] = float(count)
         metrics["reward/errors/total"] = float(sum(error_counts.values()))
+        # Scoring processes killed and replaced during this batch (a hang past its deadline, a crash).
+        metrics["reward/scorer_restarts"] = float(self.restarts - restarts_before)
         return scores, extras, metrics
 
     def _collect(
@@ -414,7 +421,8 @@ class RewardManager:
         metrics[f"reward/{spec.name}/mean"] = sum(used) / len(used)
         metrics[f"reward/{spec.name}/errors"] = float(sum(kinds.values()))
         for key, values in numeric.items():
-            metrics[f"reward/{spec.name}/{key}"] = sum(values) / len(values)
+            # `fallback` (1 when the reward scored its own fallback: a judge that timed out) is a count.
+            metrics[f"reward/{spec.name}/{key}"] = sum(values) if key == FALLBACK else sum(values) / len(values)
         for kind, count in kinds.items():
             error_counts[kind] += count
         if kinds:

@@ -29,7 +29,16 @@ class RewardConfigError(ValueError):
 
 
 class BadRewardOutput(ValueError):
-    """A reward returned something other than a finite number or a dict with a finite "score"."""
+    """A reward returned something other than a finite number or a dict with a finite "score"; `kind` is
+    the error kind the manager counts it under (`reward/errors/<kind>`)."""
+
+    kind = "nonfinite"
+
+
+class NonNumericScore(BadRewardOutput):
+    """The score is not a number: a bool, str, None, list, ... or a dict without "score"."""
+
+    kind = "non_numeric"
 
 
 @dataclass(frozen=True)
@@ -115,7 +124,35 @@ def _import(target: str) -> object:
         raise RewardConfigError(f"importing {target!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _load_entry(index: int, entry: object, where: str) -> RewardSpec:
+def _check_kwarg_names(obj: Callable, kwargs: dict, key: str, is_class: bool = False) -> None:
+    # A function must take **fields (the row's other fields), so a misspelt kwarg would bind there and be
+    # ignored: every config kwarg must name a declared parameter (of the function, or a class's __init__).
+    params = inspect.signature(obj).parameters.values()
+    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    label = getattr(obj, "__qualname__", type(obj).__name__)
+    for name in kwargs:
+        if name not in named:
+            what = (f"{label} cannot be constructed with {name!r}" if is_class
+                    else f"{name!r} is not a parameter of {label}")
+            raise RewardConfigError(
+                f"config key '{key}.kwargs.{name}': {what} (its parameters: {', '.join(named) or 'none'}); "
+                "a config kwarg must name a declared parameter, or it would reach the reward as an ignored "
+                "row field"
+            )
+
+
+def _holds(value: object, pred: Callable[[object], bool]) -> bool:
+    if pred(value):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds(v, pred) for v in value.values())
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return any(_holds(v, pred) for v in value)
+    return False
+
+
+def _load_entry(index: int, entry: object, where: str,
+                is_deferred: Callable[[object], bool] | None = None) -> RewardSpec:
     if not isinstance(entry, Mapping):
         raise RewardConfigError(f"{where}[{index}]: expected a mapping, got {type(entry).__name__}")
     raw_target = entry.get("_target_")
@@ -123,13 +160,14 @@ def _load_entry(index: int, entry: object, where: str) -> RewardSpec:
         raise RewardConfigError(f"{where}[{index}]: missing '_target_' (dotted path or one of {sorted(BUILTINS)})")
     label = f"{where}[{index}] ({raw_target!r})"
     try:
-        return _build_spec(index, entry, raw_target)
+        return _build_spec(index, entry, raw_target, f"{where}[{index}]", is_deferred)
     except (RewardConfigError, TypeError, ValueError, KeyError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise RewardConfigError(f"{label}: {message}") from exc
 
 
-def _build_spec(index: int, entry: Mapping, raw_target: str) -> RewardSpec:
+def _build_spec(index: int, entry: Mapping, raw_target: str, key: str,
+                is_deferred: Callable[[object], bool] | None = None) -> RewardSpec:
     unknown = set(entry) - ENTRY_KEYS
     if unknown:
         raise RewardConfigError(f"unknown keys {sorted(unknown)}; allowed: {sorted(ENTRY_KEYS)}")
@@ -152,12 +190,17 @@ def _build_spec(index: int, entry: Mapping, raw_target: str) -> RewardSpec:
         raise RewardConfigError(f"'batched' must be true or false, got {explicit!r}")
     is_class = inspect.isclass(obj)
     if is_class:
+        _check_kwarg_names(obj, kwargs, key, is_class=True)
         style, call = _class_style(obj, kwargs, explicit)
-        _validate_static(obj, kwargs)
+        # A value resolved later (a `stage:<name>` model directory) cannot be checked yet: the static
+        # checks then run when the entry is loaded again with it resolved, as the stage starts.
+        if not (is_deferred and _holds(kwargs, is_deferred)):
+            _validate_static(obj, kwargs)
     elif callable(obj):
         style = COLUMNS if (explicit if explicit is not None else getattr(obj, "batched", False)) else SAMPLE
         call = obj
         _check_call_signature(call, style == COLUMNS, kwargs)
+        _check_kwarg_names(call, kwargs, key)
     else:
         raise RewardConfigError(f"{target!r} is a {type(obj).__name__}, not a function or class")
     name = entry.get("name") or (raw_target if raw_target in BUILTINS else target.rpartition(".")[2])
@@ -194,12 +237,45 @@ def check_static(spec: RewardSpec, where: str = "reward.fns") -> None:
         raise RewardConfigError(f"{where}[{spec.index}] ({spec.target!r}): {message}") from exc
 
 
-def load_reward_fns(entries: Sequence[object] | None, where: str = "reward.fns") -> list[RewardSpec]:
-    """Validate config entries into specs: importable target, usable signature, unique names.
+def check_time_budgets(specs: Sequence[RewardSpec], timeout_s: float, where: str = "reward.fns",
+                       timeout_key: str = "reward.timeout_s") -> None:
+    """A class that waits on something outside (an endpoint) may declare the classmethod
+    `time_budget_s(kwargs) -> float | None`: the most seconds it can take on one sample with those kwargs.
+    It must fit in `timeout_s` (reward.timeout_s), the manager's budget per sample (`timeout_s * n` for a
+    batch of n): past it the worker is interrupted or killed and every sample retried alone, counted as
+    `timeout`, instead of the reward's own fallback. Raises RewardConfigError naming both config keys."""
+    for spec in specs:
+        if not spec.is_class:
+            continue
+        cls = import_target(spec.target)
+        budget_of = getattr(cls, "time_budget_s", None)
+        entry = f"{where}[{spec.index}]"
+        try:
+            budget = budget_of(spec.kwargs) if callable(budget_of) else None
+        except (TypeError, ValueError, KeyError) as exc:
+            raise RewardConfigError(f"{entry} ({spec.target!r}): time budget: {exc}") from exc
+        if budget is None or budget <= timeout_s:
+            continue
+        named = "timeout_s" in inspect.signature(cls).parameters
+        key = f"{entry}.kwargs.timeout_s" if named else f"{entry}.kwargs"
+        raise RewardConfigError(
+            f"{entry} ({spec.target!r}): config key '{key}' gives a worst case of {budget:.4g} s per sample "
+            f"(its timeouts, retries and backoff), more than '{timeout_key}' = {timeout_s:g} s: against a slow "
+            "endpoint the reward worker would be cut off and retry every sample alone instead of scoring the "
+            f"fallback. Lower '{key}' (or max_retries), or raise '{timeout_key}'"
+        )
+
+
+def load_reward_fns(entries: Sequence[object] | None, where: str = "reward.fns", *,
+                    is_deferred: Callable[[object], bool] | None = None) -> list[RewardSpec]:
+    """Validate config entries into specs: importable target, usable signature, kwargs that name declared
+    parameters, unique names, and a class's `validate_static` checks.
 
     Raises RewardConfigError naming the entry, e.g. "reward.fns[1] ('my_mod.fn'): module 'my_mod' not found".
+    `is_deferred(value)` marks kwargs values resolved later (the stage runner's `stage:<name>`); an entry
+    holding one skips its class's `validate_static` here (it runs once the value is resolved).
     """
-    specs = [_load_entry(i, entry, where) for i, entry in enumerate(entries or [])]
+    specs = [_load_entry(i, entry, where, is_deferred) for i, entry in enumerate(entries or [])]
     seen: dict[str, int] = {}
     for spec in specs:
         if spec.name in seen:
@@ -258,15 +334,19 @@ def _clean_extra(value: object) -> object:
 
 
 def normalise_output(out: object) -> tuple[float, dict]:
-    """(score, extras) from a reward's return value; raises BadRewardOutput for NaN/inf/non-numbers."""
+    """(score, extras) from a reward's return value: a number, or a dict with a numeric "score".
+
+    Raises NonNumericScore for anything else (a bool is not a score: `True` would pass as 1.0) and
+    BadRewardOutput for NaN/inf.
+    """
     extras: dict = {}
     if isinstance(out, Mapping):
         if "score" not in out:
-            raise BadRewardOutput(f"dict result without a 'score' key (keys: {sorted(out)[:10]})")
+            raise NonNumericScore(f"dict result without a 'score' key (keys: {sorted(out)[:10]})")
         extras = {str(k): _clean_extra(v) for k, v in out.items() if k != "score" and v is not None}
         out = out["score"]
-    if not isinstance(out, numbers.Real):
-        raise BadRewardOutput(f"score must be a number, got {type(out).__name__}")
+    if isinstance(out, bool) or not isinstance(out, numbers.Real):
+        raise NonNumericScore(f"score must be a number, got {type(out).__name__} {str(out)[:40]!r}")
     score = float(out)
     if not math.isfinite(score):
         raise BadRewardOutput(f"score is not finite: {score}")

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ray
@@ -22,7 +22,13 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from rlsys.reward.correct import is_correct, parse_correct_by
 from rlsys.reward.manager import RewardError, RewardManager
-from rlsys.reward.plugins import RewardConfigError, RewardSpec, check_static, load_reward_fns
+from rlsys.reward.plugins import (
+    RewardConfigError,
+    RewardSpec,
+    check_static,
+    check_time_budgets,
+    load_reward_fns,
+)
 from rlsys.runtime.ray_utils import ActorFailure, init_ray
 
 logger = logging.getLogger(__name__)
@@ -77,8 +83,12 @@ def split_indices(n: int, parts: int) -> list[list[int]]:
     return [list(range(j, n, k)) for j in range(k)]
 
 
-def _is_sum(key: str) -> bool:
-    return key.startswith("reward/errors/") or key.endswith("/errors") or key == "reward/unmatched"
+def is_count_metric(key: str) -> bool:
+    """Reward metrics that count events (errors, unmatched samples, restarts, fallback scores): summed wherever
+    batches merge, over the workers' chunks here and over a step's rounds in the RL loop; every other metric is
+    a mean."""
+    return (key.startswith("reward/errors/") or key.endswith("/errors") or key == "reward/unmatched"
+            or key.endswith("_restarts") or key.endswith("/fallback"))
 
 
 def _finite_float(value: object) -> bool:
@@ -105,7 +115,7 @@ def merge_metrics(specs: Sequence[RewardSpec], chunks: Sequence[tuple[dict[str, 
     weighted: dict[str, list[tuple[float, int]]] = {}
     for metrics, extras in chunks:
         for key, value in metrics.items():
-            if _is_sum(key):
+            if is_count_metric(key):
                 merged[key] = merged.get(key, 0.0) + value
             elif key.endswith("/time_s"):
                 merged[key] = max(merged.get(key, 0.0), value)
@@ -116,8 +126,26 @@ def merge_metrics(specs: Sequence[RewardSpec], chunks: Sequence[tuple[dict[str, 
         merged[key] = sum(v * w for v, w in pairs) / total if total else 0.0
     merged.setdefault("reward/errors/total", 0.0)
     merged.setdefault("reward/unmatched", 0.0)
+    merged.setdefault("reward/scorer_restarts", 0.0)
     merged.setdefault("reward/mean", 0.0)
     return merged
+
+
+def check_reward_config(reward_cfg: Any, where: str = "reward.fns", *,
+                        is_deferred: Callable[[object], bool] | None = None) -> tuple[list[RewardSpec], Any]:
+    """Every start-up check of a reward config that needs no actor: the entries (`load_reward_fns`), the
+    reserved name, each entry's time budget against `timeout_s` (`check_time_budgets`), `correct_by`.
+    Returns (specs, parsed correct_by); raises RewardConfigError naming the entry. The pool runs it first; the pipeline's config check (rlsys/stages/validate.py) runs it for every
+    stage before anything starts, with `stage:<name>` values deferred (`is_deferred`)."""
+    specs = load_reward_fns(_cfg(reward_cfg, "fns", None), where, is_deferred=is_deferred)
+    for spec in specs:
+        if spec.name == CORRECT_KEY:
+            raise RewardConfigError(
+                f"{where}[{spec.index}] ({spec.target!r}): the name {CORRECT_KEY!r} is reserved for the "
+                "pass/fail flag; set a different 'name'"
+            )
+    check_time_budgets(specs, float(_cfg(reward_cfg, "timeout_s", 10.0)), where)
+    return specs, parse_correct_by(_cfg(reward_cfg, "correct_by", None), specs)
 
 
 class RewardWorkerPool:
@@ -141,20 +169,13 @@ class RewardWorkerPool:
         call_timeout_s: float | None = None,
     ) -> None:
         self.where = where
-        self.specs = load_reward_fns(_cfg(reward_cfg, "fns", None), where)
-        for spec in self.specs:
-            if spec.name == CORRECT_KEY:
-                raise RewardConfigError(
-                    f"{where}[{spec.index}] ({spec.target!r}): the name {CORRECT_KEY!r} is reserved for the "
-                    "pass/fail flag; set a different 'name'"
-                )
+        self.specs, self.correct_by = check_reward_config(reward_cfg, where)
         self.num_workers = int(_cfg(reward_cfg, "num_workers", 1))
         self.cpus_per_worker = float(_cfg(reward_cfg, "cpus_per_worker", 0.5))
         if self.num_workers < 1 or self.cpus_per_worker < 0:
             raise ValueError(f"reward.num_workers must be >= 1 and cpus_per_worker >= 0, got "
                              f"{self.num_workers} and {self.cpus_per_worker}")
         self.correct_threshold = float(_cfg(reward_cfg, "correct_threshold", 0.5))
-        self.correct_by = parse_correct_by(_cfg(reward_cfg, "correct_by", None), self.specs)
         self.timeout_s = float(_cfg(reward_cfg, "timeout_s", 10.0))
         self.load_timeout_s = load_timeout_s
         self.kill_grace_s = kill_grace_s
@@ -306,7 +327,9 @@ class RewardWorkerPool:
 
         Returns the combined reward per sample; per-sample extras (see RewardManager.score_batch) plus
         `correct` (reward >= correct_threshold, or the data source's `correct_by` rule); and batch metrics: the managers' metrics merged, plus
-        `reward/correct` (pass rate), `reward/workers`, `reward/worker_restarts` and `reward/pool_time_s`.
+        `reward/correct` (pass rate), `reward/workers`, `reward/worker_restarts` (reward actors replaced) and
+        `reward/pool_time_s`; `reward/scorer_restarts` (scoring processes restarted inside the actors) is
+        summed over them.
         """
         start = time.perf_counter()
         for i, sample in enumerate(samples):

@@ -14,6 +14,7 @@ from typing import Any
 from hints.progressive import HintSource, LevelSearch
 from rlsys.algorithms.filtering import classify_group
 from rlsys.data.encode import encode_completion, encode_prompt
+from rlsys.reward.workers import is_count_metric
 from rlsys.rl.guide import reference_sample, wants_guide, with_reference
 from rlsys.rl.state import ProblemSampler, RLState
 from rlsys.rollout.types import GroupRequest, Sample
@@ -52,8 +53,11 @@ class GroupCollector:
     """Builds a step's kept groups: sample -> score -> filter -> hints for all-fail groups -> refill."""
 
     def __init__(self, rows: list[dict], tokenizer: Any, pool: Any, rewards: Any, hint_source: HintSource,
-                 cfg: Any, rl_cfg: Any) -> None:
+                 cfg: Any, rl_cfg: Any, hint_caps: dict[int, int] | None = None) -> None:
         self.rows = rows
+        # Row index -> highest hint level whose prompt fits the engine, for rows below hints.max_level
+        # (checked at load: rlsys/data/prompt_length.py).
+        self.hint_caps = dict(hint_caps or {})
         self.tokenizer = tokenizer
         self.pool = pool
         self.rewards = rewards
@@ -62,6 +66,14 @@ class GroupCollector:
         self.rl = rl_cfg
         self.timings: Counter = Counter()
         self.reward_metrics: list[dict[str, float]] = []
+
+    def max_level(self, row_index: int) -> int:
+        """The highest hint level this row is sampled at: hints.max_level, or its cap."""
+        return min(self.cfg.hints.max_level, self.hint_caps.get(row_index, self.cfg.hints.max_level))
+
+    def hintable(self, row_index: int) -> bool:
+        hints = self.cfg.hints
+        return hints.enabled and self.hint_source.available(self.rows[row_index]) and self.max_level(row_index) > 0
 
     # ------------------------------------------------------------------ sampling
     def _requests(self, step: int, rnd: int, todo: list[tuple[int, int]], n: int) -> list[GroupRequest]:
@@ -129,8 +141,8 @@ class GroupCollector:
         while len(kept) < rl.batch_groups and rnd <= rl.max_refill_rounds:
             picked = sampler.take(rl.batch_groups - len(kept))
             counts["sampled"] += len(picked)
-            todo = [(i, state.hint_cache.start_level(str(self.rows[i]["id"]), hints.fade) if hints.enabled else 0)
-                    for i in picked]
+            todo = [(i, min(state.hint_cache.start_level(str(self.rows[i]["id"]), hints.fade), self.max_level(i))
+                     if hints.enabled else 0) for i in picked]
             groups = self._sample_and_score(step, rnd, todo, self.cfg.rollout.group_size)
             if rnd == 0:
                 first_round = groups
@@ -140,11 +152,11 @@ class GroupCollector:
                 pid = str(g.row["id"])
                 state.hint_stats.add_tries([(g.level, g.n_correct)])
                 all_failed = g.pass_rate <= hints.hard_pass_rate
-                if hints.enabled and all_failed and self.hint_source.available(g.row) and g.level < hints.max_level:
+                if all_failed and self.hintable(g.row_index) and g.level < self.max_level(g.row_index):
                     needs_hint[pid] = (g.row_index, g.level + 1)
                     continue
                 if g.level > 0:
-                    state.hint_cache.record(pid, g.level if g.n_correct else None, hints.max_level)
+                    state.hint_cache.record(pid, g.level if g.n_correct else None, self.max_level(g.row_index))
                     minimal_hist[str(g.level) if g.n_correct else "unsolved"] += 1
                     if g.n_correct:
                         counts["rescued"] += 1
@@ -173,7 +185,8 @@ class GroupCollector:
                      minimal_hist: Counter, counts: Counter) -> list[Group]:
         """Minimal-level search for all-fail groups, one batched rollout per level round."""
         hints = self.cfg.hints
-        search = LevelSearch({pid: start for pid, (_, start) in needs_hint.items()}, hints.max_level)
+        search = LevelSearch({pid: start for pid, (_, start) in needs_hint.items()}, hints.max_level,
+                             {pid: self.max_level(i) for pid, (i, _) in needs_hint.items()})
         found: dict[str, Group] = {}
         level_round = 0
         while not search.done:
@@ -189,7 +202,7 @@ class GroupCollector:
             level_round += 1
         rescued = []
         for pid, level in search.minimal.items():
-            state.hint_cache.record(pid, level, hints.max_level)
+            state.hint_cache.record(pid, level, self.max_level(needs_hint[pid][0]))
             minimal_hist[str(level) if level is not None else "unsolved"] += 1
             if level is None:
                 counts["unsolved"] += 1
@@ -205,7 +218,7 @@ class GroupCollector:
             return groups
         todo = [i for i, g in enumerate(groups)
                 if g.level == 0 and g.pass_rate <= hints.hard_pass_rate
-                and not (hints.enabled and self.hint_source.available(g.row))
+                and not self.hintable(g.row_index)
                 and wants_guide(g.row, rl.guide_field, rl.guide_sources)]
         if not todo:
             return groups
@@ -216,8 +229,10 @@ class GroupCollector:
             refs.append(reference_sample(encode_completion(self.tokenizer, row, text, self.cfg.data.system_prompt), text))
         started = time.perf_counter()
         # Scored apart from the sampled answers, so the step's reward metrics stay the policy's own.
-        scores, extras, _ = self.rewards.score([reward_sample(groups[i].row, ref.text, len(ref.token_ids)) for i, ref in zip(todo, refs)])
+        scores, extras, metrics = self.rewards.score([reward_sample(groups[i].row, ref.text, len(ref.token_ids)) for i, ref in zip(todo, refs)])
         self.timings["reward_s"] += time.perf_counter() - started
+        # Its failures (errors, restarts) still count in the step's totals.
+        self.reward_metrics.append({k: v for k, v in metrics.items() if is_count_metric(k)})
         out = list(groups)
         for i, ref, score, extra in zip(todo, refs, scores, extras):
             if not extra.get("correct", False):
@@ -249,12 +264,19 @@ class GroupCollector:
         }
 
     def _merge_reward_metrics(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        n = len(self.reward_metrics)
-        for metrics in self.reward_metrics:
-            for k, v in metrics.items():
-                if "/errors/" in k or k.endswith("_restarts") or k.endswith("time_s"):
-                    out[k] = out.get(k, 0.0) + v
-                else:
-                    out[k] = out.get(k, 0.0) + v / n
-        return out
+        return merge_round_metrics(self.reward_metrics)
+
+
+def merge_round_metrics(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """One step's reward metrics from its reward calls (refill rounds, hint-level rounds, reference checks):
+    counts (`is_count_metric`: errors per kind and per reward, unmatched samples, restarts) and times are
+    summed; every other metric is the mean over the calls that reported it."""
+    sums: dict[str, float] = {}
+    means: dict[str, list[float]] = {}
+    for metrics in rounds:
+        for k, v in metrics.items():
+            if is_count_metric(k) or k.endswith("time_s"):
+                sums[k] = sums.get(k, 0.0) + v
+            else:
+                means.setdefault(k, []).append(v)
+    return sums | {k: sum(vs) / len(vs) for k, vs in means.items()}

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from rlsys.algorithms.advantages import get_advantage
 from rlsys.algorithms.credit import decode_with_char_ends, error_token_advantages, tokens_in_spans
 from rlsys.config.plain import to_plain
 from rlsys.config.validate import ConfigError
+from rlsys.data.prompt_length import PromptCheck
 from rlsys.eval.scoring import (
     eval_prompts,
     eval_rows,
@@ -44,9 +45,17 @@ from rlsys.rl.state import (
 from rlsys.stages.builders import build_metrics_at, build_stage_learners
 from rlsys.stages.context import StageContext
 from rlsys.stages.io import stage_rows
-from rlsys.stages.sampling import sample_seed
+from rlsys.stages.sampling import check_stage_prompts, sample_seed
 
 log = logging.getLogger(__name__)
+
+# `rl.max_skipped_share` is measured over at least this many steps (or `rl.steps`, when fewer) while the run
+# goes on, so one skipped first step does not stop it; at the end, over the steps that ran.
+SKIP_GRACE_STEPS = 4
+
+
+class TrainingStalled(RuntimeError):
+    """Too many RL steps had no group to train on: the stage stops and publishes no model."""
 
 
 @dataclass
@@ -61,6 +70,18 @@ class RLSetup:
     eval_rows: dict[str, list[dict]]
     out_dir: Path
     credit: TokenCredit | None = None
+    # The pool's failure totals when last logged (pool_failures() logs the change).
+    pool_seen: dict[str, float] = field(default_factory=dict)
+    # Counts from checking the rows at load (`data/too_long_dropped`, ...): on a fresh run's first metrics line.
+    data_metrics: dict[str, float] = field(default_factory=dict)
+
+    def pool_failures(self) -> dict[str, float]:
+        """Rollout actor deaths, replacements, re-dispatched, timed-out and failed groups since the last call
+        (the first call counts from the pool's start): one metrics line's share, so none is lost or repeated."""
+        now = self.pool.failure_counts()
+        delta = {k: v - self.pool_seen.get(k, 0.0) for k, v in now.items()}
+        self.pool_seen = now
+        return delta
 
     def shutdown(self) -> None:
         for closer in (self.pool.shutdown, self.rewards.close, self.learners.shutdown):
@@ -122,6 +143,8 @@ def build_rl(ctx: StageContext) -> RLSetup:
     cfg, rl = ctx.cfg, ctx.stage.rl
     rows = stage_rows(ctx, "rl")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    checked = check_rl_prompts(ctx, tokenizer, rows)
+    rows = checked.rows
     credit = build_credit(ctx, tokenizer)
     check_kl_sources(rl, f"stages.{ctx.name}.rl")
     reward_cfg = to_plain(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
@@ -134,12 +157,27 @@ def build_rl(ctx: StageContext) -> RLSetup:
 
         generator = instantiate(cfg.hints.generator)
     hint_sources = None if cfg.hints.data_sources is None else list(cfg.hints.data_sources)
-    collector = GroupCollector(rows, tokenizer, pool, rewards, HintSource(generator, hint_sources), cfg, rl)
+    collector = GroupCollector(rows, tokenizer, pool, rewards, HintSource(generator, hint_sources), cfg, rl,
+                               hint_caps=checked.hint_caps)
     return RLSetup(
         learners=learners, pool=pool, rewards=rewards, collector=collector,
         sampler=ProblemSampler(len(rows), ctx.stage.seed), metrics=None, eval_rows=eval_rows(cfg),
-        out_dir=Path(ctx.out_dir), credit=credit,
+        out_dir=Path(ctx.out_dir), credit=credit, data_metrics=checked.metrics,
     )
+
+
+def check_rl_prompts(ctx: StageContext, tokenizer: Any, rows: list[dict]) -> PromptCheck:
+    """The stage's rows whose prompts fit the engine, checked before anything starts (`check_stage_prompts`):
+    the plain prompt, and with hints on the prompt with the row's longest hint up to `hints.max_level` (a row
+    whose hinted prompt is too long keeps a lower hint ceiling). A hint generator's hints are not known yet."""
+    hints = ctx.cfg.hints
+    row_hints = HintSource(None, None if hints.data_sources is None else list(hints.data_sources))
+
+    def hint_text(row: dict, level: int) -> str | None:
+        return row_hints.hint(row, level) if row_hints.available(row) else None
+
+    return check_stage_prompts(ctx, tokenizer, rows, hint_text=hint_text if hints.enabled else None,
+                               max_level=hints.max_level if hints.enabled else 0)
 
 
 def as_dict_list(node: Any) -> list[Any]:
@@ -157,8 +195,12 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
     try:
         state = _start_state(ctx, setup, resume_dir)
         setup.metrics = build_metrics_at(ctx.cfg, setup.out_dir, ctx.name)
+        # The load-time data counts go on a fresh run's first metrics line (a resumed run logged them already).
+        first_line = setup.data_metrics if state.step == 0 else {}
         if state.step == 0 and rl.eval_before:
-            setup.metrics.log(evaluate(setup, ctx.cfg) | {"policy_version": 0}, step=0)
+            setup.metrics.log(evaluate(setup, ctx.cfg) | {"policy_version": 0} | setup.pool_failures() | first_line,
+                              step=0)
+            first_line = {}
         started = time.perf_counter() - state.wall_s
         while state.step < rl.steps and not (rl.max_wall_s and time.perf_counter() - started > rl.max_wall_s):
             t0 = time.perf_counter()
@@ -169,18 +211,41 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
             step_metrics |= train_metrics | {"time/train_s": t_train, "time/sync_s": t_sync}
             if rl.eval_every and state.step % rl.eval_every == 0:
                 step_metrics |= evaluate(setup, ctx.cfg)
+            step_metrics |= setup.pool_failures() | first_line
+            first_line = {}
             step_metrics |= step_timing(step_metrics, time.perf_counter() - t0) | {"policy_version": state.version}
-            state.add_totals({k: v for k, v in step_metrics.items() if k.startswith("filter/")})
+            state.add_totals({k: v for k, v in step_metrics.items()
+                              if k.startswith("filter/") or k == "train/skipped"})
             state.sampler = setup.sampler.state_dict()
             setup.metrics.log(step_metrics, step=state.step)
             state.metric_lines += 1
             state.wall_s = time.perf_counter() - started
             log.info("rl step %d: %s", state.step, _brief(step_metrics))
+            check_skipped(state, rl, ctx.name)
             if rl.save_every and (state.step % rl.save_every == 0 or state.step == rl.steps):
                 save_checkpoint(setup.out_dir / "checkpoints", state, setup.learners, rl.keep_checkpoints)
+        check_skipped(state, rl, ctx.name, at_end=True)
         return finish(ctx, setup, state)
     finally:
         setup.shutdown()
+
+
+def check_skipped(state: RLState, rl: Any, name: str, at_end: bool = False) -> None:
+    """Raise TrainingStalled when more than `rl.max_skipped_share` of the steps so far trained on nothing
+    (no group kept). While running the share is taken over at least min(rl.steps, SKIP_GRACE_STEPS) steps."""
+    skipped = int(state.totals.get("train/skipped", 0.0))
+    over = state.step if at_end else max(state.step, min(rl.steps, SKIP_GRACE_STEPS))
+    if not skipped or skipped <= rl.max_skipped_share * over:
+        return
+    totals = {k.removeprefix("filter/"): int(state.totals.get(k, 0.0))
+              for k in ("filter/sampled", "filter/too_easy", "filter/too_hard", "filter/unsolved")}
+    raise TrainingStalled(
+        f"stage '{name}': {skipped} of {state.step} RL steps kept no group to train on, more than config key "
+        f"'stages.{name}.rl.max_skipped_share' = {rl.max_skipped_share} allows; stopping without publishing "
+        f"a model (groups so far: {', '.join(f'{k} {v}' for k, v in totals.items())}). Check the difficulty "
+        f"filter ('stages.{name}.rl.filter_low/filter_high/filter_inclusive') against rollout.group_size, "
+        "the stage's rows and its rewards"
+    )
 
 
 def _start_state(ctx: StageContext, setup: RLSetup, resume_dir: Path | None) -> RLState:
@@ -289,7 +354,7 @@ def finish(ctx: StageContext, setup: RLSetup, state: RLState) -> dict[str, Any]:
     model_dir = setup.out_dir / "model"
     setup.learners.save_hf(str(model_dir))
     final_eval = evaluate(setup, ctx.cfg)
-    setup.metrics.log(final_eval | {"policy_version": state.version}, step=state.step)
+    setup.metrics.log(final_eval | {"policy_version": state.version} | setup.pool_failures(), step=state.step)
     table = state.hint_stats.table(ctx.cfg.rollout.group_size)
     (setup.out_dir / "hint_table.md").write_text(
         "Per hint level: problems sampled at that level, share with no correct answer, mean correct.\n\n"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,29 +96,101 @@ class RLState:
         return state
 
 
+# A checkpoint is a directory `step<N>` directly inside the checkpoint root. It is written as
+# `step<N>.partial` and renamed only once complete (learner files, then controller.json), so a kill during
+# the write leaves a `.partial` directory that is never loaded and never kept in place of a complete one.
+TAG_RE = re.compile(r"step(\d+)")
+PARTIAL = ".partial"
+CONTROLLER = "controller.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint directory or its `latest` pointer is not one rlsys wrote; the message names the file."""
+
+
+def _step_of(path: Path) -> int | None:
+    match = TAG_RE.fullmatch(path.name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete(path: Path) -> bool:
+    """A finished checkpoint: a real directory `step<N>` holding its controller state (written last)."""
+    return _step_of(path) is not None and path.is_dir() and not path.is_symlink() and (path / CONTROLLER).is_file()
+
+
+def complete_checkpoints(ckpt_root: Path) -> list[Path]:
+    """The finished checkpoints under `ckpt_root`, oldest step first."""
+    found = [p for p in ckpt_root.iterdir() if is_complete(p)] if ckpt_root.is_dir() else []
+    return sorted(found, key=lambda p: _step_of(p) or 0)
+
+
+def latest_checkpoint(ckpt_root: Path) -> Path:
+    """The checkpoint directory the `latest` pointer names, validated: a tag `step<N>` naming a finished,
+    non-symlinked checkpoint directly inside `ckpt_root` (no `..`, no absolute path, no link out)."""
+    pointer = ckpt_root / LATEST
+    if pointer.is_symlink() or not pointer.is_file():
+        raise CheckpointError(f"{pointer}: not a regular file; a checkpoint directory written by rlsys has one "
+                              "naming its newest checkpoint")
+    with pointer.open("rb") as fh:
+        raw = fh.read(64)
+    tag = raw.decode("utf-8", errors="replace").strip()
+    path = ckpt_root / tag
+    if TAG_RE.fullmatch(tag) is None or path.is_symlink() or path.resolve().parent != ckpt_root.resolve():
+        raise CheckpointError(f"{pointer}: names {tag!r}, which is not a checkpoint directory 'step<N>' directly "
+                              f"inside {ckpt_root}; refusing to resume from it (rlsys resumes only checkpoints "
+                              "it wrote)")
+    if not is_complete(path):
+        raise CheckpointError(f"{pointer}: names {tag!r}, but {path} is missing or incomplete (no {CONTROLLER}); "
+                              f"the finished checkpoints there are {[p.name for p in complete_checkpoints(ckpt_root)]}")
+    return path
+
+
 def save_checkpoint(ckpt_root: Path, state: RLState, learners: Any, keep: int) -> Path:
-    """Learner (weights, optimizer, scheduler, RNG) + controller state, then mark it latest."""
+    """Learner (weights, optimizer, scheduler, RNG) + controller state into `step<N>.partial`, renamed to
+    `step<N>` once complete, then marked latest; then the oldest finished checkpoints beyond `keep`
+    (0: keep all) and any partial ones are pruned. The checkpoint `latest` names is never pruned."""
     tag = f"step{state.step}"
-    learners.save_checkpoint(str(ckpt_root), tag)
-    (ckpt_root / tag / "controller.json").write_text(json.dumps(state.to_json(), indent=1))
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    partial, final = ckpt_root / f"{tag}{PARTIAL}", ckpt_root / tag
+    shutil.rmtree(partial, ignore_errors=True)  # a write killed before this one
+    learners.save_checkpoint(str(ckpt_root), partial.name)
+    (partial / CONTROLLER).write_text(json.dumps(state.to_json(), indent=1))
+    if final.exists() or final.is_symlink():
+        # Left by an earlier attempt at this step (killed after the rename, before `latest` moved on).
+        stale = ckpt_root / f"{tag}.stale{PARTIAL}"
+        shutil.rmtree(stale, ignore_errors=True)
+        os.replace(final, stale)
+    os.replace(partial, final)
     # Written last: a checkpoint only counts once the pointer names it.
     (ckpt_root / f"{LATEST}.tmp").write_text(tag)
     os.replace(ckpt_root / f"{LATEST}.tmp", ckpt_root / LATEST)
-    tags = sorted((p for p in ckpt_root.glob("step*") if p.is_dir()), key=lambda p: int(p.name[4:]))
-    for old in tags[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return ckpt_root / tag
+    prune_checkpoints(ckpt_root, keep, current=final)
+    return final
+
+
+def prune_checkpoints(ckpt_root: Path, keep: int, current: Path) -> None:
+    """Delete partial checkpoints and the finished ones older than the newest `keep` (0: keep all), always
+    keeping `current` (the one `latest` names)."""
+    complete = complete_checkpoints(ckpt_root)
+    kept = set(complete[-keep:] if keep > 0 else complete) | {current}
+    for path in ckpt_root.iterdir():
+        if path in kept or path.is_symlink() or not path.is_dir():
+            continue
+        if path.name.endswith(PARTIAL) or path in complete or _step_of(path) is not None:
+            # Finished but beyond `keep`, a `.partial` write, or a `step<N>` an older rlsys left unfinished.
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def load_checkpoint(ckpt_root: Path, learners: Any) -> RLState:
-    tag = (ckpt_root / LATEST).read_text().strip()
-    learners.load_checkpoint(str(ckpt_root), tag)
-    return RLState.from_json(json.loads((ckpt_root / tag / "controller.json").read_text()))
+    path = latest_checkpoint(ckpt_root)
+    learners.load_checkpoint(str(ckpt_root), path.name)
+    return RLState.from_json(json.loads((path / CONTROLLER).read_text()))
 
 
 def find_resume_dir(cfg: Any, stage_name: str) -> Path | None:
     """The stage directory to resume: `resume=<run dir>`, or with `resume=true` the newest run of
-    this exp that has a checkpoint for the stage."""
+    this exp that has a checkpoint for the stage. Its `latest` pointer is validated here, before
+    anything is built for it (CheckpointError naming the file)."""
     if cfg.resume in (False, None, "false", ""):
         return None
     if cfg.resume is True or str(cfg.resume).lower() == "true":
@@ -126,10 +199,15 @@ def find_resume_dir(cfg: Any, stage_name: str) -> Path | None:
         candidates = [c for c in candidates if not str(c).startswith(str(Path(cfg.run_dir)) + "/")]
         if not candidates:
             raise FileNotFoundError(f"resume=true: no checkpoint of stage '{stage_name}' under {runs_root}")
-        return candidates[0].parents[1]
-    path = Path(str(cfg.resume)) / "stages" / stage_name
-    if not (path / "checkpoints" / LATEST).exists():
-        raise FileNotFoundError(f"config key 'resume' = {cfg.resume!r}: no checkpoint at {path}/checkpoints")
+        path = candidates[0].parents[1]
+    else:
+        path = Path(str(cfg.resume)) / "stages" / stage_name
+        if not (path / "checkpoints" / LATEST).exists():
+            raise FileNotFoundError(f"config key 'resume' = {cfg.resume!r}: no checkpoint at {path}/checkpoints")
+    try:
+        latest_checkpoint(path / "checkpoints")
+    except CheckpointError as exc:
+        raise CheckpointError(f"config key 'resume' = {cfg.resume!r}: {exc}") from None
     return path
 
 

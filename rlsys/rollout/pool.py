@@ -34,6 +34,15 @@ log = logging.getLogger(__name__)
 
 __all__ = ["PoolError", "PoolPolicy", "RolloutPool"]
 
+# The pool's failure counters under the names the RL loop logs them (per step, as deltas of these totals).
+FAILURE_COUNTERS = {
+    "pool/actor_deaths": "deaths",         # actors that died, failed to start or sync, or were given up on
+    "pool/actors_replaced": "restarts",    # of those, the live ones a new actor replaced
+    "pool/redispatched": "redispatches",   # groups sent again after their actor died, timed out or raised
+    "pool/timeouts": "timeouts",           # dispatches with no result within request_timeout_s
+    "pool/failed_groups": "errors",        # groups handed back as failed (attempts used up, no actor left)
+}
+
 
 class RolloutPool(PoolCore):
     """N RolloutWorker actors behind submit / iter_results, with elastic size and recovery."""
@@ -324,6 +333,11 @@ class RolloutPool(PoolCore):
                 up = now - s.ready_at if s.ready_at else 0.0
                 out[f"{p}/tokens_per_s"] = s.tokens / up if up > 0 else 0.0
             return out
+
+    def failure_counts(self) -> dict[str, float]:
+        """Running totals of the failures in FAILURE_COUNTERS since the pool started."""
+        with self._lock:
+            return {name: float(self._counts[count]) for name, count in FAILURE_COUNTERS.items()}
 
     def actors(self) -> list[dict[str, Any]]:
         """One row per actor: name, state, pid, version, outstanding and finished groups."""

@@ -96,6 +96,9 @@ def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causa
                         anneal_fraction=stage.anneal_fraction, anneal_lr_ratio=stage.anneal_lr_ratio)
     learner_cfg = learner_section(ctx.cfg, schedule)
     learner_cfg["seed"] = stage.seed
+    # Parameters the stage trains (the rest are frozen; rlsys/learner/freeze.py) and the key its errors name.
+    learner_cfg["trainable"] = [str(p) for p in stage.trainable]
+    learner_cfg["trainable_key"] = f"stages.{ctx.name}.trainable"
     return LearnerGroup(ctx.input_model, learner_cfg, name=f"learner-{ctx.name}", model_kind=model_kind,
                         timeout=ctx.cfg.ray.actor_timeout_s)
 

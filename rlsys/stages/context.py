@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlsys.data.prompt_length import RowOrigins
+
 # Which user data files replace the suite split for each stage kind.
 USER_FILES = {
     "pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files", "rl": "train_files",
@@ -29,6 +31,10 @@ class StageContext:
     inputs: dict[str, str] = field(default_factory=dict)
     # Artifact directory of every stage this one depends on (data files live there).
     artifacts: dict[str, str] = field(default_factory=dict)
+    # File and line of each row `stage_rows` loaded, for messages that name a row.
+    row_origins: RowOrigins = field(default_factory=RowOrigins)
+    # Counts from checking the stage's rows at load (`data/too_long_dropped`, ...), added to its summary.json.
+    data_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -67,10 +67,13 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: b
     cfg = ctx.cfg
     files_key = USER_FILES.get(ctx.stage.kind)
     user_files = list(cfg.data[files_key]) if files_key and split is None else []
+    # A file that gives no row is an error naming it: a stage on no rows would run and train on nothing.
     if split is None and ctx.stage.data_from:
-        rows, stats = load_rows([str(input_data_file(ctx))], kind, cfg.data.on_bad_row)
+        rows, stats = load_rows([str(input_data_file(ctx))], kind, cfg.data.on_bad_row, require_rows=True)
+        ctx.row_origins.add(rows, stats["origins"])
     elif user_files:
-        rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row)
+        rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row, require_rows=True)
+        ctx.row_origins.add(rows, stats["origins"])
     else:
         from rlsys.data.embedded import ensure_task_suite
 
@@ -80,6 +83,7 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: b
             if name not in files:
                 raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are {sorted(files)}")
             part, part_stats = load_rows([files[name]], kind, cfg.data.on_bad_row)
+            ctx.row_origins.add(part, part_stats["origins"])
             rows += [part[i] for i in pick_rows(len(part), limit, ctx.stage.seed)]
             stats["skipped"] += part_stats["skipped"]
     if stats["skipped"]:

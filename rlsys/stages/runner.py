@@ -27,7 +27,7 @@ from typing import Any
 
 from rlsys.config.plain import to_plain
 from rlsys.data.embedded import suite_identity
-from rlsys.runtime.artifacts import artifact_dir, cached_build, is_built
+from rlsys.runtime.artifacts import artifact_dir, cached_build, is_built, storage_hint
 from rlsys.stages.builders import start_ray
 from rlsys.stages.context import USER_FILES, StageContext, StageFailed, StageResult
 from rlsys.stages.refs import prepare_stage, referenced_stages
@@ -241,6 +241,7 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
                            {d: r.path for d, r in deps.items()})
         log.info("stage %s (%s): building from %s", name, stage.kind, input_model)
         summary.update(fn(ctx) or {})
+        summary.update(ctx.data_metrics)
         summary["wall_s"] = time.perf_counter() - started
         # A resumed stage writes into the directory it resumes, not `tmp`.
         built["dir"] = Path(ctx.out_dir)
@@ -258,7 +259,9 @@ def _ensure_one(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -
     except StageFailed:
         raise
     except Exception as exc:
-        raise StageFailed(f"stage '{name}' ({stage.kind}) failed: {exc.__class__.__name__}: {exc}") from exc
+        # A failed write (torch's `inline_container.cc` message names no file) gets where and what to do.
+        hint = storage_hint(exc, {"artifacts_dir": cfg.artifacts_dir, "hydra.run.dir": cfg.run_dir})
+        raise StageFailed(f"stage '{name}' ({stage.kind}) failed: {exc.__class__.__name__}: {exc}{hint}") from exc
     result = StageResult(name, stage.kind, str(out), str(out / "model"), False, time.perf_counter() - started, summary)
     _link_into_run(cfg, result)
     return result
@@ -290,8 +293,15 @@ def run(cfg: Any) -> dict[str, StageResult]:
     started = time.perf_counter()
     try:
         run_stage_chain(cfg, list(cfg.pipeline), results)
-    finally:
-        # Also after a failure: the table then shows the stages that finished.
-        write_pipeline_outputs(cfg, results, time.perf_counter() - started)
+    except BaseException:
+        # Also after a failure: the table then shows the stages that finished. Writing it may fail for the
+        # same reason (a full disk); the stage's error is the one reported, this one only logged.
+        try:
+            write_pipeline_outputs(cfg, results, time.perf_counter() - started)
+        except Exception as exc:
+            log.error("could not write the pipeline table into %s after the stage failure reported below: "
+                      "%s: %s", cfg.run_dir, exc.__class__.__name__, exc)
+        raise
+    write_pipeline_outputs(cfg, results, time.perf_counter() - started)
     return results
 

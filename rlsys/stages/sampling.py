@@ -9,7 +9,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from rlsys.data.encode import encode_prompt
+from rlsys.config.validate import ConfigError
+from rlsys.data.prompt_length import HintText, PromptCheck, check_prompt_lengths
 from rlsys.rollout.types import GroupRequest, GroupResult
 from rlsys.stages.builders import build_reward_pool
 from rlsys.stages.context import StageContext
@@ -28,19 +29,69 @@ def sample_seed(*parts: Any) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def prompt_limit(cfg: Any, max_tokens: int | None = None, answer_key: str = "rollout.max_tokens") -> tuple[int, str]:
+    """The longest prompt a stage may send, in tokens, and where that limit comes from: `data.max_prompt_tokens`,
+    else `rollout.max_model_len` minus the answer length (`max_tokens`, default `rollout.max_tokens`)."""
+    model_len, answer = cfg.rollout.max_model_len, max_tokens or cfg.rollout.max_tokens
+    if cfg.data.max_prompt_tokens is not None:
+        limit = int(cfg.data.max_prompt_tokens)
+        if limit >= model_len:
+            raise ConfigError(f"config key 'data.max_prompt_tokens' = {limit}: must be below rollout.max_model_len "
+                              f"= {model_len}, which holds the prompt and the answer")
+        return limit, f"data.max_prompt_tokens = {limit}"
+    if model_len - answer <= 0:
+        raise ConfigError(f"config key 'rollout.max_model_len' = {model_len} leaves no room for a prompt beside a "
+                          f"{answer}-token answer ({answer_key}); raise it or lower {answer_key}")
+    return model_len - answer, f"rollout.max_model_len {model_len} - {answer_key} {answer}"
+
+
+def check_stage_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict], max_tokens: int | None = None,
+                        answer_key: str = "rollout.max_tokens", hint_text: HintText | None = None,
+                        max_level: int = 0) -> PromptCheck:
+    """The stage's rows checked against `prompt_limit` (rlsys/data/prompt_length.py) by `data.on_bad_row`, before
+    any rollout: the first over-long prompt is an error naming its file, line and row id, or over-long rows are
+    dropped; the counts are added to `ctx.data_metrics` (the stage's summary.json)."""
+    cfg = ctx.cfg
+    limit, limit_text = prompt_limit(cfg, max_tokens, answer_key)
+    checked = check_prompt_lengths(tokenizer, rows, limit, limit_text, cfg.data.on_bad_row,
+                                   system_prompt=cfg.data.system_prompt, origins=ctx.row_origins,
+                                   hint_text=hint_text, max_level=max_level, where=f"stage '{ctx.name}'")
+    for key, value in checked.metrics.items():
+        ctx.data_metrics[key] = ctx.data_metrics.get(key, 0.0) + value
+    return checked
+
+
+def sampling_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
+                     max_tokens: int | None = None) -> list[list[int] | None]:
+    """Each row's prompt tokens for `sample_rows`, None for a row dropped as over-long (`check_stage_prompts`)."""
+    sample = ctx.stage.sample
+    answer_key = f"stages.{ctx.name}.sample.max_tokens" if not max_tokens and sample.max_tokens else "rollout.max_tokens"
+    checked = check_stage_prompts(ctx, tokenizer, rows, max_tokens or sample.max_tokens or None, answer_key)
+    prompts: list[list[int] | None] = [None] * len(rows)
+    for i, ids in zip(checked.kept, checked.prompt_ids):
+        prompts[i] = ids
+    return prompts
+
+
 def sample_rows(ctx: StageContext, pool: Any, tokenizer: Any, rows: Sequence[dict], n: int,
-                temperature: float | None = None, max_tokens: int | None = None) -> list[GroupResult]:
-    """`n` sampled answers per row from the pool, in row order (failed requests keep `error`)."""
+                temperature: float | None = None, max_tokens: int | None = None,
+                prompts: Sequence[list[int] | None] | None = None) -> list[GroupResult]:
+    """`n` sampled answers per row from the pool, in row order (failed requests keep `error`).
+
+    `prompts` are the rows' prompt tokens from `sampling_prompts` (computed here when not given); a row
+    dropped there as over-long is not sent and its result is failed."""
     cfg, sample = ctx.cfg, ctx.stage.sample
     temperature = sample.temperature if temperature is None else temperature
+    if prompts is None:
+        prompts = sampling_prompts(ctx, tokenizer, rows, max_tokens)
     max_tokens = max_tokens or sample.max_tokens or cfg.rollout.max_tokens
     requests = [
         GroupRequest(
-            f"{ctx.name}-{i}", prompt_token_ids=encode_prompt(tokenizer, row, cfg.data.system_prompt), n=n,
+            f"{ctx.name}-{i}", prompt_token_ids=ids, n=n,
             temperature=temperature, top_p=cfg.rollout.top_p, max_tokens=max_tokens, stop=list(cfg.rollout.stop),
             seed=sample_seed(cfg.seed, ctx.name, ctx.stage.seed, i),
         )
-        for i, row in enumerate(rows)
+        for i, ids in enumerate(prompts) if ids is not None
     ]
     results: list[GroupResult] = []
     started = time.perf_counter()
@@ -50,7 +101,10 @@ def sample_rows(ctx: StageContext, pool: Any, tokenizer: Any, rows: Sequence[dic
                  time.perf_counter() - started)
     if requests and not any(r.ok for r in results):
         raise RuntimeError(f"stage {ctx.name}: every sampling request failed, e.g. {results[0].error}")
-    return results
+    sent = iter(results)
+    return [next(sent) if ids is not None else
+            GroupResult(f"{ctx.name}-{i}", [], [], -1, error="prompt too long: dropped at load (data/too_long_dropped)")
+            for i, ids in enumerate(prompts)]
 
 
 def reward_sample(row: dict, completion: str, completion_tokens: int, **extra: Any) -> dict:
@@ -83,10 +137,11 @@ def sample_and_judge(ctx: StageContext, rows: Sequence[dict], k: int) -> tuple[l
     from rlsys.rollout.pool import RolloutPool
 
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    prompts = sampling_prompts(ctx, tokenizer, rows)  # before anything starts: an over-long prompt fails here
     rewards = build_reward_pool(ctx)
     pool = RolloutPool.from_config(ctx.cfg.rollout, ctx.input_model)
     try:
-        results = sample_rows(ctx, pool, tokenizer, rows, k)
+        results = sample_rows(ctx, pool, tokenizer, rows, k, prompts=prompts)
         pool.shutdown()
         ok = [j for j, r in enumerate(results) if r.ok and r.samples]
         kept = [results[j].samples for j in ok]

@@ -10,7 +10,7 @@ from rlsys.algorithms import registry
 from rlsys.algorithms.losses import get_loss, gspo_loss, list_losses
 from rlsys.algorithms.registry import LOSS_KINDS, Registry, loss_kind, register_loss
 
-BUILTINS = ["bco_pair", "bradley_terry", "dpo", "grpo", "gspo", "gspo_token", "mpo", "ntp", "sft"]
+BUILTINS = ["bco_pair", "bradley_terry", "dpo", "grpo", "gspo", "gspo_token", "mpo", "ntp", "sft", "siglip"]
 
 
 def test_builtin_names_and_lookup() -> None:
@@ -42,6 +42,7 @@ KINDS = {
     "gspo": "policy_gradient", "gspo_token": "policy_gradient", "grpo": "policy_gradient",
     "dpo": "preference", "bco_pair": "preference", "mpo": "preference",
     "bradley_terry": "pairwise_score",
+    "siglip": "contrastive",
 }
 
 
@@ -112,6 +113,8 @@ def _inputs(name: str) -> dict:
         "gspo": rl,
         "gspo_token": rl,
         "grpo": rl,
+        "siglip": {"image_emb": lp, "text_emb": lp.detach().flip(0), "log_temp": torch.tensor(2.3),
+                   "bias": torch.tensor(-10.0)},
     }[name]
 
 

@@ -34,7 +34,9 @@ def test_every_exp_composes_and_validates():
 
 
 def test_every_exp_file_starts_with_its_launch_command():
-    for path in (REPO / "conf" / "exp").glob("*.yaml"):
+    paths = sorted((REPO / "conf" / "exp").glob("*.yaml"))
+    assert paths, f"no experiment files in {REPO / 'conf' / 'exp'}: the check below would pass vacuously"
+    for path in paths:
         first = path.read_text().splitlines()[0]
         assert first.startswith("# python -m rlsys.run ") and f"+exp={path.stem}" in first, path
 

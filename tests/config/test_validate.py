@@ -42,7 +42,7 @@ def _error(overrides: list[str]) -> str:
      "config key 'stages.rl.rl.advantage' = 'grpo': must be one of ['group_mean_batch_std', 'grpo_group']"),
     ("stages.rl.rl.credit=tokens", "config key 'stages.rl.rl.credit' = 'tokens': must be one of ['error_tokens', 'sequence']"),
     ("stages.sft.loss=stf", "config key 'stages.sft.loss' = 'stf': must be one of ['bco_pair', 'bradley_terry', 'dpo', "
-                            "'grpo', 'gspo', 'gspo_token', 'mpo', 'ntp', 'sft']"),
+                            "'grpo', 'gspo', 'gspo_token', 'mpo', 'ntp', 'sft', 'siglip']"),
     ("stages.rl.kind=rll", "config key 'stages.rl.kind' = 'rll': must be one of ["),
     ("stages.sft.schedule=linear", "config key 'stages.sft.schedule' = 'linear': must be one of ['constant', 'cosine']"),
     ("rollout.temperature=-1", "config key 'rollout.temperature' = -1.0: must be >= 0"),

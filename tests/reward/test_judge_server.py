@@ -137,7 +137,8 @@ def test_judge_request_parse_and_junk_fallback(
     reply = client.chat.completions.create(model="judge", messages=[{"role": "user", "content": content}],
                                            temperature=0.0, max_tokens=24).choices[0].message.content
     assert reply and parse_judge_score(reply) is None
-    assert out == {"score": 0.125, "judge_error": 0.0, "judge_parse_error": 1.0, "judge_retries": 0.0}
+    assert out == {"score": 0.125, "judge_error": 0.0, "judge_parse_error": 1.0, "judge_retries": 0.0,
+                   "fallback": 1.0}
 
     prompts = [f"What is {a} + 3?" for a in range(4)]
     batch = judge.score_batch(prompts, [f"It is {a + 3}." for a in range(4)], [{"answer": str(a + 3)} for a in range(4)])
@@ -158,7 +159,8 @@ def test_wrong_key_is_rejected_and_not_retried(judge_server: Server, monkeypatch
     start = time.monotonic()
     out = _judge(judge_server, max_retries=3)("q", "a")
     assert time.monotonic() - start < 10
-    assert out == {"score": 0.125, "judge_error": 1.0, "judge_parse_error": 0.0, "judge_retries": 0.0}
+    assert out == {"score": 0.125, "judge_error": 1.0, "judge_parse_error": 0.0, "judge_retries": 0.0,
+                   "fallback": 1.0}
     assert judge_server.count('"POST /v1/chat/completions HTTP/1.1" 401') - rejected_before == 1
 
 

@@ -72,6 +72,11 @@ class Scaled:
         return self.factor * len(completion)
 
 
+def typed(prompt, completion, **fields):
+    return {"true": True, "false": False, "none": None, "text": "0.5", "list": [1.0], "dict_bool": {"score": True},
+            "no_score": {"value": 1.0}, "int": 2, "float": 0.5, "dict": {"score": 0.25, "flag": True}}[completion]
+
+
 def no_kwargs(prompt, completion):
     return 1.0
 
@@ -118,6 +123,21 @@ def test_plugin_file_outside_package_loads_from_one_entry(plugin_dir: Path) -> N
     assert metrics["reward/errors/total"] == 0.0
 
 
+def test_non_numeric_scores_are_isolated_errors_of_their_own_kind(plugin_dir: Path) -> None:
+    # A bool is not a score (True would pass as 1.0), nor is a str, None, a list, or a dict without a numeric
+    # "score"; a number, or a dict with one, is (extras may still be bools: 0/1 flags).
+    completions = ["true", "int", "false", "none", "float", "text", "list", "dict_bool", "no_score", "dict"]
+    with _manager([{"_target_": "my_rewards_plugin.typed"}]) as manager:
+        scores, extras, metrics = manager.score_batch(_samples(completions))
+    assert scores == [-1.0, 2.0, -1.0, -1.0, 0.5, -1.0, -1.0, -1.0, -1.0, 0.25]
+    bad = [c not in ("int", "float", "dict") for c in completions]
+    assert [e.get("typed/error") for e in extras] == [("non_numeric" if b else None) for b in bad]
+    assert extras[-1]["typed/flag"] == 1.0
+    assert metrics["reward/errors/non_numeric"] == 7.0
+    assert metrics["reward/errors/total"] == 7.0 and metrics["reward/typed/errors"] == 7.0
+    assert metrics["reward/scorer_restarts"] == 0.0
+
+
 def test_failures_are_isolated_and_counted(plugin_dir: Path) -> None:
     completions = ["ok", "raise", "hang", "fine", "nan", "text", "stubborn", "crash", "last"]
     with _manager([{"_target_": "my_rewards_plugin.flaky"}]) as manager:
@@ -126,14 +146,17 @@ def test_failures_are_isolated_and_counted(plugin_dir: Path) -> None:
         elapsed = time.monotonic() - start
     assert scores == [1.0, -1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, 1.0]
     assert [e.get("flaky/error") for e in extras] == [
-        None, "KeyError", "timeout", None, "nonfinite", "nonfinite", "timeout", "crash", None,
+        None, "KeyError", "timeout", None, "nonfinite", "non_numeric", "timeout", "crash", None,
     ]
     assert metrics["reward/errors/KeyError"] == 1.0
     assert metrics["reward/errors/timeout"] == 2.0
-    assert metrics["reward/errors/nonfinite"] == 2.0
+    assert metrics["reward/errors/nonfinite"] == 1.0
+    assert metrics["reward/errors/non_numeric"] == 1.0
     assert metrics["reward/errors/crash"] == 1.0
     assert metrics["reward/errors/total"] == 6.0
     assert metrics["reward/flaky/errors"] == 6.0
+    # "stubborn" outlived the deadline and "crash" killed the scoring process: each cost a restart.
+    assert metrics["reward/scorer_restarts"] == 2.0
     assert elapsed < 15
 
 
@@ -143,10 +166,12 @@ def test_worker_is_reused_across_batches_and_replaced_after_a_kill(plugin_dir: P
         first, _, _ = manager.score_batch(_samples(["ok"]))
         second, _, _ = manager.score_batch(_samples(["ok", "ok"]))
         assert first[0] - 1.0 == second[0] - 1.0 == second[1] - 1.0 != os.getpid()
-        manager.score_batch(_samples(["stubborn"]))
-        third, _, _ = manager.score_batch(_samples(["ok"]))
+        _, _, killed = manager.score_batch(_samples(["stubborn"]))
+        third, _, after = manager.score_batch(_samples(["ok"]))
     assert third[0] != first[0]
     assert manager.restarts == 1
+    # Counted in the batch that paid for it, not again in the next one.
+    assert killed["reward/scorer_restarts"] == 1.0 and after["reward/scorer_restarts"] == 0.0
 
 
 def test_fail_on_error_names_function_and_sample(plugin_dir: Path) -> None:

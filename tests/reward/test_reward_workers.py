@@ -42,10 +42,11 @@ def test_merge_weights_means_by_the_samples_each_chunk_averaged() -> None:
                              {"_target_": f"{PLUGIN}.exact", "name": "acc", "data_sources": ["b"]}])
     chunk_a = ({"reward/mean": 1.0, "reward/len/mean": 1.0, "reward/acc/mean": 1.0, "reward/len/even": 1.0,
                 "reward/errors/total": 1.0, "reward/errors/timeout": 1.0, "reward/len/time_s": 0.5,
-                "reward/unmatched": 0.0},
+                "reward/unmatched": 0.0, "reward/scorer_restarts": 1.0},
                [{"len": 1.0, "len/even": 1.0, "acc": 1.0}, {"len": 1.0, "len/error": "timeout"}])
     chunk_b = ({"reward/mean": 4.0, "reward/len/mean": 4.0, "reward/len/even": 0.0, "reward/errors/total": 2.0,
-                "reward/errors/KeyError": 2.0, "reward/len/time_s": 0.2, "reward/unmatched": 1.0},
+                "reward/errors/KeyError": 2.0, "reward/len/time_s": 0.2, "reward/unmatched": 1.0,
+                "reward/scorer_restarts": 2.0},
                [{"len": 4.0, "len/even": 0.0}])
     merged = merge_metrics(specs, [chunk_a, chunk_b])
     assert merged["reward/mean"] == pytest.approx((2 * 1.0 + 1 * 4.0) / 3)
@@ -56,6 +57,7 @@ def test_merge_weights_means_by_the_samples_each_chunk_averaged() -> None:
     assert merged["reward/errors/timeout"] == 1.0 and merged["reward/errors/KeyError"] == 2.0
     assert merged["reward/len/time_s"] == 0.5
     assert merged["reward/unmatched"] == 1.0
+    assert merged["reward/scorer_restarts"] == 3.0
 
 
 @pytest.mark.parametrize(
@@ -151,6 +153,8 @@ def test_reward_that_raises_hangs_or_returns_nan_inside_the_pool(ray_session) ->
     assert metrics["reward/bad/errors"] == 5.0 and metrics["reward/len/errors"] == 0.0
     assert metrics["reward/bad/mean"] == pytest.approx(-1 / 9)
     assert metrics["reward/worker_restarts"] == 0.0
+    # "stubborn" ignored its alarm: its actor killed and restarted the scoring process, the actor stayed.
+    assert metrics["reward/scorer_restarts"] == 1.0 and again_metrics["reward/scorer_restarts"] == 0.0
     assert elapsed < 20
     assert again == [3.0, 5.0] and again_metrics["reward/errors/total"] == 0.0
 
@@ -226,7 +230,7 @@ def _dead_port() -> int:
 def test_judge_against_a_dead_port_falls_back_within_bounded_time(ray_session) -> None:
     entry = {"_target_": "judge", "data_sources": ["chat"], "kwargs": {
         "base_url": f"http://127.0.0.1:{_dead_port()}/v1", "model": "judge", "max_retries": 2,
-        "backoff_base_s": 0.05, "timeout_s": 2.0, "fallback_score": 0.25}}
+        "backoff_base_s": 0.05, "timeout_s": 1.0, "fallback_score": 0.25}}
     with RewardWorkerPool(_cfg([entry], timeout_s=5.0)) as pool:
         start = time.monotonic()
         scores, extras, metrics = pool.score(_samples(["a", "b", "c", "d"], data_source="chat", answer="a"))
@@ -236,5 +240,6 @@ def test_judge_against_a_dead_port_falls_back_within_bounded_time(ray_session) -
     assert metrics["reward/judge/judge_error"] == 1.0
     assert metrics["reward/judge/judge_parse_error"] == 0.0
     assert metrics["reward/errors/total"] == 0.0  # a fallback is the judge's answer, not a reward failure
+    assert metrics["reward/judge/fallback"] == 4.0  # a count, summed over the workers
     assert metrics["reward/correct"] == 0.0
     assert elapsed < 15

@@ -53,7 +53,8 @@ def test_dead_endpoint_retries_then_falls_back_quickly(monkeypatch: pytest.Monke
     start = time.monotonic()
     out = judge("q", "a")
     assert time.monotonic() - start < 5
-    assert out == {"score": 0.25, "judge_error": 1.0, "judge_parse_error": 0.0, "judge_retries": 2.0}
+    assert out == {"score": 0.25, "judge_error": 1.0, "judge_parse_error": 0.0, "judge_retries": 2.0,
+                   "fallback": 1.0}
 
 
 def test_template_with_unknown_field_fails_at_construction() -> None:
@@ -126,8 +127,10 @@ def test_judge_against_openai_compatible_server(
     with caplog.at_level(logging.DEBUG):
         first = judge("What is 2+2?", "<think>hmm</think>It is 4.", answer="4", soft_constraints=["Be brief."])
         second = judge("Q", "A")
-    assert first == {"score": 0.9, "judge_error": 0.0, "judge_parse_error": 0.0, "judge_retries": 1.0}
-    assert second == {"score": 0.1, "judge_error": 0.0, "judge_parse_error": 1.0, "judge_retries": 0.0}
+    assert first == {"score": 0.9, "judge_error": 0.0, "judge_parse_error": 0.0, "judge_retries": 1.0,
+                     "fallback": 0.0}
+    assert second == {"score": 0.1, "judge_error": 0.0, "judge_parse_error": 1.0, "judge_retries": 0.0,
+                      "fallback": 1.0}
 
     request = _FakeJudge.requests[1]
     assert request["path"] == "/v1/chat/completions"

@@ -130,8 +130,9 @@ def test_served_judge_scores_completions_against_the_reference_in_both_orders(ju
     assert out[0]["score"] == 1.0          # judged better as A and as B
     assert out[1]["score"] == 0.0          # the reference wins both orders
     assert out[2]["score"] == 0.5          # no preference: the stand-in says A both times
-    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0}
-    assert out[4] == {"score": 0.0, "no_reference": 1.0, "parse_error": 0.0}
+    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0, "judge_error": 0.0, "fallback": 1.0}
+    assert out[4] == {"score": 0.0, "no_reference": 1.0, "parse_error": 0.0, "judge_error": 0.0, "fallback": 1.0}
+    assert out[0]["fallback"] == 0.0 and out[0]["judge_error"] == 0.0
     single = PairwiseJudgeReward(base_url=judge_url, model="judge", both_orders=False)
     assert single("q", "a good answer", response="plain")["score"] == 1.0
 
@@ -141,7 +142,8 @@ def test_served_pointwise_checker_compares_failed_marks_with_the_reference(judge
     out = reward.score_batch(["q"] * 4, ["fine", "one bad", "fine", "unparseable"],
                              [{"response": "a bad one"}, {"response": "fine"}, {"response": "fine"}, {"response": "ok"}])
     assert [o["score"] for o in out[:3]] == [1.0, 0.0, 0.5]
-    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0, "unread_checks": 1.0}
+    assert out[3] == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0, "unread_checks": 1.0,
+                      "judge_error": 0.0, "fallback": 1.0}
     with pytest.raises(ValueError, match="mode must be one of"):
         PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointless")
 
@@ -155,11 +157,12 @@ def test_pointwise_votes_compare_mean_failed_marks_over_sampled_checks(judge_url
     assert voted("q", "flaky", response="one bad")["score"] == 1.0
     assert voted("q", "flaky", response="fine")["score"] == 0.0
     assert voted("q", "unparseable", response="fine") == {"score": 0.0, "no_reference": 0.0, "parse_error": 1.0,
-                                                          "unread_checks": 1.0}
+                                                          "unread_checks": 1.0, "judge_error": 0.0,
+                                                          "fallback": 1.0}
     # "patchy" garbles choices 1 and 3: its mean is over the two readable checks (0 fails, a tie with "fine"),
     # and the two left out are counted.
     assert voted("q", "patchy", response="fine") == {"score": 0.5, "no_reference": 0.0, "parse_error": 0.0,
-                                                     "unread_checks": 0.5}
+                                                     "unread_checks": 0.5, "judge_error": 0.0, "fallback": 0.0}
     with pytest.raises(ValueError, match="votes must be an int >= 1"):
         PairwiseJudgeReward(base_url=judge_url, model="checker", mode="pointwise", votes=0)
     with pytest.raises(ValueError, match="votes > 1 needs mode: pointwise"):

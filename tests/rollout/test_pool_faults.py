@@ -8,6 +8,7 @@ as each request's `meta` tells it to.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import ray
@@ -50,6 +51,32 @@ def test_a_timed_out_group_is_re_dispatched_once_and_never_returned_twice(ray_se
         assert m["rollout_pool/timeouts"] == 1 and m["rollout_pool/redispatches"] == 1
         # The first attempt's answer would have come after 2 s: it never shows up.
         assert list(pool.iter_results(timeout=3)) == [] and pool.pending() == 0
+
+
+def test_a_rollout_actor_killed_mid_step_shows_in_that_steps_metrics(ray_session):
+    from rlsys.rl.loop import RLSetup
+
+    with make_pool(2) as pool:
+        # What run_rl logs per step: the pool's failure counters since the last metrics line.
+        setup = RLSetup(learners=None, pool=pool, rewards=None, collector=None, sampler=None, metrics=None,
+                        eval_rows={}, out_dir=Path("."))
+        assert set(setup.pool_failures().values()) == {0.0}
+        victim = pool.actors()[0]
+        # Alone, so it lands on the first actor and holds there while that actor is killed.
+        pool.submit([req("held", hang_on=[victim["name"]], hang_s=30)])
+        pool.submit([req(f"ok-{i}", work_s=0.2) for i in range(4)])
+        held = next(a["outstanding"] for a in pool.actors() if a["name"] == victim["name"])
+        assert held >= 1
+        ray.kill(victim["handle"], no_restart=True)
+        got = collect(pool)
+        assert all(r.ok for r in got.values()) and got["held"].actor != victim["name"]
+        step = setup.pool_failures()
+        assert step == {"pool/actor_deaths": 1.0, "pool/actors_replaced": 1.0, "pool/redispatched": float(held),
+                        "pool/timeouts": 0.0, "pool/failed_groups": 0.0}
+        # The next step that loses nothing logs zeros: deltas, not running totals.
+        pool.wait_ready(60)
+        assert pool.generate([req("next")], timeout=60)[0].ok
+        assert set(setup.pool_failures().values()) == {0.0}
 
 
 def test_a_group_no_actor_answers_comes_back_as_an_error(ray_session):

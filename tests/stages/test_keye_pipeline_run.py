@@ -1,6 +1,8 @@
 """`+exp=keye_pipeline` end to end with tiny budgets: real Ray, vLLM (rollout pool and the served judge) and
-DeepSpeed in a subprocess. The first run's alignment stage has a bad reward target: the run fails naming
-the stage; the second run, fixed, reuses every earlier stage and finishes with the table.
+DeepSpeed in a subprocess. A bad reward target in the last stage fails at start-up, naming its key, before
+anything is built. The first run's alignment stage names a reward model directory that turns out missing once
+its `stage:` reference is resolved: the run fails naming the stage; the second run, fixed, reuses every
+earlier stage and finishes with the table.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ TINY = [
     "stages.rm.max_steps=2", "stages.rm.batch_size=4", "stages.rm.length_anneal_epochs=0",
     *(f"stages.{s}.rl.{k}" for s in RL_STAGES for k in ("steps=2", "batch_groups=4", "eval_every=0", "save_every=0")),
     *(f"stages.{s}.rl.eval_before=false" for s in ("rl", "rft_rl")),
+    # Two steps of a barely trained model may keep no group: these runs check the chain, not the filter.
+    *(f"stages.{s}.rl.max_skipped_share=1" for s in RL_STAGES),
     "stages.rft_sample.sample.max_rows=12", "stages.rft_sample.sample.num_samples=2",
     "stages.rft_sft.max_steps=2", "stages.rft_sft.batch_size=8", "stages.rft_sft.evaluate=false",
     *(f"stages.{s}.sample.{k}" for s in ("pass_before", "pass_filter") for k in ("max_rows=12", "num_samples=4")),
@@ -67,8 +71,15 @@ def _summary(run: Path, stage: str) -> dict:
 
 
 def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(tmp_path):
+    proc = _run(tmp_path, tmp_path / "bad", "stages.align.reward_fns=[{_target_: no_such_module.reward_fn}]")
+    assert proc.returncode != 0
+    assert "config error: stages.align.reward_fns[0] ('no_such_module.reward_fn')" in proc.stderr + proc.stdout
+    assert not (tmp_path / "artifacts").exists()
+
     first = tmp_path / "first"
-    proc = _run(tmp_path, first, "stages.align.reward_fns=[{_target_: no_such_module.reward_fn}]")
+    # pass_filter writes data, not a model: its `stage:` model directory does not exist.
+    proc = _run(tmp_path, first,
+                'stages.align.reward_fns=[{_target_: reward_model, kwargs: {model_path: "stage:pass_filter"}}]')
     assert proc.returncode != 0
     assert "stage 'align' (rl) failed" in proc.stderr + proc.stdout
     partial = json.loads((first / "pipeline_table.json").read_text())

@@ -1,0 +1,173 @@
+"""One check of everything a pipeline will run, before anything is built or Ray starts.
+
+`validate_config` (rlsys/config/validate.py) checks each field's declared choices and range. What a stage
+only meets when it starts is checked here, for every stage of the chain (`pipeline` and whatever it
+depends on), each error naming its config key:
+
+- reward entries: each stage's effective entries (`stages.<name>.reward_fns`, else the run's `reward.fns`)
+  go through the reward pool's own start-up checks (`check_reward_config`): the target imports, the
+  signature fits, every kwarg names a declared parameter, a class's `validate_static` (API-key variables,
+  model directories), `correct_by`. `stage:<name>` values are resolved only when the stage runs, so an
+  entry holding one has its `validate_static` run then;
+- data files: every `data.*_files` path (the run's, and a stage's `overrides`) exists, has a known
+  format and is not empty;
+- a stage's `overrides` merge into the run config and keep its values in range;
+- settings that can never train: an RL difficulty filter (or a pass_filter keep range) that no pass rate
+  of a group of that size can fall in.
+
+rlsys/run.py calls `validate_chain` for the `pipeline` job right after `validate_config`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from rlsys.algorithms.filtering import pass_rate_in_range
+from rlsys.config.plain import to_plain
+from rlsys.config.schema import Config, DataConfig
+from rlsys.config.validate import ConfigError, check_setting, iter_settings
+from rlsys.data.loading import file_format
+from rlsys.data.schema import DataError
+from rlsys.reward.plugins import RewardConfigError
+from rlsys.reward.workers import check_reward_config
+from rlsys.stages.context import StageFailed, StageResult
+from rlsys.stages.refs import stage_refs
+from rlsys.stages.runner import walk_stage_chain
+
+# Stage kinds that score with reward workers; judge_data does when `sample.judge_solve` is set.
+REWARD_KINDS = frozenset({"rl", "judge_rl", "rft_sample", "pass_filter", "pref_sample"})
+RL_KINDS = frozenset({"rl", "judge_rl"})
+FILE_KEYS = tuple(name for name in DataConfig.__dataclass_fields__ if name.endswith("_files"))
+
+
+def is_stage_ref(value: object) -> bool:
+    """A `stage:<name>` string: a model directory known only once that stage is built."""
+    return isinstance(value, str) and bool(stage_refs(value))
+
+
+def validate_chain(cfg: Any, names: list[str] | None = None) -> None:
+    """Check every stage `names` (default `cfg.pipeline`) needs, dependencies included; raise ConfigError
+    naming the key of the first problem. Builds nothing and starts nothing."""
+    names = list(cfg.pipeline) if names is None else list(names)
+    if not names:
+        raise ConfigError("config key 'pipeline' is empty: name the stages to run")
+    check_data_files(cfg.data, "data")
+    checked: set[str] = set()
+
+    def visit(cfg: Any, name: str, stage: Any, deps: dict[str, StageResult]) -> StageResult:
+        run_cfg = stage_run_config(cfg, name, stage)
+        check_stage_rewards(run_cfg, name, stage, checked)
+        check_can_train(run_cfg, name, stage)
+        return StageResult(name, stage.kind, "", "", False, 0.0, {})
+
+    try:
+        walk_stage_chain(cfg, names, visit)
+    except (StageFailed, RewardConfigError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def check_data_files(data: Any, prefix: str) -> None:
+    """Every path in `<prefix>.*_files` exists, has a known format and is not empty (stage refs skipped)."""
+    for key in FILE_KEYS:
+        for i, path in enumerate(data.get(key) or []):
+            full = f"{prefix}.{key}[{i}]"
+            if is_stage_ref(path):
+                continue
+            p = Path(str(path))
+            if not p.is_file():
+                why = "is a directory, not a file" if p.is_dir() else "file not found"
+                raise ConfigError(f"config key '{full}' = {str(path)!r}: {why} (relative to {Path.cwd()})")
+            try:
+                fmt = file_format(str(p))
+            except DataError as exc:
+                raise ConfigError(f"config key '{full}': {exc}") from None
+            if _empty(p, fmt):
+                raise ConfigError(f"config key '{full}' = {str(path)!r}: the file is empty (no rows)")
+
+
+def _empty(path: Path, fmt: str) -> bool:
+    """No byte (parquet), or only whitespace (json / jsonl), read in chunks."""
+    if fmt != "json":
+        return path.stat().st_size == 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 16):
+            if chunk.strip():
+                return False
+    return True
+
+
+def stage_run_config(cfg: Any, name: str, stage: Any) -> Any:
+    """The run config with the stage's `overrides` merged (`stage:<name>` values left as they are), its
+    changed values range-checked and its changed data files checked, each named under the overrides key."""
+    if not stage.overrides:
+        return cfg
+    key = f"stages.{name}.overrides"
+    try:
+        run_cfg = OmegaConf.merge(cfg, to_plain(stage.overrides))
+    except Exception as exc:
+        raise ConfigError(f"config key '{key}' is invalid: {exc}") from None
+    before = {k: v for k, v, _ in iter_settings(Config, cfg)}
+    for setting_key, value, rules in iter_settings(Config, run_cfg):
+        if before.get(setting_key) != value and not is_stage_ref(value):
+            check_setting(f"{key}.{setting_key}", value, rules)
+    if "data" in stage.overrides:
+        changed = {k: run_cfg.data[k] for k in FILE_KEYS if k in stage.overrides.data}
+        check_data_files(changed, f"{key}.data")
+    return run_cfg
+
+
+def _overridden(stage: Any, dotted: str) -> bool:
+    node = stage.overrides
+    for part in dotted.split("."):
+        if not (OmegaConf.is_dict(node) or isinstance(node, dict)) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def check_stage_rewards(run_cfg: Any, name: str, stage: Any, checked: set[str]) -> None:
+    """The stage's effective reward entries through the reward pool's start-up checks (each distinct
+    config once: the run's `reward.fns` is checked once for all the stages that use it)."""
+    reward_cfg = to_plain(run_cfg.reward)
+    if stage.reward_fns:
+        reward_cfg["fns"], where = to_plain(stage.reward_fns), f"stages.{name}.reward_fns"
+    elif stage.kind in REWARD_KINDS or (stage.kind == "judge_data" and stage.sample.judge_solve):
+        where = f"stages.{name}.overrides.reward.fns" if _overridden(stage, "reward.fns") else "reward.fns"
+    else:
+        return
+    if not reward_cfg.get("fns"):
+        return
+    ident = repr((where, reward_cfg))
+    if ident in checked:
+        return
+    checked.add(ident)
+    check_reward_config(reward_cfg, where, is_deferred=is_stage_ref)
+
+
+def check_can_train(run_cfg: Any, name: str, stage: Any) -> None:
+    """A keep range that no pass rate of a group of that size falls in keeps nothing, every step."""
+    if stage.kind in RL_KINDS:
+        rl, size = stage.rl, run_cfg.rollout.group_size
+        size_key = (f"stages.{name}.overrides.rollout.group_size" if _overridden(stage, "rollout.group_size")
+                    else "rollout.group_size")
+        low, high, inclusive = rl.filter_low, rl.filter_high, rl.filter_inclusive
+        range_key = f"stages.{name}.rl.filter_low/filter_high/filter_inclusive"
+    elif stage.kind == "pass_filter":
+        sample, size, size_key = stage.sample, stage.sample.num_samples, f"stages.{name}.sample.num_samples"
+        low, high, inclusive = sample.keep_low, sample.keep_high, sample.keep_inclusive
+        range_key = f"stages.{name}.sample.keep_low/keep_high/keep_inclusive"
+    else:
+        return
+    if any(pass_rate_in_range(k / size, low, high, inclusive) for k in range(size + 1)):
+        return
+    rates = ", ".join(f"{k}/{size}" for k in range(size + 1))
+    ends = "[]" if inclusive else "()"
+    raise ConfigError(
+        f"config key '{size_key}' = {size}: no group of {size} answers can pass the filter of stage '{name}', "
+        f"'{range_key}' = {ends[0]}{low}, {high}{ends[1]} (its pass rates can only be {rates}): every fresh "
+        "group would be dropped and the stage would have nothing to train on or keep; use more answers per "
+        "group or widen the range"
+    )
