@@ -77,3 +77,12 @@ def iter_suite_texts(files: dict[str, str]) -> Iterator[str]:
                 yield from row.get("hints") or []
                 for msg in row.get("messages") or []:
                     yield msg.get("content", "")
+
+
+def ensure_visual_suite(artifacts_dir: str, spec: Any) -> dict[str, str]:
+    """Build (or reuse) the visual suite (`rlsys.data.tasks.visual.suite.VisualSuiteSpec`, or any mapping
+    of its fields) under `<artifacts_dir>/data_visual/<key>/`; returns split name -> file path. Its key
+    hashes the visual generators' own code, never the text suite's (`generator_fingerprint`)."""
+    from rlsys.data.tasks.visual.suite import ensure_visual_suite as ensure
+
+    return ensure(artifacts_dir, spec)

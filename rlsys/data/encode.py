@@ -148,3 +148,33 @@ def pack_documents(tokenizer: Any, texts: list[str], seq_len: int, seed: int) ->
         stream.extend(ids)
         stream.append(sep)
     return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+
+
+def vl_prompt_messages(row: dict, system_prompt: str | None = None, hint: str | None = None) -> list[dict]:
+    """`prompt_messages` of a row with `images`: one image part per image opens the first user turn
+    (before its text, as Qwen-VL and InternVL are trained), unless the row's messages already place
+    their image parts themselves (list contents)."""
+    messages = prompt_messages(row, system_prompt, hint)
+    images = row.get("images") or []
+    if images and not any(isinstance(m["content"], list) for m in messages):
+        user = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        messages[user]["content"] = [{"type": "image"} for _ in images] + [
+            {"type": "text", "text": messages[user]["content"]}
+        ]
+    return messages
+
+
+def encode_vl_prompt(processor: Any, row: dict, system_prompt: str | None = None, hint: str | None = None) -> list[int]:
+    """Prompt token ids of a row with `images` for vLLM: the chat template of `processor` (an HF
+    processor, or a tokenizer carrying the VL template) renders ONE placeholder per image, which
+    the engine expands. Send the ids with the row's images (`GroupRequest.images`)."""
+    text = processor.apply_chat_template(vl_prompt_messages(row, system_prompt, hint), tokenize=False,
+                                         add_generation_prompt=True)
+    tokenizer = getattr(processor, "tokenizer", processor)
+    ids = _ids(tokenizer, text)
+    image_id = getattr(processor, "image_token_id", None)
+    n_images = len(row.get("images") or [])
+    if image_id is not None and ids.count(image_id) != n_images:
+        raise ValueError(f"row {row.get('id')!r}: the chat template rendered {ids.count(image_id)} image "
+                         f"placeholders for {n_images} images")
+    return ids

@@ -84,12 +84,23 @@ def _scan_json(path: str, kind: str, tally: _Tally, origins: list[str]) -> list[
         numbered = _json_lines(path, text, tally)
     for number, item, unit in numbered:
         try:
-            rows.append(validate_row(kind, item, f"{path} {unit} {number}"))
+            rows.append(_with_images(validate_row(kind, item, f"{path} {unit} {number}"), path,
+                                     f"{path} {unit} {number}"))
             origins.append(f"{path} {where} {number}")
             tally.good(path)
         except DataError as exc:
             tally.bad(path, str(exc))
     return rows
+
+
+def _with_images(row: dict, path: str, where: str, cache_dir: str | None = None) -> dict:
+    """The row with its `images` resolved against its data file and checked (rlsys.data.images): absolute
+    paths of readable files; a missing or unreadable image is a bad row naming file, row and field."""
+    if "images" not in row:
+        return row
+    from rlsys.data.images import resolve_images
+
+    return resolve_images(row, path, where, cache_dir or default_cache_dir())
 
 
 def _json_lines(path: str, text: str, tally: _Tally) -> Iterable[tuple[int, Any, str]]:
@@ -191,7 +202,8 @@ def _load_parquet(path: str, kind: str, tally: _Tally, cache_dir: str, origins: 
     rows = []
     for i, item in enumerate(raw):
         try:
-            rows.append(validate_row(kind, item, f"{path} row {i + 1}"))
+            rows.append(_with_images(validate_row(kind, item, f"{path} row {i + 1}"), path, f"{path} row {i + 1}",
+                                     cache_dir))
             origins.append(f"{path} row {i + 1}")
             tally.good(path)
         except DataError as exc:

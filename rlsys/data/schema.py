@@ -11,6 +11,10 @@ Kinds (docs/DATA.md has examples):
 - `preference`: `id`, `prompt`, `chosen`, `rejected` (non-empty str, chosen != rejected).
 - `pretrain`: `id` str, `text` non-empty str.
 
+Every kind may carry `images`: a non-empty list of image paths relative to the data file (or absolute), or
+of image bytes / `{"bytes", "path"}` structs / PIL images (a `datasets` Image column); the loader resolves
+them to absolute paths of readable files (rlsys.data.images).
+
 Unknown extra fields are kept untouched (reward functions receive them as keyword arguments). A null
 value counts as an absent field: columnar formats (parquet, and datasets' JSON loader) fill every
 missing column with null.
@@ -78,6 +82,29 @@ def _constraints(row: dict, where: str, required: bool) -> None:
             raise _fail(where, f"field 'constraints[{i}].params' must be an object")
 
 
+def _is_image_entry(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, (bytes, bytearray)):
+        return bool(value)
+    if isinstance(value, dict):  # datasets' Image storage: {"bytes": b"..." or None, "path": "..." or None}
+        return isinstance(value.get("bytes"), (bytes, bytearray)) or (
+            isinstance(value.get("path"), str) and bool(value["path"].strip()))
+    return type(value).__module__.startswith("PIL.")  # a decoded datasets Image value (PIL.Image.Image)
+
+
+def _images(row: dict, where: str) -> None:
+    if "images" not in row:
+        return
+    value = row["images"]
+    if not isinstance(value, list) or not value:
+        raise _fail(where, "field 'images' must be a non-empty list of image paths (relative to the data file)")
+    for i, entry in enumerate(value):
+        if not _is_image_entry(entry):
+            raise _fail(where, f"field 'images[{i}]' must be an image path, image bytes or a PIL image, "
+                        f"got {type(entry).__name__}")
+
+
 def drop_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: drop_nulls(v) for k, v in value.items() if v is not None}
@@ -97,6 +124,7 @@ def validate_row(kind: str, row: Any, where: str) -> dict:
         raise _fail(where, f"row must be a JSON object, got {type(row).__name__}")
     row = drop_nulls(row)
     _nonempty_str(row, "id", where)
+    _images(row, where)
     if kind in ("rl", "ifeval"):
         _validate_rl(row, where, constraints_required=kind == "ifeval")
     elif kind == "sft":

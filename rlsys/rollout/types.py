@@ -12,6 +12,10 @@ class GroupRequest:
 
     Give either `prompt_token_ids` or chat `messages` (rendered with the model's template).
     `meta` travels back untouched (row id, hint level, ...).
+
+    `images` (vision-language models only): image file paths, read by the worker. The prompt holds
+    ONE image placeholder per image, in order (`<|vision_start|><|image_pad|><|vision_end|>` for
+    Qwen-VL, as the chat template renders an image part); vLLM expands each to the image's tokens.
     """
 
     request_id: str
@@ -24,6 +28,7 @@ class GroupRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    images: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -38,7 +43,11 @@ class Sample:
 
 @dataclass
 class GroupResult:
-    """The answer to one GroupRequest. `error` is set (and `samples` empty) for a bad request."""
+    """The answer to one GroupRequest. `error` is set (and `samples` empty) for a bad request.
+
+    `prompt_token_ids` is the prompt as sent (one placeholder per image, not expanded) and `images`
+    the request's image paths: together they rebuild the model inputs on the learner side.
+    """
 
     request_id: str
     prompt_token_ids: list[int]
@@ -47,6 +56,7 @@ class GroupResult:
     actor: str = ""
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    images: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -4,17 +4,24 @@ Groups arrive one call each (`generate_group`); calls that arrive while the engi
 collected and run as one `LLM.generate` batch, so many concurrent groups share the engine while
 each caller still gets its own result as soon as its batch finishes. Weight updates take the
 engine lock between batches, so every sample is stamped with exactly one policy version.
+
+Vision-language models (an HF config with a `vision_config`) are detected from the model directory:
+requests may then carry image files (`GroupRequest.images`), sent to vLLM as `multi_modal_data`
+beside the prompt ids (one placeholder per image; vLLM expands it), and every in-place weight
+reload also empties the encoder cache (image embeddings of the old vision tower).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rlsys.rollout.types import BadRequest, GroupRequest, GroupResult, Sample
@@ -26,6 +33,20 @@ log = logging.getLogger(__name__)
 IN_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 # Longest wait for more concurrent calls before a batch starts (a batch runs for 100s of ms).
 BATCH_WINDOW_S = 0.01
+# Per-prompt multimodal limits for a vision-language model unless the caller gives its own
+# (vLLM profiles the largest allowed input at start-up; no video until rollouts send videos).
+DEFAULT_MM_LIMITS: dict[str, Any] = {"image": 4, "video": 0}
+# HF config keys naming a VLM's vision special tokens (never sampled, see `_vision_logit_bias`).
+VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
+
+
+def vision_language_config(model_path: str) -> dict[str, Any] | None:
+    """The HF config of a vision-language model directory (it has a `vision_config`), else None."""
+    path = Path(model_path) / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    return config if config.get("vision_config") else None
 
 
 class RolloutWorker:
@@ -47,6 +68,7 @@ class RolloutWorker:
         policy_version: int = 0,
         chunked_prefill: bool = False,
         max_num_batched_tokens: int = 8192,
+        limit_mm_per_prompt: dict[str, Any] | None = None,
     ) -> None:
         if in_process:
             os.environ.update(IN_PROCESS_ENV)
@@ -69,6 +91,16 @@ class RolloutWorker:
         }
         if in_process:
             engine_kwargs["distributed_executor_backend"] = "uni"
+        vl_config = vision_language_config(model_path)
+        self.is_vision_language = vl_config is not None
+        self._image_token_id: int | None = None
+        self._vision_bias: dict[int, float] = {}
+        self._mm_limits: dict[str, Any] = {}
+        if vl_config is not None:
+            self._mm_limits = dict(limit_mm_per_prompt if limit_mm_per_prompt is not None else DEFAULT_MM_LIMITS)
+            engine_kwargs["limit_mm_per_prompt"] = self._mm_limits
+            self._image_token_id = vl_config.get("image_token_id")
+            self._vision_bias = _vision_logit_bias(vl_config)
         if torch.cuda.is_available():
             engine_kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         else:
@@ -78,6 +110,12 @@ class RolloutWorker:
         self.llm = LLM(**engine_kwargs)
         self.startup_s = time.perf_counter() - started
         self.tokenizer = self.llm.get_tokenizer()
+        self._processor = None
+        if self.is_vision_language:
+            from transformers import AutoProcessor
+
+            # Only to count an image's tokens before sending it (a too-long prompt is a bad request).
+            self._processor = AutoProcessor.from_pretrained(model_path)
         self.version = policy_version
         self._engine_lock = threading.Lock()
         self._pending: list[tuple[GroupRequest, asyncio.Future]] = []
@@ -106,6 +144,38 @@ class RolloutWorker:
             raise BadRequest(f"prompt token id out of range [0, {vocab})")
         return ids
 
+    def _multi_modal_data(self, req: GroupRequest, ids: list[int]) -> dict[str, Any] | None:
+        """The request's images read from disk, checked against the prompt and the limits."""
+        if not req.images:
+            return None
+        if not self.is_vision_language:
+            raise BadRequest(f"request has {len(req.images)} images but the model is text-only")
+        limit = self._mm_limits.get("image", 0)
+        limit = limit.get("count", 0) if isinstance(limit, dict) else limit
+        if len(req.images) > limit:
+            raise BadRequest(f"{len(req.images)} images; the engine allows {limit} per prompt")
+        if self._image_token_id is not None and ids.count(self._image_token_id) != len(req.images):
+            raise BadRequest(f"prompt has {ids.count(self._image_token_id)} image placeholders for "
+                             f"{len(req.images)} images (one placeholder per image)")
+        from rlsys.learner.vl_inputs import load_image
+
+        try:
+            images = [load_image(path) for path in req.images]
+        except (OSError, ValueError) as exc:
+            raise BadRequest(str(exc)) from exc
+        length = len(ids) + self._image_tokens(images) - len(images)
+        if length >= self.max_model_len:
+            raise BadRequest(f"prompt has {length} tokens with its images expanded; max_model_len is "
+                             f"{self.max_model_len}")
+        return {"image": images}
+
+    def _image_tokens(self, images: list[Any]) -> int:
+        """How many tokens the images take in the prompt (0 when the processor cannot tell)."""
+        counter = getattr(self._processor, "_get_num_multimodal_tokens", None)
+        if counter is None:
+            return 0
+        return int(sum(counter(image_sizes=[(im.height, im.width) for im in images]).num_image_tokens))
+
     def _sampling_params(self, req: GroupRequest) -> Any:
         from vllm import SamplingParams
 
@@ -126,6 +196,7 @@ class RolloutWorker:
                 stop=list(req.stop) or None,
                 seed=req.seed,
                 logprobs=0,
+                logit_bias=self._vision_bias or None,
             )
         except (ValueError, TypeError) as exc:
             raise BadRequest(f"bad sampling parameters: {exc}") from exc
@@ -137,11 +208,16 @@ class RolloutWorker:
         for i, req in enumerate(requests):
             try:
                 ids = self._prompt_ids(req)
+                mm_data = self._multi_modal_data(req, ids)
                 sp = self._sampling_params(req)
             except BadRequest as exc:
-                results[i] = GroupResult(req.request_id, [], [], self.version, self.name, str(exc), req.meta)
+                results[i] = GroupResult(req.request_id, [], [], self.version, self.name, str(exc), req.meta,
+                                         list(req.images))
                 continue
-            prompts.append({"prompt_token_ids": ids})
+            prompt: dict[str, Any] = {"prompt_token_ids": ids}
+            if mm_data:
+                prompt["multi_modal_data"] = mm_data
+            prompts.append(prompt)
             params.append(sp)
             index.append(i)
         if prompts:
@@ -159,7 +235,8 @@ class RolloutWorker:
                 self._generated_tokens += sum(len(s.token_ids) for s in samples)
                 req = requests[i]
                 results[i] = GroupResult(
-                    req.request_id, prompt["prompt_token_ids"], samples, version, self.name, None, req.meta
+                    req.request_id, prompt["prompt_token_ids"], samples, version, self.name, None, req.meta,
+                    list(req.images),
                 )
         return [r for r in results if r is not None]
 
@@ -233,6 +310,10 @@ class RolloutWorker:
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors)})
             # Cached prefixes were computed with the old weights.
             self.llm.reset_prefix_cache()
+            if self.is_vision_language:
+                # So were cached image embeddings; a request with an image seen before would
+                # otherwise fail with "Encoder cache miss" (reset_mm_cache does not clear them).
+                self.llm.llm_engine.reset_encoder_cache()
             self.version = version
         return time.perf_counter() - started
 
@@ -276,19 +357,28 @@ class RolloutWorker:
         return await asyncio.to_thread(self._load_weights, receive_stream(self, manifest), version)
 
     # ---------------------------------------------------------------- queries
-    async def score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int]) -> list[float]:
-        """The engine's logprob of each given completion token (teacher forcing)."""
-        return await asyncio.to_thread(self._score_tokens, prompt_token_ids, completion_token_ids)
+    async def score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int],
+                           images: list[str] | None = None) -> list[float]:
+        """The engine's logprob of each given completion token (teacher forcing); `images` as in
+        GroupRequest (one placeholder per image in the prompt)."""
+        return await asyncio.to_thread(self._score_tokens, prompt_token_ids, completion_token_ids, images)
 
-    def _score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int]) -> list[float]:
+    def _score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int],
+                      images: list[str] | None = None) -> list[float]:
         from vllm import SamplingParams
 
         ids = list(prompt_token_ids) + list(completion_token_ids)
+        prompt: dict[str, Any] = {"prompt_token_ids": ids}
+        mm_data = self._multi_modal_data(GroupRequest("score", images=list(images or [])), ids)
+        if mm_data:
+            prompt["multi_modal_data"] = mm_data
         sp = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)
         with self._engine_lock:
-            out = self.llm.generate([{"prompt_token_ids": ids}], sp, use_tqdm=False)[0]
-        start = len(prompt_token_ids)
-        return [float(out.prompt_logprobs[t][ids[t]].logprob) for t in range(start, len(ids))]
+            out = self.llm.generate([prompt], sp, use_tqdm=False)[0]
+        # With images the engine's prompt is the expanded one; the completion is its tail.
+        full = list(out.prompt_token_ids)
+        start = len(full) - len(completion_token_ids)
+        return [float(out.prompt_logprobs[t][full[t]].logprob) for t in range(start, len(full))]
 
     async def policy_version(self) -> int:
         return self.version
@@ -304,3 +394,13 @@ class RolloutWorker:
 
     async def ping(self) -> str:
         return self.name
+
+
+def _vision_logit_bias(vl_config: dict[str, Any]) -> dict[int, float]:
+    """Bias that keeps a VLM from sampling its vision special tokens.
+
+    A completion holding an image placeholder could not be scored by the learner (placeholders must
+    match the images). vLLM returns the model's raw logprobs (before the bias), so sampled tokens'
+    logprobs still equal the policy's; a trained VLM puts ~no mass on these tokens anyway.
+    """
+    return {int(vl_config[key]): -100.0 for key in VISION_TOKEN_KEYS if isinstance(vl_config.get(key), int)}

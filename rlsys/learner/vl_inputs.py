@@ -1,0 +1,119 @@
+"""Learner-side inputs of a vision-language model: (prompt + images + sampled tokens) -> HF tensors.
+
+A rollout returns the prompt ids as sent to vLLM (ONE placeholder per image, e.g.
+`<|vision_start|><|image_pad|><|vision_end|>`), the image paths and the sampled completion ids.
+`build_vl_inputs` rebuilds what the HF model needs through the model's own HF processor: its image
+processor makes `pixel_values` / `image_grid_thw`, and its `replace_image_token` expands each
+placeholder into the image's tokens, exactly as vLLM expands it (vLLM runs the same HF processor).
+The completion ids are appended untouched, so the learner scores exactly the sampled tokens.
+
+`load_image` is the one image decoder used by the rollout worker and the learner, so both see the
+same pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def load_image(path: str | Path) -> Any:
+    """Read an image file as an RGB PIL image; a missing or unreadable file raises ValueError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except FileNotFoundError as exc:
+        raise ValueError(f"image file {str(path)!r} does not exist") from exc
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"image file {str(path)!r} is not a readable image: {exc}") from exc
+
+
+def build_vl_inputs(
+    processor: Any, prompt_ids: Sequence[int], images: Sequence[Any], completion_ids: Sequence[int] = ()
+) -> dict[str, Any]:
+    """HF model inputs (batch of one) for `prompt_ids` (one placeholder per image) + `completion_ids`.
+
+    `images` are paths (read with `load_image`) or PIL images, in placeholder order. Returns
+    `input_ids` / `attention_mask` (placeholders expanded), the image processor's outputs
+    (`pixel_values`, `image_grid_thw` for Qwen-VL), `mm_token_type_ids` when the processor uses them
+    (Qwen3-VL's M-RoPE does), and `completion_start`: the index of the first completion token.
+    """
+    import torch
+
+    pil = [load_image(im) if isinstance(im, (str, Path)) else im for im in images]
+    image_id = getattr(processor, "image_token_id", None)
+    placeholders = [i for i, t in enumerate(prompt_ids) if t == image_id] if image_id is not None else []
+    if len(placeholders) != len(pil):
+        raise ValueError(f"prompt has {len(placeholders)} image placeholders for {len(pil)} images")
+    features: dict[str, Any] = {}
+    if pil:
+        features = dict(processor.image_processor(images=pil, return_tensors="pt"))
+    ids: list[int] = []
+    k = 0
+    for token in prompt_ids:
+        if k < len(pil) and token == image_id:
+            expansion = processor.replace_image_token(features, image_idx=k)
+            ids.extend(processor.tokenizer(expansion, add_special_tokens=False)["input_ids"])
+            k += 1
+        else:
+            ids.append(token)
+    completion_start = len(ids)
+    ids.extend(int(t) for t in completion_ids)
+    inputs: dict[str, Any] = {
+        "input_ids": torch.tensor([ids], dtype=torch.long),
+        "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+    }
+    if "mm_token_type_ids" in getattr(processor, "model_input_names", []):
+        inputs["mm_token_type_ids"] = torch.tensor(processor.create_mm_token_type_ids([ids]), dtype=torch.long)
+    inputs.update(features)
+    inputs["completion_start"] = completion_start
+    return inputs
+
+
+# Per-token tensors padded on the right when sequences are batched; the rest concatenate.
+_SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def collate_vl_inputs(items: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """Batch `build_vl_inputs` results: sequences right-padded (attention mask 0 on padding), image
+    tensors (`pixel_values`, grids) concatenated in order; `completion_start` becomes a list."""
+    import torch
+
+    width = max(item["input_ids"].shape[1] for item in items)
+    batch: dict[str, Any] = {"completion_start": [item["completion_start"] for item in items]}
+    for key in _SEQUENCE_KEYS:
+        if key not in items[0]:
+            continue
+        fill = pad_token_id if key == "input_ids" else 0
+        batch[key] = torch.cat([
+            torch.nn.functional.pad(item[key], (0, width - item[key].shape[1]), value=fill) for item in items
+        ])
+    for key in items[0]:
+        if key in batch or key in _SEQUENCE_KEYS:
+            continue
+        present = [item[key] for item in items if key in item]
+        batch[key] = torch.cat(present) if present else None
+    return batch
+
+
+def completion_logprobs(model: Any, inputs: dict[str, Any], num_tokens: list[int] | int) -> list[Any]:
+    """Logprob (float32, full-vocab softmax) of each completion token under `model`, per sequence.
+
+    `inputs` come from `build_vl_inputs` or `collate_vl_inputs`; `num_tokens` is each sequence's
+    completion length (its tokens start at `completion_start`). Runs with whatever grad mode the
+    caller has set (training keeps the graph).
+    """
+    forward = {k: v for k, v in inputs.items() if k != "completion_start" and v is not None}
+    logits = model(**forward).logits.float()
+    starts = inputs["completion_start"]
+    starts = [starts] if isinstance(starts, int) else list(starts)
+    counts = [num_tokens] * len(starts) if isinstance(num_tokens, int) else list(num_tokens)
+    out = []
+    for row, (start, count) in enumerate(zip(starts, counts)):
+        targets = inputs["input_ids"][row, start : start + count]
+        logp = logits[row, start - 1 : start - 1 + count].log_softmax(-1)
+        out.append(logp.gather(-1, targets[:, None])[:, 0])
+    return out
