@@ -16,13 +16,14 @@ from typing import Any
 from rlsys.config.fields import setting
 from rlsys.config.schema_stages import OfflineSampleConfig, RLConfig, StageConfig
 from rlsys.data.tasks.suite import SuiteSpec
+from rlsys.data.tasks.visual.suite import VisualSuiteSpec
 from rlsys.learner.schedule import Schedule
 from rlsys.rollout.pool_policy import PoolPolicy
 
 __all__ = [
     "Config", "DataConfig", "EvalConfig", "HintsConfig", "LearnerConfig", "LoggingConfig", "ModelConfig",
     "OfflineSampleConfig", "OptimConfig", "RLConfig", "RayConfig", "RewardConfig", "RolloutConfig", "SmokeConfig",
-    "StageConfig", "SuiteConfig", "TinyModelConfig", "learner_settings",
+    "StageConfig", "SuiteConfig", "TinyModelConfig", "VisualSuiteConfig", "learner_settings",
 ]
 
 
@@ -58,21 +59,27 @@ class TinyModelConfig:
 class ModelConfig:
     """The policy model.
 
-    `path` points at any HF causal-LM directory (e.g. a local Qwen3-8B); when it is null the
-    embedded tiny model is built (deterministically from `seed`) under `artifacts_dir`.
+    `path` points at any HF causal-LM or vision-language directory (e.g. a local Qwen3-8B or
+    Qwen3-VL-2B; a `vision_config` in its config.json makes it a VLM); when it is null the embedded
+    tiny model is built (deterministically from `seed`) under `artifacts_dir`, and `kind: vl`
+    wraps it into a tiny Qwen3-VL (rlsys/model/tiny_vl.py: a seeded vision tower, the LM's weights).
     """
 
-    # HF causal-LM directory of the base model; null = the embedded tiny model.
+    # HF causal-LM or vision-language directory of the base model; null = the embedded tiny model.
     path: str | None = None
     # Architecture of the embedded tiny model (used when path is null).
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
     # Seed of the tiny model's random initialisation.
     seed: int = 0
+    # Embedded model kind (path null): "lm" the tiny Qwen3, "vl" a tiny Qwen3-VL built around it.
+    kind: str = setting("lm", choices=("lm", "vl"))
 
 
 # The task suite's sizes and seed: the data module's own documented dataclass, used as the
 # config section so the two never drift apart.
 SuiteConfig = SuiteSpec
+# The same for the visual suite (rlsys/data/tasks/visual/suite.py), read by stages on its vl_* splits.
+VisualSuiteConfig = VisualSuiteSpec
 
 
 @dataclass
@@ -103,6 +110,9 @@ class DataConfig:
     system_prompt: str | None = None
     # Sizes and seed of the embedded task suite (rlsys/data/tasks/suite.py SuiteSpec).
     suite: SuiteConfig = field(default_factory=SuiteConfig)
+    # Sizes, seed and image size of the embedded visual suite, read by stages whose `data` names a vl_* split
+    # (rlsys/data/tasks/visual/suite.py VisualSuiteSpec).
+    visual: VisualSuiteConfig = field(default_factory=VisualSuiteConfig)
 
 
 @dataclass

@@ -3,6 +3,11 @@
 Sample a group with per-token logprobs from a vLLM actor, take one learner step on it, push
 the new weights into the running engine, and check that vLLM now scores the same tokens as the
 learner does. Exits non-zero if any check fails.
+
+With a vision-language model (`+exp=smoke_vl`: model=tiny_vl, or any HF VLM by model.path) the prompt
+carries an image drawn into the run directory: vLLM expands it, the learner rebuilds the same pixel
+inputs through the HF processor, and after the sync the engine rescores the same image (its
+encoder cache must have been reset with the weights).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from rlsys.learner.batching import make_batch
 from rlsys.learner.schedule import Schedule
+from rlsys.learner.worker import is_vision_language
 from rlsys.model.resolve import resolve_base_model
 from rlsys.rollout.types import GroupRequest
 from rlsys.runtime.ray_utils import get
@@ -41,14 +47,18 @@ def run(cfg: Any) -> dict[str, float]:
     metrics = build_metrics(cfg)
     try:
         actor = rollout.actors[0]
-        request = GroupRequest(
-            "smoke-0",
-            messages=[{"role": "user", "content": cfg.smoke.prompt}],
-            n=cfg.smoke.group_size,
-            temperature=1.0,
-            max_tokens=cfg.smoke.max_tokens,
-            seed=cfg.seed,
-        )
+        images = [draw_shapes(Path(cfg.run_dir) / "smoke_image.png")] if is_vision_language(model_path) else []
+        if images:
+            request = _vl_request(cfg, model_path, images)
+        else:
+            request = GroupRequest(
+                "smoke-0",
+                messages=[{"role": "user", "content": cfg.smoke.prompt}],
+                n=cfg.smoke.group_size,
+                temperature=1.0,
+                max_tokens=cfg.smoke.max_tokens,
+                seed=cfg.seed,
+            )
         t = time.perf_counter()
         group = get(actor.generate_group.remote(request), timeout=cfg.ray.actor_timeout_s, what="rollout.generate")
         timings["rollout_s"] = time.perf_counter() - t
@@ -57,7 +67,7 @@ def run(cfg: Any) -> dict[str, float]:
         prompt = group.prompt_token_ids
         seqs = [prompt + s.token_ids for s in group.samples]
         masks = [[0] * len(prompt) + [1] * len(s.token_ids) for s in group.samples]
-        batch = make_batch(seqs, masks)
+        batch = make_batch(seqs, masks, images=[images] * len(seqs)) if images else make_batch(seqs, masks)
 
         # Before any update, learner and engine hold the same weights: their logprobs agree.
         before = learners.compute_logprobs(batch)
@@ -74,8 +84,11 @@ def run(cfg: Any) -> dict[str, float]:
         timings["sync_load_s"] = sync_s
 
         after = learners.compute_logprobs(batch)
+        # With images, the same image is resent: the engine must encode it with the new weights.
+        extra = [images] if images else []
         engine_after = [
-            get(actor.score_tokens.remote(prompt, s.token_ids), timeout=120, what="score_tokens") for s in group.samples
+            get(actor.score_tokens.remote(prompt, s.token_ids, *extra), timeout=120, what="score_tokens")
+            for s in group.samples
         ]
         learner_after = [a[len(prompt):] for a in after]
         diff_after = _max_diff(learner_after, engine_after)
@@ -89,6 +102,7 @@ def run(cfg: Any) -> dict[str, float]:
             "smoke/logprob_maxdiff_after_sync": diff_after,
             "smoke/logprob_change_from_update": moved,
             "smoke/policy_version": version,
+            **({"smoke/images": len(images)} if images else {}),
             **{f"train/{k}": v for k, v in train_metrics.items()},
             **{f"time/{k}": v for k, v in timings.items()},
         }
@@ -111,6 +125,39 @@ def run(cfg: Any) -> dict[str, float]:
         metrics.close(plots=cfg.logging.plots)
         rollout.shutdown()
         learners.shutdown()
+
+
+def draw_shapes(path: Path, size: tuple[int, int] = (120, 90)) -> str:
+    """A white canvas with a red square, a blue disc and a green triangle (the smoke's image)."""
+    from PIL import Image, ImageDraw
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([10, 10, 50, 50], fill="red")
+    draw.ellipse([60, 20, 110, 80], fill="blue")
+    draw.polygon([(20, 85), (45, 55), (70, 85)], fill="green")
+    image.save(path)
+    return str(path)
+
+
+def _vl_request(cfg: Any, model_path: str, images: list[str]) -> GroupRequest:
+    """The smoke question about `images`, rendered by the VLM's processor (one placeholder per image)."""
+    from transformers import AutoProcessor
+
+    from rlsys.data.encode import encode_vl_prompt
+
+    processor = AutoProcessor.from_pretrained(model_path)
+    prompt = encode_vl_prompt(processor, {"id": "smoke-0", "prompt": cfg.smoke.prompt, "images": images})
+    return GroupRequest(
+        "smoke-0",
+        prompt_token_ids=prompt,
+        n=cfg.smoke.group_size,
+        temperature=1.0,
+        max_tokens=cfg.smoke.max_tokens,
+        seed=cfg.seed,
+        images=images,
+    )
 
 
 def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:

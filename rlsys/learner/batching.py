@@ -6,11 +6,18 @@ A batch is a plain dict (cheap to send through Ray):
   fields     dict[str, list]   per-sequence values (advantages, ...) or per-token lists aligned
                                with input_ids (old_logprobs, ref_logprobs, ...)
   unit_size int               sequences that must stay together (2 for chosen/rejected pairs)
+  images    list[list[str]]   (vision-language batches only) image files of each sequence, one per
+                               image placeholder of its prompt, in order; [] for a text row
+
+A micro-batch with images is built through the model's HF processor (`collate(..., processor=)`):
+each placeholder expands to the image's tokens, per-token values move with their tokens
+(`MicroBatch.positions`), and the pixel tensors ride in `MicroBatch.model_inputs`. Token budgets
+count unexpanded tokens. Text batches (no `images` key) take the plain path unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,6 +28,7 @@ def make_batch(
     loss_mask: list[list[int]],
     fields: dict[str, list[Any]] | None = None,
     unit_size: int = 1,
+    images: list[list[str]] | None = None,
 ) -> dict[str, Any]:
     if len(input_ids) != len(loss_mask):
         raise ValueError(f"{len(input_ids)} sequences but {len(loss_mask)} loss masks")
@@ -33,7 +41,20 @@ def make_batch(
     for name, values in fields.items():
         if len(values) != len(input_ids):
             raise ValueError(f"field '{name}' has {len(values)} entries for {len(input_ids)} sequences")
-    return {"input_ids": input_ids, "loss_mask": loss_mask, "fields": fields, "unit_size": unit_size}
+    batch = {"input_ids": input_ids, "loss_mask": loss_mask, "fields": fields, "unit_size": unit_size}
+    if images is not None:
+        if len(images) != len(input_ids):
+            raise ValueError(f"{len(images)} image lists for {len(input_ids)} sequences")
+        batch["images"] = [[str(p) for p in row] for row in images]
+    return batch
+
+
+def has_images(batch: dict[str, Any], indices: list[int] | None = None) -> bool:
+    """Whether any (selected) sequence of the batch carries images."""
+    rows = batch.get("images")
+    if not rows:
+        return False
+    return any(rows[i] for i in (range(len(rows)) if indices is None else indices))
 
 
 def batch_size(batch: dict[str, Any]) -> int:
@@ -41,12 +62,15 @@ def batch_size(batch: dict[str, Any]) -> int:
 
 
 def select(batch: dict[str, Any], indices: list[int]) -> dict[str, Any]:
-    return {
+    out = {
         "input_ids": [batch["input_ids"][i] for i in indices],
         "loss_mask": [batch["loss_mask"][i] for i in indices],
         "fields": {k: [v[i] for i in indices] for k, v in batch["fields"].items()},
         "unit_size": batch["unit_size"],
     }
+    if "images" in batch:
+        out["images"] = [batch["images"][i] for i in indices]
+    return out
 
 
 def _units(batch: dict[str, Any]) -> list[list[int]]:
@@ -109,14 +133,35 @@ class MicroBatch:
     loss_mask: torch.Tensor  # [B, T] float, already shifted: position t scores token t
     fields: dict[str, Any]
     unit_size: int
+    # Extra forward inputs of a vision-language micro-batch (pixel_values, image_grid_thw, mm_token_type_ids).
+    model_inputs: dict[str, Any] = field(default_factory=dict)
+    # Per sequence, where each token of the batch's (unexpanded) sequence sits in input_ids; None = identity.
+    positions: list[list[int]] | None = None
+
+    def forward_inputs(self) -> dict[str, Any]:
+        """Keyword arguments of the model's forward."""
+        return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, **self.model_inputs}
+
+    def unexpand(self, values: torch.Tensor, row: int, length: int) -> torch.Tensor:
+        """Per-token `values[row]` (aligned with input_ids) at the `length` tokens of the batch's sequence."""
+        if self.positions is None:
+            return values[row, :length]
+        return values[row, self.positions[row][:length]]
 
     @property
     def num_sequences(self) -> int:
         return int(self.input_ids.shape[0])
 
 
-def collate(batch: dict[str, Any], indices: list[int], pad_id: int, device: torch.device) -> MicroBatch:
-    """Right-pad the selected sequences. Position 0 is never trained (nothing predicts it)."""
+def collate(
+    batch: dict[str, Any], indices: list[int], pad_id: int, device: torch.device, processor: Any = None
+) -> MicroBatch:
+    """Right-pad the selected sequences. Position 0 is never trained (nothing predicts it).
+
+    With a `processor` (a VLM's HF processor) and images among the selected rows, the sequences are
+    expanded through it (`collate_vl`)."""
+    if processor is not None and has_images(batch, indices):
+        return collate_vl(batch, indices, pad_id, device, processor)
     seqs = [batch["input_ids"][i] for i in indices]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -128,19 +173,65 @@ def collate(batch: dict[str, Any], indices: list[int], pad_id: int, device: torc
         attn[row, :n] = 1
         mask[row, :n] = torch.tensor(batch["loss_mask"][i], dtype=torch.float32)
     mask[:, 0] = 0.0
+    fields = _collate_fields(batch, indices, width, None, device)
+    return MicroBatch(ids.to(device), attn.to(device), mask.to(device), fields, batch["unit_size"])
+
+
+def collate_vl(batch: dict[str, Any], indices: list[int], pad_id: int, device: torch.device, processor: Any) -> MicroBatch:
+    """A vision-language micro-batch: each sequence's first len(images) image placeholders expanded by the
+    processor (the rest of the sequence, sampled tokens included, left as it is), loss mask and per-token
+    fields moved to the expanded positions (expansion tokens get 0), pixel tensors in `model_inputs`."""
+    from rlsys.learner.vl_inputs import collate_vl_inputs, expand_vl_sequence
+
+    items, positions = [], []
+    image_id = getattr(processor, "image_token_id", None)
+    for i in indices:
+        seq, images = list(batch["input_ids"][i]), batch["images"][i]
+        # The prompt ends at the last image's placeholder as far as expansion goes.
+        cut = 0
+        if images:
+            at = [j for j, t in enumerate(seq) if t == image_id]
+            if len(at) < len(images):
+                raise ValueError(f"sequence has {len(at)} image placeholders for {len(images)} images")
+            cut = at[len(images) - 1] + 1
+        inputs, pos = expand_vl_sequence(processor, seq[:cut], images, seq[cut:])
+        items.append(inputs)
+        positions.append(pos)
+    vl = collate_vl_inputs(items, pad_id)
+    ids, attn = vl.pop("input_ids"), vl.pop("attention_mask")
+    vl.pop("completion_start")
+    width = int(ids.shape[1])
+    mask = torch.zeros((len(indices), width), dtype=torch.float32)
+    for row, i in enumerate(indices):
+        mask[row, positions[row]] = torch.tensor(batch["loss_mask"][i], dtype=torch.float32)
+    mask[:, 0] = 0.0
+    fields = _collate_fields(batch, indices, width, positions, device)
+    model_inputs = {k: v.to(device) for k, v in vl.items() if v is not None}
+    return MicroBatch(ids.to(device), attn.to(device), mask.to(device), fields, batch["unit_size"],
+                      model_inputs=model_inputs, positions=positions)
+
+
+def _collate_fields(
+    batch: dict[str, Any], indices: list[int], width: int, positions: list[list[int]] | None, device: torch.device
+) -> dict[str, Any]:
+    """Per-token fields padded to `width` (placed at `positions` when given), per-sequence numbers as a
+    vector, anything else as a list."""
     fields: dict[str, Any] = {}
     for name, values in batch["fields"].items():
         picked = [values[i] for i in indices]
         if isinstance(picked[0], (list, tuple)):
-            tensor = torch.zeros((len(seqs), width), dtype=torch.float32)
+            tensor = torch.zeros((len(indices), width), dtype=torch.float32)
             for row, v in enumerate(picked):
-                tensor[row, : len(v)] = torch.tensor(v, dtype=torch.float32)
+                if positions is None:
+                    tensor[row, : len(v)] = torch.tensor(v, dtype=torch.float32)
+                else:
+                    tensor[row, positions[row][: len(v)]] = torch.tensor(v, dtype=torch.float32)
             fields[name] = tensor.to(device)
         elif isinstance(picked[0], (int, float)):
             fields[name] = torch.tensor(picked, dtype=torch.float32, device=device)
         else:
             fields[name] = picked
-    return MicroBatch(ids.to(device), attn.to(device), mask.to(device), fields, batch["unit_size"])
+    return fields
 
 
 def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,17 @@ def build_vl_inputs(
     (`pixel_values`, `image_grid_thw` for Qwen-VL), `mm_token_type_ids` when the processor uses them
     (Qwen3-VL's M-RoPE does), and `completion_start`: the index of the first completion token.
     """
+    inputs, _ = expand_vl_sequence(processor, prompt_ids, images, completion_ids)
+    return inputs
+
+
+def expand_vl_sequence(
+    processor: Any, prompt_ids: Sequence[int], images: Sequence[Any], completion_ids: Sequence[int] = ()
+) -> tuple[dict[str, Any], list[int]]:
+    """`build_vl_inputs` plus `positions`: where each token of `prompt_ids + completion_ids` sits in
+    the expanded `input_ids` (an image placeholder: the first of its expanded tokens). The learner
+    maps per-token values (loss masks, old logprobs) into the expanded sequence and its logprobs
+    back with it; only the first `len(images)` placeholders are expanded."""
     import torch
 
     pil = [load_image(im) if isinstance(im, (str, Path)) else im for im in images]
@@ -52,16 +63,20 @@ def build_vl_inputs(
     if pil:
         features = dict(processor.image_processor(images=pil, return_tensors="pt"))
     ids: list[int] = []
+    positions: list[int] = []
     k = 0
     for token in prompt_ids:
+        positions.append(len(ids))
         if k < len(pil) and token == image_id:
             expansion = processor.replace_image_token(features, image_idx=k)
             ids.extend(processor.tokenizer(expansion, add_special_tokens=False)["input_ids"])
             k += 1
         else:
-            ids.append(token)
+            ids.append(int(token))
     completion_start = len(ids)
-    ids.extend(int(t) for t in completion_ids)
+    for token in completion_ids:
+        positions.append(len(ids))
+        ids.append(int(token))
     inputs: dict[str, Any] = {
         "input_ids": torch.tensor([ids], dtype=torch.long),
         "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
@@ -70,7 +85,7 @@ def build_vl_inputs(
         inputs["mm_token_type_ids"] = torch.tensor(processor.create_mm_token_type_ids([ids]), dtype=torch.long)
     inputs.update(features)
     inputs["completion_start"] = completion_start
-    return inputs
+    return inputs, positions
 
 
 # Per-token tensors padded on the right when sequences are batched; the rest concatenate.

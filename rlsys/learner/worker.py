@@ -28,6 +28,23 @@ log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
+def is_vision_language(model_path: str) -> bool:
+    """Whether `model_path` holds a vision-language model (a `vision_config` in its config.json)."""
+    import json
+
+    path = Path(model_path) / "config.json"
+    return path.is_file() and bool(json.loads(path.read_text()).get("vision_config"))
+
+
+def load_policy_model(model_path: str, dtype: torch.dtype) -> torch.nn.Module:
+    """The HF model scored and trained: a causal LM, or (vision_config) an image-text-to-text model."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    if is_vision_language(model_path):
+        return AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+
+
 class LearnerWorker:
     """One DeepSpeed rank: train steps with named losses, logprobs, weight export, checkpoints."""
 
@@ -65,19 +82,25 @@ class LearnerWorker:
         cfg, model_path, model_kind = self.cfg, self.model_path, self.model_kind
         set_dist_env(self.rank, self.world_size, master_addr, master_port)
         import deepspeed
-        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         deepspeed.init_distributed(dist_backend=pick_backend(cfg["dist_backend"]), auto_mpi_discovery=False)
         self.device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
         torch.manual_seed(cfg["seed"])
         random.seed(cfg["seed"])
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        # A vision-language model (a `vision_config` in config.json): batches with images go through its processor.
+        self.processor: Any = None
+        if model_kind != "reward_model" and is_vision_language(model_path):
+            from transformers import AutoProcessor
+
+            self.processor = AutoProcessor.from_pretrained(model_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         if model_kind == "reward_model":
             model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1, dtype=torch.float32)
             model.config.pad_token_id = self.pad_id
         else:
-            model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+            model = load_policy_model(model_path, torch.float32)
         # Parameters matching none of the stage's `trainable` patterns are frozen before DeepSpeed sees the
         # model: they join no optimizer group and keep their loaded bytes (rlsys/learner/freeze.py).
         self.parameter_counts = freeze_parameters(model, cfg.get("trainable") or [],
@@ -134,16 +157,14 @@ class LearnerWorker:
     def enable_reference(self, path: str | None = None) -> None:
         """Load a frozen reference model (default: the initial weights) for KL / preference losses, in the
         training precision (a full unsharded copy per rank: bf16 halves it for real models)."""
-        from transformers import AutoModelForCausalLM
-
         dtype = torch.bfloat16 if self.cfg["precision"] == "bf16" else torch.float32
-        self.ref_model = AutoModelForCausalLM.from_pretrained(path or self.model_path, dtype=dtype)
+        self.ref_model = load_policy_model(path or self.model_path, dtype)
         self.ref_model.to(self.device).eval().requires_grad_(False)
 
     def _forward(self, mb: MicroBatch, obj: Objective | None, with_grad: bool) -> ForwardOut:
         out = ForwardOut()
         with torch.set_grad_enabled(with_grad):
-            result = self.engine(input_ids=mb.input_ids, attention_mask=mb.attention_mask)
+            result = self.engine(**mb.forward_inputs())
         if self.model_kind == "reward_model":
             out.scores = result.logits[:, 0].float()
             return out
@@ -160,7 +181,7 @@ class LearnerWorker:
                     self.enable_reference()
                 assert self.ref_model is not None
                 with torch.no_grad():
-                    ref_logits = self.ref_model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits
+                    ref_logits = self.ref_model(**mb.forward_inputs()).logits
                     out.ref_logprobs = token_logprobs(ref_logits, mb.input_ids)
         return out
 
@@ -179,7 +200,7 @@ class LearnerWorker:
         obj = self._objective(loss_name, dict(loss_kwargs or {}))
         self.engine.train()
         groups = self._micro(batch) if batch["input_ids"] else []
-        mbs = [collate(batch, idx, self.pad_id, self.device) for idx in groups]
+        mbs = [collate(batch, idx, self.pad_id, self.device, self.processor) for idx in groups]
         local_den = sum(obj.denominator(mb) for mb in mbs)
         n_micro_max, _ = self._all_reduce([float(len(mbs)), 0.0], op="max")
         (global_den,) = self._all_reduce([local_den])
@@ -240,7 +261,7 @@ class LearnerWorker:
         groups = self._micro(batch) if batch["input_ids"] else []
         (n_max,) = self._all_reduce([float(len(groups))], op="max")
         passes: list[tuple[list[int], MicroBatch | None]] = [
-            (idx, collate(batch, idx, self.pad_id, self.device)) for idx in groups
+            (idx, collate(batch, idx, self.pad_id, self.device, self.processor)) for idx in groups
         ]
         return passes + [([], None)] * (int(n_max) - len(groups))
 
@@ -258,9 +279,9 @@ class LearnerWorker:
                 if not reference:
                     self._dummy_loss()
                 continue
-            lp = token_logprobs(model(input_ids=mb.input_ids, attention_mask=mb.attention_mask).logits, mb.input_ids)
+            lp = token_logprobs(model(**mb.forward_inputs()).logits, mb.input_ids)
             for row, i in enumerate(idx):
-                results[i] = lp[row, : len(batch["input_ids"][i])].tolist()
+                results[i] = mb.unexpand(lp, row, len(batch["input_ids"][i])).tolist()
         return results
 
     @torch.no_grad()
@@ -336,6 +357,9 @@ class LearnerWorker:
                 if src.exists():
                     shutil.copy(src, out / name)
             self.tokenizer.save_pretrained(out)
+            if self.processor is not None:
+                # Image / video processor configs (and the processor's chat template) for vLLM and HF.
+                self.processor.save_pretrained(out)
         return out_dir
 
     # ------------------------------------------------------------------ checkpoints

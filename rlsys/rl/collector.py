@@ -13,7 +13,7 @@ from typing import Any
 
 from hints.progressive import HintSource, LevelSearch
 from rlsys.algorithms.filtering import classify_group
-from rlsys.data.encode import encode_completion, encode_prompt
+from rlsys.data.encode import encode_completion, encode_prompt, encode_vl_prompt
 from rlsys.reward.workers import is_count_metric
 from rlsys.rl.guide import reference_sample, wants_guide, with_reference
 from rlsys.rl.state import ProblemSampler, RLState
@@ -82,16 +82,23 @@ class GroupCollector:
         for row_index, level in todo:
             row = self.rows[row_index]
             hint = self.hint_source.hint(row, level)
-            ids = encode_prompt(self.tokenizer, row, self.cfg.data.system_prompt, hint)
             out.append(
                 GroupRequest(
                     request_id=f"s{step}-r{rnd}-i{row_index}-L{level}",
-                    prompt_token_ids=ids, n=n, temperature=r.temperature, top_p=r.top_p,
+                    prompt_token_ids=self.prompt_ids(row, hint), n=n, temperature=r.temperature, top_p=r.top_p,
                     max_tokens=r.max_tokens, stop=list(r.stop), seed=sample_seed(self.cfg.seed, step, rnd, row_index, level),
-                    meta={"row": row_index, "level": level},
+                    meta={"row": row_index, "level": level}, images=list(row.get("images") or []),
                 )
             )
         return out
+
+    def prompt_ids(self, row: dict, hint: str | None = None) -> list[int]:
+        """The row's prompt tokens (with `hint` after its query): for a row with `images`, one image placeholder
+        per image before the text (`encode_vl_prompt`; the tokenizer must carry a VL chat template), sent with
+        the images; a text row's exactly as before (`encode_prompt`)."""
+        if row.get("images"):
+            return encode_vl_prompt(self.tokenizer, row, self.cfg.data.system_prompt, hint)
+        return encode_prompt(self.tokenizer, row, self.cfg.data.system_prompt, hint)
 
     def _sample_and_score(self, step: int, rnd: int, todo: list[tuple[int, int]], n: int) -> list[Group]:
         if not todo:
@@ -107,7 +114,7 @@ class GroupCollector:
             row = self.rows[req.meta["row"]]
             train_ids = req.prompt_token_ids
             if not self.cfg.hints.keep_hint_in_context and req.meta["level"] > 0:
-                train_ids = encode_prompt(self.tokenizer, row, self.cfg.data.system_prompt)
+                train_ids = self.prompt_ids(row)
             groups.append(
                 Group(row, req.meta["row"], req.meta["level"], req.prompt_token_ids, train_ids, res.samples,
                       res.policy_version, rollout_logprobs_valid=train_ids is req.prompt_token_ids)

@@ -2,7 +2,8 @@
 
 Data stages (rft_sample, pass_filter, pref_sample, judge_data) write `data.jsonl` into their artifact; a
 stage with `data_from: <stage>` reads its rows from there. Otherwise a stage reads the user's files for
-its kind, or a split of the embedded task suite.
+its kind, or a split of the embedded task suite (`data.suite`) or of the visual suite (`data.visual`: vl_train,
+vl_eval, ...; rows with `images`).
 """
 
 from __future__ import annotations
@@ -75,13 +76,13 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: b
         rows, stats = load_rows(user_files, kind, cfg.data.on_bad_row, require_rows=True)
         ctx.row_origins.add(rows, stats["origins"])
     else:
-        from rlsys.data.embedded import ensure_task_suite
-
-        files = ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
+        parts = split_parts(split or ctx.stage.data, f"stages.{ctx.name}.data")
+        files = suite_files(cfg, [name for name, _ in parts])
         rows, stats = [], {"skipped": 0}
-        for name, limit in split_parts(split or ctx.stage.data, f"stages.{ctx.name}.data"):
+        for name, limit in parts:
             if name not in files:
-                raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are {sorted(files)}")
+                raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are "
+                               f"{sorted(files)}, visual suite splits {sorted(visual_splits())}")
             part, part_stats = load_rows([files[name]], kind, cfg.data.on_bad_row)
             ctx.row_origins.add(part, part_stats["origins"])
             rows += [part[i] for i in pick_rows(len(part), limit, ctx.stage.seed)]
@@ -89,6 +90,43 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: b
     if stats["skipped"]:
         log.warning("stage %s: skipped %d bad rows", ctx.name, stats["skipped"])
     return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if select and ctx.stage.where else rows
+
+
+def visual_splits() -> frozenset[str]:
+    """Split names of the visual suite (`data.visual`): vl_train, vl_eval, vl_sft_train, ... Their rows carry
+    `images` (absolute paths once loaded)."""
+    from rlsys.data.tasks.visual.suite import KINDS
+
+    return frozenset(KINDS)
+
+
+def suite_files(cfg: Any, names: Sequence[str]) -> dict[str, str]:
+    """Split name -> file of the suites these split names need: the text suite (`data.suite`) unless every
+    name is a visual split, the visual suite (`data.visual`) when any is; each is built only when needed."""
+    from rlsys.data.embedded import ensure_task_suite, ensure_visual_suite
+
+    visual = visual_splits()
+    files: dict[str, str] = {}
+    if any(name in visual for name in names):
+        files |= ensure_visual_suite(cfg.artifacts_dir, cfg.data.visual)
+    if any(name not in visual for name in names):
+        files |= ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
+    return files
+
+
+def suite_data_identity(cfg: Any, spec: str) -> dict[str, Any]:
+    """What identifies the rows of suite split(s) `spec` (`a+b:N`) in a stage's cache key: the text suite's
+    identity and the split; plus the visual suite's identity only when a part is a visual split, so the keys of
+    stages on text splits never depend on `data.visual`."""
+    from rlsys.data.embedded import suite_identity
+
+    out: dict[str, Any] = {"suite": suite_identity(cfg.data.suite), "split": spec}
+    names = [part.partition(":")[0].strip() for part in str(spec).split("+")]
+    if any(name in visual_splits() for name in names):
+        from rlsys.data.tasks.visual.suite import VisualSuiteSpec, visual_identity
+
+        out["visual"] = visual_identity(VisualSuiteSpec.from_config(cfg.data.visual))
+    return out
 
 
 def split_parts(spec: str, key: str) -> list[tuple[str, int]]:

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from rlsys.config.plain import to_plain
-from rlsys.data.embedded import suite_identity
 from rlsys.runtime.artifacts import artifact_dir, cached_build, is_built, storage_hint
 from rlsys.stages.builders import start_ray
 from rlsys.stages.context import USER_FILES, StageContext, StageFailed, StageResult
+from rlsys.stages.io import suite_data_identity
 from rlsys.stages.refs import prepare_stage, referenced_stages
 from rlsys.stages.tables import write_pipeline_outputs
 
@@ -78,7 +78,8 @@ def data_identity(cfg: Any, stage: Any) -> Any:
     user_files = list(cfg.data[files_key]) if files_key else []
     if user_files:
         return {"files": _file_identity(user_files)}
-    return {"suite": suite_identity(cfg.data.suite), "split": stage.data}
+    # The text suite and the split; plus the visual suite's identity for a vl_* split (rlsys/stages/io.py).
+    return suite_data_identity(cfg, stage.data)
 
 
 def stage_config(cfg: Any, name: str) -> Any:

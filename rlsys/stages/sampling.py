@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlsys.config.validate import ConfigError
+from rlsys.data.encode import encode_vl_prompt
 from rlsys.data.prompt_length import HintText, PromptCheck, check_prompt_lengths
 from rlsys.rollout.types import GroupRequest, GroupResult
 from rlsys.stages.builders import build_reward_pool
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 
 # Groups per rollout call in offline sampling: bounds the wait between progress lines.
 _CHUNK = 256
-# Row fields that are not passed to reward functions (large or controller-only).
+# Row fields that are not passed to reward functions (large or controller-only). A row's `images` (absolute
+# paths) do reach them: a custom reward may read the picture.
 NOT_FOR_REWARD = {"hints", "solution", "messages", "prompt"}
 
 
@@ -69,7 +71,8 @@ def sampling_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
     checked = check_stage_prompts(ctx, tokenizer, rows, max_tokens or sample.max_tokens or None, answer_key)
     prompts: list[list[int] | None] = [None] * len(rows)
     for i, ids in zip(checked.kept, checked.prompt_ids):
-        prompts[i] = ids
+        # A row with `images`: one image placeholder per image before its text, sent with the images (`sample_rows`).
+        prompts[i] = encode_vl_prompt(tokenizer, rows[i], ctx.cfg.data.system_prompt) if rows[i].get("images") else ids
     return prompts
 
 
@@ -89,7 +92,7 @@ def sample_rows(ctx: StageContext, pool: Any, tokenizer: Any, rows: Sequence[dic
         GroupRequest(
             f"{ctx.name}-{i}", prompt_token_ids=ids, n=n,
             temperature=temperature, top_p=cfg.rollout.top_p, max_tokens=max_tokens, stop=list(cfg.rollout.stop),
-            seed=sample_seed(cfg.seed, ctx.name, ctx.stage.seed, i),
+            seed=sample_seed(cfg.seed, ctx.name, ctx.stage.seed, i), images=list(rows[i].get("images") or []),
         )
         for i, ids in enumerate(prompts) if ids is not None
     ]
