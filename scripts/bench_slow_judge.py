@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from rlsys.reward.chat_stub import ChatStub
 from rlsys.reward.manager import RewardManager
 from rlsys.reward.plugins import RewardConfigError, load_reward_fns
 from rlsys.reward.workers import check_reward_config
@@ -33,52 +30,8 @@ SETTINGS = {
 FALLBACK = 0.25
 
 
-class SlowJudge(BaseHTTPRequestHandler):
-    delay_s = 0.0
-    requests = 0
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        cls = type(self)
-        with cls.lock:
-            cls.requests += 1
-        if cls.stop.wait(cls.delay_s):
-            return
-        payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                   "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": "Score: 8"}}]}
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            pass  # the judge gave up on this request
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@contextmanager
-def serve() -> Iterator[str]:
-    SlowJudge.stop.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowJudge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        SlowJudge.stop.set()
-        server.shutdown()
-        server.server_close()
-
-
-def run(name: str, url: str, samples: int, delay_s: float, reward_timeout_s: float) -> dict:
-    entry = {"_target_": "judge", "kwargs": {"base_url": url, "model": "judge", "fallback_score": FALLBACK,
+def run(name: str, stub: ChatStub, samples: int, delay_s: float, reward_timeout_s: float) -> dict:
+    entry = {"_target_": "judge", "kwargs": {"base_url": stub.url, "model": "judge", "fallback_score": FALLBACK,
                                              **SETTINGS[name]}}
     try:
         check_reward_config({"fns": [entry], "timeout_s": reward_timeout_s})
@@ -87,9 +40,9 @@ def run(name: str, url: str, samples: int, delay_s: float, reward_timeout_s: flo
         startup = f"refused: {exc}"
     batch = [{"prompt": f"What is {i} + 1?", "completion": str(i + 1), "id": i} for i in range(samples)]
     with RewardManager(load_reward_fns([entry]), timeout_s=reward_timeout_s) as manager:
-        SlowJudge.delay_s = 0.0
+        stub.delay_s = 0.0
         manager.score_batch(batch[:1])  # warm-up: worker started, judge built
-        SlowJudge.delay_s, SlowJudge.requests = delay_s, 0
+        stub.delay_s, stub.requests = delay_s, 0
         start = time.perf_counter()
         scores, extras, metrics = manager.score_batch(batch)
         wall_s = time.perf_counter() - start
@@ -99,7 +52,7 @@ def run(name: str, url: str, samples: int, delay_s: float, reward_timeout_s: flo
         "reward_timeout_s": reward_timeout_s, "server_delay_s": delay_s, "wall_s": round(wall_s, 2),
         "s_per_sample": round(wall_s / samples, 2), "fallback_scores": sum(s == FALLBACK for s in scores),
         "fallback_count": metrics.get("reward/judge/fallback", 0.0), "errors": errors,
-        "scorer_restarts": metrics["reward/scorer_restarts"], "requests": SlowJudge.requests,
+        "scorer_restarts": metrics["reward/scorer_restarts"], "requests": stub.requests,
     }
 
 
@@ -110,9 +63,9 @@ def main() -> None:
     parser.add_argument("--reward-timeout-s", type=float, default=10.0, help="reward.timeout_s")
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["before", "after"])
     args = parser.parse_args()
-    with serve() as url:
+    with ChatStub() as stub:
         for name in args.settings:
-            print(json.dumps(run(name, url, args.samples, args.delay_s, args.reward_timeout_s)), flush=True)
+            print(json.dumps(run(name, stub, args.samples, args.delay_s, args.reward_timeout_s)), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,15 @@ would restart the scoring process and re-send every sample alone.
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from rewards.judge import JudgeReward
 from rewards.pairwise_judge import PairwiseJudgeReward
+from rlsys.reward.chat_stub import ChatStub
 from rlsys.reward.manager import RewardManager
 from rlsys.reward.plugins import RewardConfigError
 from rlsys.reward.workers import RewardWorkerPool, check_reward_config
@@ -31,47 +29,10 @@ JUDGE_KWARGS = {"model": "judge", "timeout_s": 0.5, "max_retries": 1, "backoff_b
                 "fallback_score": FALLBACK, "max_concurrency": 3}
 
 
-class _SlowJudge(BaseHTTPRequestHandler):
-    delay_s = 0.0
-    requests = 0
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        cls = type(self)
-        with cls.lock:
-            cls.requests += 1
-        if cls.stop.wait(cls.delay_s):
-            return
-        payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                   "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": "Score: 8"}}]}
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            pass  # the judge gave up on this request
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def judge_url() -> Iterator[str]:
-    _SlowJudge.delay_s, _SlowJudge.requests = 0.0, 0
-    _SlowJudge.stop.clear()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowJudge)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    _SlowJudge.stop.set()  # releases the handlers still waiting
-    server.shutdown()
-    server.server_close()
+def stub() -> Iterator[ChatStub]:
+    with ChatStub() as server:
+        yield server
 
 
 def _samples(n: int) -> list[dict]:
@@ -79,26 +40,26 @@ def _samples(n: int) -> list[dict]:
             for i in range(n)]
 
 
-def _timed(manager: RewardManager, samples: list[dict]) -> tuple[float, list[float], list[dict], dict]:
-    _SlowJudge.requests = 0
+def _timed(stub: ChatStub, manager: RewardManager, samples: list[dict]) -> tuple[float, list[float], list[dict], dict]:
+    stub.requests = 0
     start = time.monotonic()
     scores, extras, metrics = manager.score_batch(samples)
     return time.monotonic() - start, scores, extras, metrics
 
 
-def test_slow_judge_scores_the_fallback_within_the_reward_timeout(judge_url: str) -> None:
-    entry = {"_target_": "judge", "data_sources": ["chat"], "kwargs": {"base_url": judge_url, **JUDGE_KWARGS}}
+def test_slow_judge_scores_the_fallback_within_the_reward_timeout(stub: ChatStub) -> None:
+    entry = {"_target_": "judge", "data_sources": ["chat"], "kwargs": {"base_url": stub.url, **JUDGE_KWARGS}}
     # The reward pool's start-up check accepts it: the judge's budget fits in reward.timeout_s.
     specs, _ = check_reward_config({"fns": [entry], "timeout_s": REWARD_TIMEOUT_S})
     assert JudgeReward.time_budget_s(entry["kwargs"]) <= REWARD_TIMEOUT_S
     with RewardManager(specs, timeout_s=REWARD_TIMEOUT_S, on_error_score=-1.0) as manager:
         # Control, with the stub answering at once (also starts the worker, outside the timed calls).
-        _, scores, _, metrics = _timed(manager, _samples(2))
+        _, scores, _, metrics = _timed(stub, manager, _samples(2))
         assert scores == [0.8, 0.8] and metrics["reward/judge/fallback"] == 0.0
 
-        _SlowJudge.delay_s = SLOW_S
+        stub.delay_s = SLOW_S
         n = 6  # two waves of max_concurrency=3 samples
-        elapsed, scores, extras, metrics = _timed(manager, _samples(n))
+        elapsed, scores, extras, metrics = _timed(stub, manager, _samples(n))
         assert scores == [FALLBACK] * n
         assert [e["judge/fallback"] for e in extras] == [1.0] * n
         assert [e["judge/judge_error"] for e in extras] == [1.0] * n
@@ -106,14 +67,14 @@ def test_slow_judge_scores_the_fallback_within_the_reward_timeout(judge_url: str
         assert metrics["reward/judge/fallback"] == n  # a count, not a rate
         assert metrics["reward/errors/total"] == 0.0 and "reward/errors/timeout" not in metrics
         assert metrics["reward/scorer_restarts"] == 0.0
-        assert _SlowJudge.requests == n * 2  # max_retries + 1 attempts each, and no sample re-sent
+        assert stub.requests == n * 2  # max_retries + 1 attempts each, and no sample re-sent
         # The manager's budget for this batch is n * reward.timeout_s; the judge needs one budget per wave.
         assert elapsed < math.ceil(n / JUDGE_KWARGS["max_concurrency"]) * REWARD_TIMEOUT_S
 
         # A lone sample (a worker's share can be one sample) stays within reward.timeout_s itself.
-        elapsed, scores, _, metrics = _timed(manager, _samples(1))
+        elapsed, scores, _, metrics = _timed(stub, manager, _samples(1))
         assert scores == [FALLBACK] and metrics["reward/judge/fallback"] == 1.0
-        assert metrics["reward/scorer_restarts"] == 0.0 and _SlowJudge.requests == 2
+        assert metrics["reward/scorer_restarts"] == 0.0 and stub.requests == 2
         assert elapsed < REWARD_TIMEOUT_S
 
 
@@ -149,9 +110,9 @@ def test_pairwise_judge_against_an_endpoint_is_checked_and_a_served_checkpoint_i
     assert PairwiseJudgeReward.time_budget_s({"model_path": "stage:judge_check_sft"}) is None
 
 
-def test_pairwise_judge_falls_back_on_a_slow_endpoint(judge_url: str) -> None:
-    _SlowJudge.delay_s = SLOW_S
-    judge = PairwiseJudgeReward(base_url=judge_url, model="judge", timeout_s=0.3, max_retries=0,
+def test_pairwise_judge_falls_back_on_a_slow_endpoint(stub: ChatStub) -> None:
+    stub.delay_s = SLOW_S
+    judge = PairwiseJudgeReward(base_url=stub.url, model="judge", timeout_s=0.3, max_retries=0,
                                 fallback_score=FALLBACK)
     start = time.monotonic()
     out = judge.score_batch(["q1", "q2"], ["a", "b"], [{"response": "r"}, {"response": "r"}])
