@@ -213,8 +213,9 @@ def test_key_variable_missing_in_the_workers_fails_at_start(ray_session, monkeyp
     # Set only in the driver, after Ray started: the workers do not inherit it, so the judge could never
     # authenticate there. The actors re-check their entries and the pool refuses to start.
     monkeypatch.setenv("RLSYS_DRIVER_ONLY_KEY", "sk-driver-only-3d9e")
-    entry = {"_target_": "judge", "kwargs": {"base_url": "http://127.0.0.1:9/v1", "model": "m",
-                                             "api_key_env": "RLSYS_DRIVER_ONLY_KEY"}}
+    # Its timeouts fit the test's reward.timeout_s, so the start-up budget check passes and the key is what fails.
+    entry = {"_target_": "judge", "kwargs": {"base_url": "http://127.0.0.1:9/v1", "model": "m", "timeout_s": 0.1,
+                                             "max_retries": 0, "api_key_env": "RLSYS_DRIVER_ONLY_KEY"}}
     with pytest.raises(RewardConfigError, match=r"reward\.fns\[0\] \('rewards\.judge\.JudgeReward'\): "
                                                 r"environment variable 'RLSYS_DRIVER_ONLY_KEY'"):
         RewardWorkerPool(_cfg([entry], num_workers=1))
