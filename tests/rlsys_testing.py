@@ -39,3 +39,16 @@ SMALL = [
     "data.suite.n_pretrain_docs=100", "data.suite.n_format_train=8", "data.suite.n_format_eval=4",
     "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.head_dim=32", "model.tiny.vocab_size=400",
 ]
+
+
+class RecordingPool:
+    """Stands in for the rollout pool: keeps the requests it is given and answers each with no samples."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+
+    def generate(self, requests: list) -> list:
+        from rlsys.rollout.types import GroupResult
+
+        self.requests += requests
+        return [GroupResult(r.request_id, r.prompt_token_ids, [], 0) for r in requests]

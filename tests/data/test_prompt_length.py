@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from omegaconf import OmegaConf
+from rlsys_testing import RecordingPool
 
 from hints.progressive import HintSource, LevelSearch
 from rlsys.config.schema import Config
@@ -21,7 +22,6 @@ from rlsys.data.prompt_length import HINT_CAPPED, TOO_LONG, check_prompt_lengths
 from rlsys.data.schema import DataError
 from rlsys.rl.collector import GroupCollector
 from rlsys.rl.loop import check_rl_prompts
-from rlsys.rollout.types import GroupResult
 from rlsys.stages.context import StageContext
 from rlsys.stages.io import stage_rows
 from rlsys.stages.sampling import check_stage_prompts, prompt_limit, sample_rows
@@ -145,19 +145,10 @@ def test_capped_rows_are_searched_only_up_to_their_cap() -> None:
     assert [collector.hintable(i) for i in range(3)] == [True, True, False]
 
 
-class _Pool:
-    def __init__(self) -> None:
-        self.requests = []
-
-    def generate(self, requests):
-        self.requests += requests
-        return [GroupResult(r.request_id, r.prompt_token_ids, [], 0) for r in requests]
-
-
 def test_sample_rows_keeps_row_order_around_a_dropped_row(tmp_path: Path, tokenizer) -> None:
     ctx = _ctx(tmp_path, on_bad_row="skip")
     rows = stage_rows(ctx, "rl")
-    pool = _Pool()
+    pool = RecordingPool()
     results = sample_rows(ctx, pool, tokenizer, rows, 2)
     assert [r.request_id for r in pool.requests] == ["rl-0", "rl-2"]
     assert [r.ok for r in results] == [True, False, True]

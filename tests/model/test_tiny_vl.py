@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlsys.jobs.smoke import draw_shapes
 from rlsys.model.tiny_vl import VISION_TOKENS, TinyVLSpec, build_tiny_vl, lm_to_vl_name
 
 PROMPT_ROW = {"id": "shapes-1", "prompt": "How many shapes are in the picture?"}
@@ -17,19 +18,6 @@ PROMPT_ROW = {"id": "shapes-1", "prompt": "How many shapes are in the picture?"}
 @pytest.fixture(scope="module")
 def tiny_vl_dir(tiny_model_dir, tmp_path_factory) -> str:
     return build_tiny_vl(tiny_model_dir, str(tmp_path_factory.mktemp("tiny-vl") / "model"), TinyVLSpec(), seed=0)
-
-
-def draw_shapes(path: Path, size: tuple[int, int] = (120, 90)) -> str:
-    """A white canvas with a red square, a blue disc and a green triangle."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([10, 10, 50, 50], fill="red")
-    draw.ellipse([60, 20, 110, 80], fill="blue")
-    draw.polygon([(20, 85), (45, 55), (70, 85)], fill="green")
-    image.save(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

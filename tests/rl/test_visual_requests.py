@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from rlsys_testing import RecordingPool
 
 from hints.progressive import HintSource
 from rlsys.config.schema import Config
 from rlsys.data.encode import encode_prompt, encode_vl_prompt
 from rlsys.data.loading import load_rows
 from rlsys.rl.collector import GroupCollector
-from rlsys.rollout.types import GroupResult
 from rlsys.stages.context import StageContext
 from rlsys.stages.sampling import reward_sample, sample_rows
 
@@ -82,21 +82,12 @@ def test_rewards_see_the_image_paths_and_the_math_reward_scores_visual_rows(rows
     assert "rlsys/visual" in reward_cfg.fns[0].data_sources
 
 
-class _Pool:
-    def __init__(self) -> None:
-        self.requests = []
-
-    def generate(self, requests):
-        self.requests += requests
-        return [GroupResult(r.request_id, r.prompt_token_ids, [], 0) for r in requests]
-
-
 def test_offline_sampling_sends_images_with_vl_prompts(vl, rows, tmp_path) -> None:
     tok, processor, _ = vl
     cfg = _cfg()
     stage = OmegaConf.merge(cfg.stages, {"s": {"kind": "rft_sample"}}).s
     ctx = StageContext(cfg, "s", stage, "unused", tmp_path / "out")
-    pool = _Pool()
+    pool = RecordingPool()
     sample_rows(ctx, pool, tok, rows, 2)
     image_req, text_req, _ = pool.requests
     assert image_req.images == rows[0]["images"]
