@@ -1,9 +1,10 @@
 """Contrastive image–text losses: SigLIP's sigmoid loss, for pretraining a vision tower on captions.
 
 Inputs are one pooled embedding per image and per caption, row i of each describing the same pair.
-The objective that feeds them (pooled vision-tower and text embeddings of a vision-language model) comes
-with the VLM (issue #24); until then the learner refuses the `contrastive` kind with a clear error
-(rlsys/learner/objectives.py).
+The learner's `Contrastive` objective (rlsys/learner/objectives.py) feeds them from a vision-language
+model: the vision tower's output tokens of each image and the language model's last hidden state over each
+caption, both mean-pooled (rlsys/learner/contrastive.py); the `contrastive` stage kind trains it
+(rlsys/jobs/vision.py).
 """
 
 from __future__ import annotations

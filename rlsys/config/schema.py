@@ -338,6 +338,12 @@ class EvalConfig:
     sample_k: int = setting(0, ge=0)
     # Sampling temperature of the avg@k evaluation.
     sample_temperature: float = setting(1.0, ge=0.0)
+    # Also score held-out picture questions (vl_eval, vl_trap_eval; a vision-language model): eval/vl_acc*.
+    visual: bool = setting(False)
+    # Held-out visual rows scored (vl_eval spread over its tasks), and at most as many trap rows.
+    max_visual: int = setting(100, ge=0)
+    # Score the visual rows with their images removed (no placeholder, no image): the blind baseline.
+    drop_images: bool = setting(False)
 
 
 @dataclass

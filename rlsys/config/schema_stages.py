@@ -147,7 +147,7 @@ class OfflineSampleConfig:
 @dataclass
 class StageConfig:
     """One stage of a pipeline (pretrain, sft, mpo, rm, merge, rl, rft_sample, pass_filter,
-    pref_sample, judge_data, judge_sft, judge_rl).
+    pref_sample, judge_data, judge_sft, judge_rl, contrastive).
 
     A stage reads the model produced by `input` (another stage's name; null = the base model) and
     writes an HF checkpoint (data stages - rft_sample, pass_filter, pref_sample, judge_data - write a data file). Its artifact is cached under artifacts_dir by a hash of everything
@@ -170,7 +170,10 @@ class StageConfig:
     # Keep only rows whose field holds one of the listed values, e.g. {tier: [3]} (RL on the hard
     # tier) or {data_source: [my/src]}; applied after loading, whatever the source.
     where: dict[str, list[Any]] = field(default_factory=dict)
-    # Held-out preference split the mpo, rm and judge stages evaluate on (null = pref_eval).
+    # sft/mpo: one weight > 0 per '+'-joined part of `data` (e.g. [24, 50, 26]) drawn per batch; [] = pooled.
+    mix_weights: list[float] = setting(factory=list)
+    # Held-out split the mpo, rm and judge stages evaluate on (null = pref_eval); contrastive stages: held-out
+    # captions for image-text retrieval (null = vl_caption_eval).
     eval_data: str | None = None
     # Passes over the stage's data (fractions allowed); ignored when max_steps > 0.
     epochs: float = setting(1.0, ge=0.0)

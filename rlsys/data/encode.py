@@ -16,20 +16,24 @@ def _ids(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def encode_chat(tokenizer: Any, messages: list[dict], max_len: int) -> tuple[list[int], list[int]] | None:
+def encode_chat(
+    tokenizer: Any, messages: list[dict], max_len: int, renderer: Any = None
+) -> tuple[list[int], list[int]] | None:
     """Token ids of a conversation and a mask that is 1 on every assistant turn (incl. its end token).
 
     Each assistant turn's span is found by rendering the conversation up to it with the generation
     prompt and up to its end, which works for any chat template whose prefixes tokenize stably.
+    `renderer` (default: the tokenizer) applies the chat template, e.g. a VLM's HF processor.
     Returns None when the first trained token would lie beyond `max_len`.
     """
-    full = _ids(tokenizer, tokenizer.apply_chat_template(messages, tokenize=False))
+    render = (renderer or tokenizer).apply_chat_template
+    full = _ids(tokenizer, render(messages, tokenize=False))
     mask = [0] * len(full)
     for i, msg in enumerate(messages):
         if msg["role"] != "assistant":
             continue
-        start = len(_ids(tokenizer, tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)))
-        end = len(_ids(tokenizer, tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)))
+        start = len(_ids(tokenizer, render(messages[:i], tokenize=False, add_generation_prompt=True)))
+        end = len(_ids(tokenizer, render(messages[: i + 1], tokenize=False)))
         for t in range(start, min(end, len(full))):
             mask[t] = 1
     if len(full) > max_len:
@@ -54,13 +58,48 @@ def encode_completion(tokenizer: Any, row: dict, text: str, system_prompt: str |
     return ids[: ids.index(eos) + 1] if eos in ids else ids
 
 
-def encode_sft_rows(tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
+def encode_sft_rows(
+    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None, processor: Any = None
+) -> list[tuple]:
+    """(ids, mask) per row that fits; a row with `images` gives (ids, mask, {}, images) through the VLM's
+    `processor` (`encode_vl_sft_row`). Rows whose trained tokens all lie beyond `max_len` are left out."""
     out = []
     for row in rows:
-        enc = encode_chat(tokenizer, sft_messages(row, system_prompt), max_len)
+        if row.get("images"):
+            enc = encode_vl_sft_row(processor, row, max_len, system_prompt)
+        else:
+            enc = encode_chat(tokenizer, sft_messages(row, system_prompt), max_len)
         if enc is not None:
             out.append(enc)
     return out
+
+
+def _image_token_id(processor: Any, row: dict) -> int:
+    image_id = getattr(processor, "image_token_id", None)
+    if image_id is None:
+        what = "no processor was given" if processor is None else f"{type(processor).__name__} has no image_token_id"
+        raise ValueError(f"row {row.get('id')!r} has images, but {what}: only a vision-language model's HF "
+                         "processor renders and expands image placeholders")
+    return image_id
+
+
+def encode_vl_sft_row(processor: Any, row: dict, max_len: int, system_prompt: str | None = None) -> tuple | None:
+    """(ids, mask, {}, images) of an SFT row with `images`: its conversation rendered by the processor's chat
+    template with one placeholder per image (as `vl_prompt_messages` places them), which the learner
+    expands (rlsys.learner.batching.collate_vl). None when the trained tokens or an image placeholder
+    would lie beyond `max_len` (counted in unexpanded tokens)."""
+    images = list(row["images"])
+    image_id = _image_token_id(processor, row)
+    messages = _with_image_parts(sft_messages(row, system_prompt), len(images))
+    tokenizer = getattr(processor, "tokenizer", processor)
+    full = _ids(tokenizer, processor.apply_chat_template(messages, tokenize=False))
+    if full.count(image_id) != len(images):
+        raise ValueError(f"row {row.get('id')!r}: the chat template rendered {full.count(image_id)} image "
+                         f"placeholders for {len(images)} images")
+    enc = encode_chat(tokenizer, messages, max_len, renderer=processor)
+    if enc is None or enc[0].count(image_id) < len(images):
+        return None
+    return enc[0], enc[1], {}, images
 
 
 def encode_prompt(tokenizer: Any, row: dict, system_prompt: str | None = None, hint: str | None = None) -> list[int]:
@@ -114,22 +153,33 @@ def encode_response(tokenizer: Any, prompt_ids: list[int], response: str, max_le
 
 
 def encode_pairs(
-    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None, scope: str = "full"
+    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None, scope: str = "full",
+    processor: Any = None,
 ) -> list[tuple[tuple, tuple]]:
     """(chosen, rejected) sequences per preference row, sharing the rendered prompt.
 
-    scope "first_diff_line" adds each sequence's `pref_mask` (see `first_diff_line_ends`).
+    scope "first_diff_line" adds each sequence's `pref_mask` (see `first_diff_line_ends`). A row with
+    `images` renders its prompt through the VLM's `processor` (`encode_vl_prompt`), and both of its
+    sequences are (ids, mask, fields, images).
     """
     if scope not in PAIR_SCOPES:
         raise ValueError(f"pair scope {scope!r}: must be one of {list(PAIR_SCOPES)}")
     pairs = []
     for row in rows:
-        prompt = encode_prompt(tokenizer, row, system_prompt)
+        images = list(row.get("images") or [])
+        if images:
+            _image_token_id(processor, row)
+            prompt = encode_vl_prompt(processor, row, system_prompt)
+        else:
+            prompt = encode_prompt(tokenizer, row, system_prompt)
         if len(prompt) >= max_len - 1:
             continue
         ends = first_diff_line_ends(row["chosen"], row["rejected"]) if scope == "first_diff_line" else (None, None)
-        pairs.append((encode_response(tokenizer, prompt, row["chosen"], max_len, ends[0]),
-                      encode_response(tokenizer, prompt, row["rejected"], max_len, ends[1])))
+        chosen = encode_response(tokenizer, prompt, row["chosen"], max_len, ends[0])
+        rejected = encode_response(tokenizer, prompt, row["rejected"], max_len, ends[1])
+        if images:
+            chosen, rejected = ((*seq[:2], seq[2] if len(seq) > 2 else {}, images) for seq in (chosen, rejected))
+        pairs.append((chosen, rejected))
     return pairs
 
 
@@ -154,11 +204,14 @@ def vl_prompt_messages(row: dict, system_prompt: str | None = None, hint: str | 
     """`prompt_messages` of a row with `images`: one image part per image opens the first user turn
     (before its text, as Qwen-VL and InternVL are trained), unless the row's messages already place
     their image parts themselves (list contents)."""
-    messages = prompt_messages(row, system_prompt, hint)
-    images = row.get("images") or []
-    if images and not any(isinstance(m["content"], list) for m in messages):
+    return _with_image_parts(prompt_messages(row, system_prompt, hint), len(row.get("images") or []))
+
+
+def _with_image_parts(messages: list[dict], n_images: int) -> list[dict]:
+    """`n_images` image parts open the first user turn, unless the messages hold list contents already."""
+    if n_images and not any(isinstance(m["content"], list) for m in messages):
         user = next(i for i, m in enumerate(messages) if m["role"] == "user")
-        messages[user]["content"] = [{"type": "image"} for _ in images] + [
+        messages[user]["content"] = [{"type": "image"} for _ in range(n_images)] + [
             {"type": "text", "text": messages[user]["content"]}
         ]
     return messages

@@ -12,6 +12,10 @@ fits but whose longest hinted prompt does not stays, with its hints capped at th
 hinted prompts all fit (`data/hint_level_capped`; level 0 = no hints for that row). Only hints the row
 holds are measured: a hint generator's text is not known before the run.
 
+A row with `images` is measured as the engine sees it: its VL prompt (`encode_vl_prompt`, one placeholder per
+image) with each placeholder counted as the tokens its image expands to (`image_tokens`, from the model's
+processor: rlsys.learner.vl_inputs.image_token_count).
+
 Rows carry no field saying where they came from (rewards get the row's fields and stages write rows out
 again); `RowOrigins` maps a loaded row, by identity, to its "path line N".
 """
@@ -23,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlsys.data.encode import encode_prompt
+from rlsys.data.encode import encode_prompt, encode_vl_prompt
 from rlsys.data.loading import ON_BAD_ROW
 from rlsys.data.schema import DataError
 
@@ -35,6 +39,8 @@ _MAX_REPORTED = 5
 
 # (row, level) -> the hint text shown at that level, or None (no hint).
 HintText = Callable[[dict, int], str | None]
+# image path -> the number of tokens its placeholder expands to in the engine.
+ImageTokens = Callable[[str], int]
 
 
 class RowOrigins:
@@ -64,7 +70,7 @@ class PromptCheck:
     rows: list[dict]
     # Index of each kept row among the rows checked.
     kept: list[int]
-    # Prompt tokens of each kept row (no hint).
+    # Prompt tokens of each kept row (no hint), as sent to the engine (a row with images: its VL prompt).
     prompt_ids: list[list[int]]
     # Position in `rows` -> highest hint level whose prompts fit, for rows capped below the max level.
     hint_caps: dict[int, int] = field(default_factory=dict)
@@ -79,7 +85,7 @@ class PromptCheck:
 def check_prompt_lengths(
     tokenizer: Any, rows: Sequence[dict], limit: int, limit_text: str, on_bad_row: str, *,
     system_prompt: str | None = None, origins: RowOrigins | None = None, hint_text: HintText | None = None,
-    max_level: int = 0, where: str = "data",
+    max_level: int = 0, where: str = "data", image_tokens: ImageTokens | None = None,
 ) -> PromptCheck:
     """Check every row's prompt against `limit` tokens (`limit_text` says where the limit comes from).
 
@@ -87,6 +93,7 @@ def check_prompt_lengths(
     1..max_level is checked too; when it does not fit, every level is measured and the row's hints are
     capped below the first level that does not fit. Over-long plain prompts: a DataError naming the first
     (`on_bad_row="error"`), or dropped and counted ("skip"). Every row dropped is a DataError either way.
+    Rows with `images` need `image_tokens` (a ValueError naming the row otherwise).
     """
     if on_bad_row not in ON_BAD_ROW:
         raise ValueError(f"on_bad_row must be one of {ON_BAD_ROW}, got {on_bad_row!r}")
@@ -94,11 +101,13 @@ def check_prompt_lengths(
     capped: list[str] = []
     for i, row in enumerate(rows):
         label = _label(row, i, origins, where)
-        ids = encode_prompt(tokenizer, row, system_prompt)
-        if len(ids) > limit:
-            out.dropped.append(f"{label}: prompt has {len(ids)} tokens, more than the {limit} allowed ({limit_text})")
+        if row.get("images") and image_tokens is None:
+            raise ValueError(f"{label}: the row has images but no image token counter was given")
+        ids, size = _measure(tokenizer, row, system_prompt, None, image_tokens)
+        if size > limit:
+            out.dropped.append(f"{label}: prompt has {size} tokens, more than the {limit} allowed ({limit_text})")
             continue
-        cap = _hint_cap(tokenizer, row, limit, system_prompt, hint_text, max_level) if hint_text else None
+        cap = _hint_cap(tokenizer, row, limit, system_prompt, hint_text, max_level, image_tokens) if hint_text else None
         if cap is not None:
             level, tokens = cap
             out.hint_caps[len(out.rows)] = level
@@ -128,8 +137,19 @@ def _label(row: dict, index: int, origins: RowOrigins | None, where: str) -> str
     return f"{origin or f'{where} row {index + 1}'} (row id {row.get('id')!r})"
 
 
+def _measure(tokenizer: Any, row: dict, system_prompt: str | None, hint: str | None,
+             image_tokens: ImageTokens | None) -> tuple[list[int], int]:
+    """The row's prompt ids as sent to the engine and its length there (image placeholders expanded)."""
+    images = row.get("images") or []
+    if not images:
+        ids = encode_prompt(tokenizer, row, system_prompt, hint)
+        return ids, len(ids)
+    ids = encode_vl_prompt(tokenizer, row, system_prompt, hint)
+    return ids, len(ids) + sum(image_tokens(str(p)) - 1 for p in images)
+
+
 def _hint_cap(tokenizer: Any, row: dict, limit: int, system_prompt: str | None, hint_text: HintText,
-              max_level: int) -> tuple[int, int] | None:
+              max_level: int, image_tokens: ImageTokens | None = None) -> tuple[int, int] | None:
     """None when the longest hinted prompt fits; else (highest level whose prompts all fit, the token
     count of the first level that does not)."""
     texts = {level: hint_text(row, level) for level in range(1, max_level + 1)}
@@ -140,7 +160,7 @@ def _hint_cap(tokenizer: Any, row: dict, limit: int, system_prompt: str | None, 
 
     def size(text: str) -> int:
         if text not in sizes:
-            sizes[text] = len(encode_prompt(tokenizer, row, system_prompt, text))
+            sizes[text] = _measure(tokenizer, row, system_prompt, text, image_tokens)[1]
         return sizes[text]
 
     longest = max(texts, key=lambda level: (len(texts[level]), level))

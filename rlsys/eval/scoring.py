@@ -1,4 +1,5 @@
-"""Held-out evaluation: greedy math accuracy per tier, IF pass rate and format adherence through a vLLM actor."""
+"""Held-out evaluation: greedy math accuracy per tier, IF pass rate and format adherence through a vLLM actor;
+with `eval.visual`, accuracy on held-out picture questions too (rlsys/eval/visual.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from rlsys.data.encode import encode_prompt
+from rlsys.data.encode import encode_prompt, encode_vl_prompt
+from rlsys.eval.visual import VISUAL_PARTS, check_visual_model, score_visual, visual_eval_rows
 from rlsys.rollout.types import GroupRequest
 from rlsys.stages.builders import build_rollout_group
 
@@ -17,11 +19,17 @@ log = logging.getLogger(__name__)
 
 def eval_rows(cfg: Any) -> dict[str, list[dict]]:
     """Held-out rows: the user's eval files, else the suite's math/IF/format eval splits (math and IF
-    capped; the format split is small and taken whole)."""
+    capped; the format split is small and taken whole); with `eval.visual` also the visual rows
+    (`visual_eval_rows`). Rows of the user's files that carry `images` are only scored by `eval.visual`."""
     from rlsys.data.loading import load_rows
 
     if cfg.data.eval_files:
-        rows, _ = load_rows(list(cfg.data.eval_files), "rl", cfg.data.on_bad_row)
+        loaded, _ = load_rows(list(cfg.data.eval_files), "rl", cfg.data.on_bad_row)
+        rows = [r for r in loaded if not r.get("images")]
+        if len(rows) < len(loaded) and not cfg.eval.visual:
+            log.warning("data.eval_files: %d rows with images are not scored (set eval.visual=true)",
+                        len(loaded) - len(rows))
+        visual = visual_eval_rows(cfg, loaded)
         math_rows = [r for r in rows if r.get("answer") is not None]
         if_rows = [r for r in rows if r.get("constraints")]
         format_rows = [r for r in rows if r.get("format") and r.get("answer") is None and not r.get("constraints")]
@@ -32,20 +40,28 @@ def eval_rows(cfg: Any) -> dict[str, list[dict]]:
         math_rows, _ = load_rows(files["math_eval"], "rl")
         if_rows, _ = load_rows(files["ifeval_eval"], "rl")
         format_rows, _ = load_rows(files["format_eval"], "rl") if "format_eval" in files else ([], {})
+        visual = visual_eval_rows(cfg)
     return {"math": _spread(math_rows, cfg.eval.max_math), "ifeval": if_rows[: cfg.eval.max_ifeval],
-            "format": format_rows}
+            "format": format_rows} | visual
 
 
 def eval_prompts(rows: dict[str, list[dict]]) -> list[dict]:
     """All held-out rows in the order `score_eval` expects their answers."""
-    return rows["math"] + rows["ifeval"] + rows.get("format", [])
+    return rows["math"] + rows["ifeval"] + rows.get("format", []) + [r for part in VISUAL_PARTS for r in rows.get(part, [])]
 
 
 def score_eval(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, float]:
-    """Math, IF and format scores of `texts`, the answers to `eval_prompts(rows)`."""
-    n_math, n_if = len(rows["math"]), len(rows["ifeval"])
+    """Math, IF, format (and visual) scores of `texts`, the answers to `eval_prompts(rows)`."""
+    n_math, n_if, n_format = len(rows["math"]), len(rows["ifeval"]), len(rows.get("format", []))
     out = score_math(rows["math"], texts[:n_math]) | score_ifeval(rows["ifeval"], texts[n_math : n_math + n_if])
-    return out | score_format(rows.get("format", []), texts[n_math + n_if :])
+    out |= score_format(rows.get("format", []), texts[n_math + n_if : n_math + n_if + n_format])
+    visual, trap = rows.get("visual", []), rows.get("visual_trap", [])
+    if not visual and not trap:
+        return out
+    start = n_math + n_if + n_format
+    # Visual rows always carry images, unless `eval.drop_images` took them away.
+    blind = not any(r.get("images") for r in visual + trap)
+    return out | score_visual(visual, texts[start : start + len(visual)], trap, texts[start + len(visual) :], blind)
 
 
 def _spread(rows: list[dict], limit: int) -> list[dict]:
@@ -120,15 +136,19 @@ def greedy_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any) -> l
 
 def sampled_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any, n: int, temperature: float,
                   seed: int | None = None) -> list[list[str]]:
-    """`n` answers per row (seeded, so evaluations of different policies see the same noise)."""
+    """`n` answers per row (seeded, so evaluations of different policies see the same noise). A row with
+    `images` is asked through its VL prompt (one placeholder per image) with its images sent along."""
+    system = cfg.data.system_prompt
     requests = [
         GroupRequest(
             f"eval-{i}",
-            prompt_token_ids=encode_prompt(tokenizer, row, cfg.data.system_prompt),
+            prompt_token_ids=(encode_vl_prompt(tokenizer, row, system) if row.get("images")
+                              else encode_prompt(tokenizer, row, system)),
             n=n,
             temperature=temperature,
             max_tokens=cfg.eval.max_tokens,
             seed=None if seed is None else seed + i,
+            images=list(row.get("images") or []),
         )
         for i, row in enumerate(rows)
     ]
@@ -176,7 +196,9 @@ def model_completions(cfg: Any, model_path: str, rows: list[dict], n: int = 1, t
 
 
 def evaluate_model(cfg: Any, model_path: str) -> dict[str, float]:
-    """Math accuracy per tier and IF pass rates of `model_path` on the held-out rows."""
+    """Math accuracy per tier and IF pass rates (and with `eval.visual` visual accuracy) of `model_path` on the
+    held-out rows."""
+    check_visual_model(cfg, model_path)
     rows = eval_rows(cfg)
     out = score_eval(rows, greedy_completions(cfg, model_path, eval_prompts(rows)))
     log.info("eval %s: %s", model_path, {k: round(v, 3) for k, v in out.items()})

@@ -6,17 +6,20 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rlsys.config.validate import ConfigError
 from rlsys.data.encode import encode_pairs, encode_sft_rows, pack_documents
+from rlsys.data.mixture import check_mix_weights, mixture_batches
 from rlsys.eval.scoring import evaluate_model
 from rlsys.learner.batching import make_batch
 from rlsys.learner.group import LearnerGroup
+from rlsys.learner.worker import is_vision_language
 from rlsys.stages.builders import build_metrics_at, build_stage_learners, total_steps
 from rlsys.stages.context import StageContext
-from rlsys.stages.io import stage_rows
+from rlsys.stages.io import stage_row_parts, stage_rows
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +47,29 @@ def epoch_batches(lengths: list[int], batch: int, steps: int, seed: int, group_w
     return out
 
 
+def seq_batch(seqs: list[tuple], unit_size: int) -> dict[str, Any]:
+    """The learner batch of (ids, mask[, fields[, images]]) sequences. A third element holds per-token
+    fields (e.g. the preference terms' `pref_mask`), a fourth the sequence's image files; the batch has
+    an `images` key only when some sequence has images, so text batches stay as they were."""
+    fields = {k: [s[2][k] for s in seqs] for k in seqs[0][2]} if len(seqs[0]) > 2 else None
+    images = [list(s[3]) if len(s) > 3 else [] for s in seqs]
+    return make_batch([s[0] for s in seqs], [s[1] for s in seqs], fields, unit_size=unit_size,
+                      images=images if any(images) else None)
+
+
 def train_loop(
     ctx: StageContext,
     learners: LearnerGroup,
-    units: list[list[tuple[list[int], list[int]]]],
+    units: list[list[tuple]],
     loss: str,
     loss_kwargs: dict[str, Any],
     steps: int,
     metrics: Any,
     step_offset: int = 0,
+    batches: list[list[int]] | None = None,
 ) -> dict[str, float]:
-    """Train on `units` (each a list of (ids, mask) sequences kept together) for `steps` steps."""
+    """Train on `units` (each a list of sequences kept together, see `seq_batch`) for `steps` steps, on
+    `batches` of unit indices when given (a weighted mixture), else on length-grouped epochs."""
     from tqdm import tqdm
 
     group = len(units[0])
@@ -63,11 +78,10 @@ def train_loop(
     started = time.perf_counter()
     progress = tqdm(total=steps, desc=f"{ctx.name}", disable=not ctx.cfg.logging.progress, mininterval=5)
     lengths = [max(len(seq[0]) for seq in unit) for unit in units]
-    for step, picked in enumerate(epoch_batches(lengths, ctx.stage.batch_size, steps, ctx.stage.seed + step_offset)):
-        seqs = [seq for i in picked for seq in units[i]]
-        # A third element holds per-token fields (e.g. the preference terms' `pref_mask`).
-        fields = {k: [s[2][k] for s in seqs] for k in seqs[0][2]} if len(seqs[0]) > 2 else None
-        batch = make_batch([s[0] for s in seqs], [s[1] for s in seqs], fields, unit_size=group)
+    if batches is None:
+        batches = epoch_batches(lengths, ctx.stage.batch_size, steps, ctx.stage.seed + step_offset)
+    for step, picked in enumerate(batches[:steps]):
+        batch = seq_batch([seq for i in picked for seq in units[i]], group)
         last = learners.train_step(batch, loss, loss_kwargs)
         tokens += int(last["tokens"])
         progress.update(1)
@@ -92,9 +106,69 @@ def _finish(ctx: StageContext, learners: LearnerGroup, summary: dict[str, Any], 
     return summary
 
 
+def _no_mix(ctx: StageContext) -> None:
+    if ctx.stage.mix_weights:
+        raise ConfigError(f"config key 'stages.{ctx.name}.mix_weights': weighted mixtures apply to sft and mpo "
+                          f"stages, not {ctx.stage.kind!r}")
+
+
+def input_processor(ctx: StageContext, rows: list[dict], allow: bool = True) -> Any:
+    """The input model's HF processor when some row has images, else None. Image rows on a model that is
+    not a vision-language one (or on a stage that cannot take them, `allow`) are an error naming the row."""
+    first = next((r for r in rows if r.get("images")), None)
+    if first is None:
+        return None
+    where = f"row {first.get('id')!r}" + (f" ({ctx.row_origins.of(first)})" if ctx.row_origins.of(first) else "")
+    if not allow:
+        raise ConfigError(f"stage {ctx.name!r}: {where} has images, but a {ctx.stage.kind} stage trains on text only")
+    if not is_vision_language(ctx.input_model):
+        raise ConfigError(f"stage {ctx.name!r}: {where} has images, but the input model {ctx.input_model} is not a "
+                          "vision-language model (no vision_config in its config.json), so it cannot see them")
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(ctx.input_model)
+
+
+def _stage_parts(ctx: StageContext, kind: str) -> list[tuple[str, list[dict]]]:
+    """The stage's rows as one part, or with `mix_weights` its checked data parts."""
+    if not ctx.stage.mix_weights:
+        return [("", stage_rows(ctx, kind))]
+    parts = stage_row_parts(ctx, kind)
+    check_mix_weights(ctx.stage.mix_weights, [name for name, _ in parts], f"stages.{ctx.name}.mix_weights")
+    return parts
+
+
+def _part_units(ctx: StageContext, parts: list[tuple[str, list[dict]]],
+                encode: Callable[[list[dict]], list]) -> tuple[list, list[tuple[str, int]]]:
+    """Units of every part laid end to end, and (part, units) of each part (none without `mix_weights`)."""
+    units: list = []
+    sizes: list[tuple[str, int]] = []
+    for name, rows in parts:
+        part = encode(rows)
+        if ctx.stage.mix_weights and not part:
+            raise ConfigError(f"config key 'stages.{ctx.name}.data': part {name!r} has no row that fits "
+                              f"seq_len {ctx.stage.seq_len}")
+        units += part
+        sizes.append((name, len(part)))
+    return units, sizes if ctx.stage.mix_weights else []
+
+
+def _mix_plan(ctx: StageContext, sizes: list[tuple[str, int]], steps: int) -> tuple[list[list[int]] | None, dict]:
+    """A weighted mixture's batches (seeded by the stage seed) and its summary: epochs drawn per part."""
+    if not sizes:
+        return None, {}
+    batches, epochs = mixture_batches([n for _, n in sizes], ctx.stage.mix_weights, ctx.stage.batch_size, steps,
+                                      ctx.stage.seed)
+    mix = {name: round(e, 3) for (name, _), e in zip(sizes, epochs)}
+    log.info("%s: mixture weights %s over %s -> epochs per part %s", ctx.name, list(ctx.stage.mix_weights),
+             dict(sizes), mix)
+    return batches, {"mix_epochs": mix}
+
+
 def run_pretrain(ctx: StageContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
+    _no_mix(ctx)
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     texts = [r["text"] for r in stage_rows(ctx, "pretrain")]
     blocks = pack_documents(tokenizer, texts, ctx.stage.seq_len, ctx.stage.seed)
@@ -111,32 +185,43 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
-    rows = stage_rows(ctx, "sft")
-    encoded = encode_sft_rows(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt)
-    units = [[e] for e in encoded]
+    parts = _stage_parts(ctx, "sft")
+    rows = [r for _, part in parts for r in part]
+    processor = input_processor(ctx, rows)
+
+    def encode(part: list[dict]) -> list:
+        return [[e] for e in encode_sft_rows(tokenizer, part, ctx.stage.seq_len, ctx.cfg.data.system_prompt, processor)]
+
+    units, sizes = _part_units(ctx, parts, encode)
     steps = total_steps(ctx.stage, len(units))
-    log.info("sft: %d rows -> %d sequences, %d steps", len(rows), len(units), steps)
+    batches, mix = _mix_plan(ctx, sizes, steps)
+    with_images = sum(len(u[0]) > 3 for u in units)
+    log.info("sft: %d rows -> %d sequences (%d with images), %d steps", len(rows), len(units), with_images, steps)
     metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
     learners = build_stage_learners(ctx, steps)
     kwargs = {"reduction": "square"} | dict(ctx.stage.loss_kwargs)
-    summary = train_loop(ctx, learners, units, ctx.stage.loss, kwargs, steps, metrics)
-    return _finish(ctx, learners, summary | {"sequences": len(units)}, metrics)
+    summary = train_loop(ctx, learners, units, ctx.stage.loss, kwargs, steps, metrics, batches=batches)
+    extra = {"sequences": len(units)} | ({"image_sequences": with_images} if with_images else {}) | mix
+    return _finish(ctx, learners, summary | extra, metrics)
 
 
-def _pair_units(ctx: StageContext, rows: list[dict], scope: str = "full") -> list[list[tuple]]:
+def _pair_units(ctx: StageContext, rows: list[dict], scope: str = "full", images: bool = True) -> list[list[tuple]]:
+    """(chosen, rejected) units; rows with images go through the input model's processor (`images`: allowed)."""
     from transformers import AutoTokenizer
 
     from rlsys.data.encode import PAIR_SCOPES
 
     if scope not in PAIR_SCOPES:
         raise ConfigError(f"config key 'stages.{ctx.name}.pair_scope' = {scope!r}: must be one of {list(PAIR_SCOPES)}")
+    processor = input_processor(ctx, rows, allow=images)
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
-    return [[c, r] for c, r in encode_pairs(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt, scope)]
+    return [[c, r] for c, r in encode_pairs(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt, scope,
+                                            processor)]
 
 
 def _pair_batch(units: list) -> tuple[list, dict[str, Any]]:
-    seqs = [seq for u in units for seq in u]
-    return seqs, make_batch([s[0] for s in seqs], [s[1] for s in seqs], unit_size=2)
+    seqs = [(*seq[:2], {}, *seq[3:]) for u in units for seq in u]
+    return seqs, seq_batch(seqs, 2)
 
 
 def rm_pair_accuracy(learners: LearnerGroup, units: list) -> float:
@@ -172,14 +257,17 @@ def _ranked(margins: list[float]) -> float:
 
 
 def run_mpo(ctx: StageContext) -> dict[str, Any]:
-    units = _pair_units(ctx, stage_rows(ctx, "preference"), ctx.stage.pair_scope)
+    parts = _stage_parts(ctx, "preference")
+    units, sizes = _part_units(ctx, parts, lambda rows: _pair_units(ctx, rows, ctx.stage.pair_scope))
     eval_units = _pair_units(ctx, stage_rows(ctx, "preference", ctx.stage.eval_data or "pref_eval"))[: ctx.cfg.eval.max_pairs]
     steps = total_steps(ctx.stage, len(units))
+    batches, mix = _mix_plan(ctx, sizes, steps)
     metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
     learners = build_stage_learners(ctx, steps)
     learners.enable_reference()
     before = policy_pair_accuracies(learners, eval_units)
-    summary = train_loop(ctx, learners, units, ctx.stage.loss or "mpo", dict(ctx.stage.loss_kwargs), steps, metrics)
+    summary = train_loop(ctx, learners, units, ctx.stage.loss or "mpo", dict(ctx.stage.loss_kwargs), steps, metrics,
+                         batches=batches)
     after = policy_pair_accuracies(learners, eval_units)
     summary["eval"] = {
         "eval/pref_acc_before": before["implicit"],
@@ -187,7 +275,7 @@ def run_mpo(ctx: StageContext) -> dict[str, Any]:
         "eval/pref_likelihood_acc_before": before["likelihood"],
         "eval/pref_likelihood_acc": after["likelihood"],
     }
-    return _finish(ctx, learners, summary | {"pairs": len(units)}, metrics)
+    return _finish(ctx, learners, summary | {"pairs": len(units)} | mix, metrics)
 
 
 def _length_ratio(unit: list[tuple[list[int], list[int]]]) -> float:
@@ -201,14 +289,15 @@ def run_rm(ctx: StageContext) -> dict[str, Any]:
     Pairs whose response lengths differ by more than `max_length_ratio` are dropped; then an
     annealing pass over pairs whose chosen answer is the shorter one counters length bias.
     """
+    _no_mix(ctx)
     if ctx.stage.pair_scope != "full":
-
         raise ConfigError(f"config key 'stages.{ctx.name}.pair_scope' = {ctx.stage.pair_scope!r}: a reward model "
                           "scores whole responses; only 'full' applies")
-    all_units = _pair_units(ctx, stage_rows(ctx, "preference"))
+    all_units = _pair_units(ctx, stage_rows(ctx, "preference"), images=False)
     units = [u for u in all_units if _length_ratio(u) <= ctx.stage.max_length_ratio]
     shorter = [u for u in units if sum(u[0][1]) < sum(u[1][1])]
-    eval_units = _pair_units(ctx, stage_rows(ctx, "preference", ctx.stage.eval_data or "pref_eval"))[: ctx.cfg.eval.max_pairs]
+    eval_units = _pair_units(ctx, stage_rows(ctx, "preference", ctx.stage.eval_data or "pref_eval"),
+                             images=False)[: ctx.cfg.eval.max_pairs]
     steps = total_steps(ctx.stage, len(units))
     anneal_steps = math.ceil(ctx.stage.length_anneal_epochs * len(shorter) / ctx.stage.batch_size) if shorter else 0
     metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)

@@ -96,6 +96,20 @@ class LearnerGroup:
                 out[i] = sc
         return out
 
+    def compute_embeddings(self, batch: dict[str, Any]) -> tuple[list[list[float]], list[list[float]]]:
+        """Pooled (image, caption) embeddings of every row of a contrastive batch, in the batch's order."""
+        index = list(range(batch_size(batch)))
+        if not index:
+            return [], []
+        shards = shard_batch({**batch, "fields": {**batch["fields"], "_index": index}}, self.world_size)
+        parts = self.group.call_each("compute_embeddings", [(s,) for s in shards])
+        images: list[list[float]] = [[] for _ in index]
+        texts: list[list[float]] = [[] for _ in index]
+        for shard, part in zip(shards, parts):
+            for row, i in enumerate(shard["fields"]["_index"]):
+                images[i], texts[i] = part["image"][row], part["text"][row]
+        return images, texts
+
     def export_weights(self, bucket_bytes: int) -> list[Any]:
         """Object-store refs of the full weights in buckets (rank 0 publishes)."""
         return self.group.call("export_weights", bucket_bytes)[0]

@@ -1,9 +1,10 @@
 """Objectives: bind a registered pure loss to what the learner computes for a micro-batch.
 
 The losses in `rlsys.algorithms` are pure tensor functions; an objective knows which inputs
-a loss needs (token logprobs, sequence sums, reference logprobs, reward-model scores), how to
-compute the loss's local denominator (all-reduced by the learner so micro-batches and ranks add
-up to the global mean), and what per-step state it keeps (BCO's running reward mean).
+a loss needs (token logprobs, sequence sums, reference logprobs, reward-model scores, pooled image and
+text embeddings), how to compute the loss's local denominator (all-reduced by the learner so
+micro-batches and ranks add up to the global mean), and what per-step state it keeps (BCO's running
+reward mean).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ class ForwardOut:
     entropy: torch.Tensor | None = None  # [B, T]
     ref_logprobs: torch.Tensor | None = None  # [B, T] frozen reference, no grad
     scores: torch.Tensor | None = None  # [B] reward-model scores
+    image_emb: torch.Tensor | None = None  # [B, D] pooled vision-tower output, one row per image
+    text_emb: torch.Tensor | None = None  # [B, D] pooled last hidden state of the caption, one row per caption
+    log_temp: torch.Tensor | None = None  # [] the contrastive head's learnable log-temperature
+    bias: torch.Tensor | None = None  # [] the contrastive head's learnable bias
 
 
 @dataclass
@@ -41,6 +46,8 @@ class Objective(ABC):
     needs_ref: bool = False
     needs_entropy: bool = False
     needs_scores: bool = False
+    # Image and caption embeddings instead of token logprobs (a contrastive batch: rlsys/learner/contrastive.py).
+    needs_embeddings: bool = False
 
     def __post_init__(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Subclasses set their input needs here (the dataclass __init__ calls it)."""
@@ -168,18 +175,32 @@ class PairwiseScore(Objective):
         return self.fn(out.scores[0::2], out.scores[1::2], global_denominator=global_denominator, **self.kwargs)
 
 
+class Contrastive(Objective):
+    """siglip on (image, caption) rows: in-batch negatives are the other rows of the same micro-batch, so
+    the learner keeps a rank's share of a batch in one micro-batch (rlsys/jobs/vision.py). The denominator is
+    the number of images, all-reduced over ranks and micro-batches like every other objective's."""
+
+    def __post_init__(self) -> None:
+        self.needs_embeddings = True
+
+    def loss(self, out: ForwardOut, mb: MicroBatch, global_denominator: float) -> tuple[torch.Tensor, dict]:
+        if out.image_emb is None or out.text_emb is None or out.log_temp is None or out.bias is None:
+            raise ValueError(f"loss {self.loss_name!r} needs pooled image and text embeddings and the contrastive "
+                             "head's log_temp and bias: the learner was not built for a contrastive stage")
+        return self.fn(out.image_emb, out.text_emb, out.log_temp, out.bias, global_denominator=global_denominator,
+                       **self.kwargs)
+
+
 # Objective kind (given with each loss at registration, rlsys/algorithms/registry.py) -> its class.
 OBJECTIVES: dict[str, type[Objective]] = {
     "token_nll": TokenNLL,
     "policy_gradient": PolicyGradient,
     "preference": Preference,
     "pairwise_score": PairwiseScore,
+    "contrastive": Contrastive,
 }
 # Loss kinds the learner cannot train yet -> why. Every kind is in exactly one of the two tables.
-UNBOUND_KINDS: dict[str, str] = {
-    "contrastive": "the contrastive objective needs a vision-language model (pooled vision-tower and text "
-                   "embeddings), which the learner does not load yet: see issue #24",
-}
+UNBOUND_KINDS: dict[str, str] = {}
 if sorted([*OBJECTIVES, *UNBOUND_KINDS]) != sorted(LOSS_KINDS) or set(OBJECTIVES) & set(UNBOUND_KINDS):
     raise RuntimeError(f"objective classes {sorted(OBJECTIVES)} and unbound kinds {sorted(UNBOUND_KINDS)} do not "
                        f"match the loss kinds {sorted(LOSS_KINDS)}")

@@ -88,6 +88,16 @@ def expand_vl_sequence(
     return inputs, positions
 
 
+def image_inputs(processor: Any, images: Sequence[Any]) -> dict[str, Any]:
+    """The image processor's outputs for `images` (paths or PIL images, in order) and nothing else: no text,
+    no placeholder expansion (e.g. `pixel_values` and `image_grid_thw` for Qwen-VL). For a pass through the
+    vision tower alone, such as the contrastive objective's image embeddings."""
+    if not images:
+        raise ValueError("image_inputs: no images given")
+    pil = [load_image(im) if isinstance(im, (str, Path)) else im for im in images]
+    return dict(processor.image_processor(images=pil, return_tensors="pt"))
+
+
 # Per-token tensors padded on the right when sequences are batched; the rest concatenate.
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
@@ -132,3 +142,13 @@ def completion_logprobs(model: Any, inputs: dict[str, Any], num_tokens: list[int
         logp = logits[row, start - 1 : start - 1 + count].log_softmax(-1)
         out.append(logp.gather(-1, targets[:, None])[:, 0])
     return out
+
+
+def image_token_count(processor: Any, image: str | Path | Any) -> int:
+    """How many tokens one image placeholder becomes for `image` (a path or PIL image): the length of the
+    processor's `replace_image_token` expansion, as `expand_vl_sequence` (and vLLM) build it. A prompt of
+    n tokens with placeholders for images i is n - len(images) + sum of their counts tokens long."""
+    pil = load_image(image) if isinstance(image, (str, Path)) else image
+    features = dict(processor.image_processor(images=[pil], return_tensors="pt"))
+    expansion = processor.replace_image_token(features, image_idx=0)
+    return len(processor.tokenizer(expansion, add_special_tokens=False)["input_ids"])

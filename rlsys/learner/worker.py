@@ -18,6 +18,14 @@ from typing import Any
 import torch
 
 from rlsys.learner.batching import MicroBatch, collate, micro_batches, token_entropy, token_logprobs
+from rlsys.learner.contrastive import (
+    attach_head,
+    check_contrastive_support,
+    collate_pairs,
+    contrastive_forward,
+    contrastive_pass,
+    is_head_parameter,
+)
 from rlsys.learner.engine import deepspeed_config, pick_backend, set_dist_env
 from rlsys.learner.freeze import freeze_parameters
 from rlsys.learner.objectives import ForwardOut, Objective, make_objective
@@ -113,6 +121,12 @@ class LearnerWorker:
                 value = param.detach()
                 if not param.requires_grad and not torch.equal(value.to(torch.bfloat16).to(value.dtype), value):
                     self.frozen_exact[name] = value.to("cpu", copy=True)
+        # A contrastive stage (`contrastive`: its config key) trains SigLIP's temperature and bias beside the model:
+        # attached after freezing so no `trainable` pattern freezes them; not counted in `parameter_counts`.
+        self.contrastive = cfg.get("contrastive")
+        if self.contrastive:
+            check_contrastive_support(self.processor, cfg["zero_stage"], str(self.contrastive))
+            attach_head(model)
         if cfg.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable()
         optim = cfg["optim"]
@@ -162,6 +176,9 @@ class LearnerWorker:
         self.ref_model.to(self.device).eval().requires_grad_(False)
 
     def _forward(self, mb: MicroBatch, obj: Objective | None, with_grad: bool) -> ForwardOut:
+        if obj is not None and obj.needs_embeddings:
+            with torch.set_grad_enabled(with_grad):
+                return contrastive_forward(self.engine, mb)
         out = ForwardOut()
         with torch.set_grad_enabled(with_grad):
             result = self.engine(**mb.forward_inputs())
@@ -188,6 +205,15 @@ class LearnerWorker:
     def _micro(self, batch: dict[str, Any]) -> list[list[int]]:
         return micro_batches(batch, self.cfg["micro_batch_size"], self.cfg["max_tokens_per_micro"])
 
+    def _collate(self, batch: dict[str, Any], idx: list[int], obj: Objective | None = None) -> MicroBatch:
+        """A micro-batch in the form the objective reads: (caption, image) rows for embeddings, else sequences."""
+        if obj is not None and obj.needs_embeddings:
+            if not self.contrastive:
+                raise ValueError(f"loss {obj.loss_name!r} needs a learner built for a contrastive stage "
+                                 "(learner config `contrastive`), which attaches its temperature and bias")
+            return collate_pairs(batch, idx, self.pad_id, self.device, self.processor)
+        return collate(batch, idx, self.pad_id, self.device, self.processor)
+
     # ------------------------------------------------------------------ training
     def train_step(self, batch: dict[str, Any], loss_name: str, loss_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
         """One optimizer step on this rank's shard: micro-batches with gradient accumulation.
@@ -200,7 +226,7 @@ class LearnerWorker:
         obj = self._objective(loss_name, dict(loss_kwargs or {}))
         self.engine.train()
         groups = self._micro(batch) if batch["input_ids"] else []
-        mbs = [collate(batch, idx, self.pad_id, self.device, self.processor) for idx in groups]
+        mbs = [self._collate(batch, idx, obj) for idx in groups]
         local_den = sum(obj.denominator(mb) for mb in mbs)
         n_micro_max, _ = self._all_reduce([float(len(mbs)), 0.0], op="max")
         (global_den,) = self._all_reduce([local_den])
@@ -227,8 +253,8 @@ class LearnerWorker:
         plain_norm = self._plain_grad_norm()
         self.engine.step()
         self.global_step += 1
-        keys = sorted(metric_sums)
-        reduced = self._all_reduce([metric_sums[k] for k in keys] + [float(tokens)])
+        keys = self._metric_keys(metric_sums)
+        reduced = self._all_reduce([metric_sums.get(k, 0.0) for k in keys] + [float(tokens)])
         metrics = {k: v / global_den for k, v in zip(keys, reduced[:-1])}
         metrics.update(obj.end_step(self._all_reduce))
         grad_norm = self.engine.get_global_grad_norm()
@@ -243,6 +269,17 @@ class LearnerWorker:
         )
         return metrics
 
+    def _metric_keys(self, metric_sums: dict[str, float]) -> list[str]:
+        """The metric names of every rank (a rank without data has none), so all reduce the same vector."""
+        keys = set(metric_sums)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            gathered: list[Any] = [None] * self.world_size
+            dist.all_gather_object(gathered, sorted(keys))
+            keys = {k for part in gathered for k in part}
+        return sorted(keys)
+
     def _plain_grad_norm(self) -> float:
         """Gradient norm when DeepSpeed keeps none (fp32 without ZeRO clips but drops the norm)."""
         if self.cfg["zero_stage"] > 0 or self.cfg["precision"] != "fp32":
@@ -252,6 +289,9 @@ class LearnerWorker:
 
     def _dummy_loss(self) -> torch.Tensor:
         """A zero loss through the whole model, so this rank joins ZeRO's gathers and reductions."""
+        if self.contrastive:
+            # Zero gradients on exactly the tensors a contrastive micro-batch gives gradients (ZeRO 0-2 only).
+            return self.engine(anchor=True)
         ids = torch.full((1, 2), self.pad_id, dtype=torch.long, device=self.device)
         out = self.engine(input_ids=ids)
         return out.logits.sum() * 0.0
@@ -298,10 +338,27 @@ class LearnerWorker:
                 scores[i] = float(values[row])
         return scores
 
+    @torch.no_grad()
+    def compute_embeddings(self, batch: dict[str, Any]) -> dict[str, list[list[float]]]:
+        """Pooled image and caption embeddings (`image`, `text`: one row per batch row) of a contrastive batch
+        (rlsys/learner/contrastive.py), e.g. for retrieval metrics."""
+        check_contrastive_support(self.processor, self.cfg["zero_stage"], "compute_embeddings")
+        self.engine.eval()
+        out: dict[str, list[list[float]]] = {"image": [[] for _ in batch["input_ids"]],
+                                             "text": [[] for _ in batch["input_ids"]]}
+        for idx in self._micro(batch) if batch["input_ids"] else []:
+            mb = collate_pairs(batch, idx, self.pad_id, self.device, self.processor)
+            # No gradients, hence none of the engine's backward hooks: the model itself serves any VLM learner.
+            image, text = (t.float().cpu() for t in contrastive_pass(self.engine.module, mb))
+            for row, i in enumerate(idx):
+                out["image"][i], out["text"][i] = image[row].tolist(), text[row].tolist()
+        return out
+
     # ------------------------------------------------------------------ weights
     def gathered_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
-        """Every parameter in full, one at a time, in `named_parameters` order. Under ZeRO-3 each is
-        gathered only while it is yielded (collective: all ranks iterate together)."""
+        """Every parameter of the HF model in full, one at a time, in `named_parameters` order; the contrastive
+        head is not an HF weight and lives only in DeepSpeed checkpoints. Under ZeRO-3 each is gathered only
+        while it is yielded (collective: all ranks iterate together)."""
         import deepspeed
 
         if self.cfg["zero_stage"] == 3:
@@ -309,6 +366,8 @@ class LearnerWorker:
             # gathering one then fails with "Cannot partition a param in flight". Settle them first.
             self.engine.optimizer.empty_partition_cache()
         for name, param in self.engine.module.named_parameters():
+            if is_head_parameter(name):
+                continue
             if hasattr(param, "ds_id"):
                 with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
                     yield name, param

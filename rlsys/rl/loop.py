@@ -31,6 +31,7 @@ from rlsys.eval.scoring import (
     score_eval,
     score_math_sampled,
 )
+from rlsys.eval.visual import check_visual_model
 from rlsys.learner.batching import make_batch
 from rlsys.learner.group import LearnerGroup
 from rlsys.rl.collector import Group, GroupCollector
@@ -46,6 +47,7 @@ from rlsys.stages.builders import build_metrics_at, build_stage_learners
 from rlsys.stages.context import StageContext
 from rlsys.stages.io import stage_rows
 from rlsys.stages.sampling import check_stage_prompts, sample_seed
+from rlsys.stages.tables import heldout_rows, heldout_table
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
     from rlsys.rollout.pool import RolloutPool
 
     cfg, rl = ctx.cfg, ctx.stage.rl
+    check_visual_model(cfg, ctx.input_model)
     rows = stage_rows(ctx, "rl")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     checked = check_rl_prompts(ctx, tokenizer, rows)
@@ -272,7 +275,9 @@ def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:
 
 def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any, step: int,
                   credit: TokenCredit | None = None) -> tuple[dict[str, float], float]:
-    """GSPO on the step's groups, split (by group) into `rl.mini_batches` optimizer steps."""
+    """GSPO on the step's groups, split (by group) into `rl.mini_batches` optimizer steps. A mini-batch holding
+    a row with `images` carries each sequence's image paths (`make_batch(images=)`), so the learner scores (and
+    recomputes old and reference logprobs from) the pixels the rollout saw; a text-only one has no `images`."""
     started = time.perf_counter()
     if not groups:
         return {"train/skipped": 1.0}, 0.0
@@ -285,7 +290,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
     anchored = set(rl.kl_sources)
     for m in range(n_mini):
         chosen = order[m::n_mini]
-        ids, masks, old, adv, kl_weights = [], [], [], [], []
+        ids, masks, old, adv, kl_weights, images = [], [], [], [], [], []
         for gi in chosen:
             g = groups[gi]
             for sample, a in zip(g.samples, advantages[gi]):
@@ -296,6 +301,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
                 masks.append([0] * p + [1] * len(sample.token_ids))
                 old.append([0.0] * p + sample.logprobs)
                 kl_weights.append(float(g.row.get("data_source") in anchored))
+                images.append(list(g.row.get("images") or []))
                 if credit is None:
                     adv.append(a)
                     continue
@@ -308,7 +314,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
         if not ids:
             continue
         fields = {"old_logprobs": old, "advantages": adv} | ({"kl_weights": kl_weights} if anchored else {})
-        batch = make_batch(ids, masks, fields)
+        batch = make_batch(ids, masks, fields, images=images if any(images) else None)
         if rl.recompute_old_logprobs or not all(groups[gi].rollout_logprobs_valid for gi in chosen):
             batch["fields"]["old_logprobs"] = learners.compute_logprobs(batch)
         out = learners.train_step(batch, rl.loss, to_plain(rl.loss_kwargs))
@@ -350,7 +356,8 @@ def evaluate(setup: RLSetup, cfg: Any) -> dict[str, float]:
 
 
 def finish(ctx: StageContext, setup: RLSetup, state: RLState) -> dict[str, Any]:
-    """Save the policy, write the hint table and learning curves, return the stage summary."""
+    """Save the policy, write the hint table, the held-out before/after table and learning curves, return the
+    stage summary."""
     model_dir = setup.out_dir / "model"
     setup.learners.save_hf(str(model_dir))
     final_eval = evaluate(setup, ctx.cfg)
@@ -365,15 +372,19 @@ def finish(ctx: StageContext, setup: RLSetup, state: RLState) -> dict[str, Any]:
     from rlsys.tracking.metrics import read_metrics
 
     records = read_metrics(setup.metrics.path)
-    before = next((r for r in records if r.get("step") == 0 and "eval/math_acc" in r), {})
+    before = next((r for r in records if r.get("step") == 0 and any(k.startswith("eval/") for k in r)), {})
+    eval_before = {k: v for k, v in before.items() if k.startswith("eval/")}
+    eval_after = {k: v for k, v in final_eval.items() if k.startswith("eval/")}
+    (setup.out_dir / "eval_table.md").write_text(heldout_table(eval_before, eval_after))
+    (setup.out_dir / "eval_table.json").write_text(json.dumps(heldout_rows(eval_before, eval_after), indent=1))
     summary = {
         "steps": state.step,
         "policy_version": state.version,
         "wall_s": state.wall_s,
         "filter_totals": state.totals,
         "hint_table": table,
-        "eval_before": {k: v for k, v in before.items() if k.startswith("eval/")},
-        "eval": {k: v for k, v in final_eval.items() if k.startswith("eval/")},
+        "eval_before": eval_before,
+        "eval": eval_after,
         "plots": [str(p) for p in plots],
     }
     (setup.out_dir / "rl_summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -382,5 +393,5 @@ def finish(ctx: StageContext, setup: RLSetup, state: RLState) -> dict[str, Any]:
 
 def _brief(metrics: dict[str, float]) -> str:
     keys = ("rollout/accuracy", "rollout/reward_mean", "filter/kept", "filter/rescued", "train/loss",
-            "train/clip_frac", "eval/math_acc", "time/step_s")
+            "train/clip_frac", "eval/math_acc", "eval/vl_acc", "time/step_s")
     return " ".join(f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in keys if k in metrics)

@@ -88,8 +88,10 @@ def total_steps(stage: Any, n_units: int) -> int:
     return stage.max_steps if stage.max_steps > 0 else max(1, math.ceil(stage.epochs * per_epoch))
 
 
-def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causal_lm") -> LearnerGroup:
-    """The stage's learners, training `steps` optimizer steps on the stage's own schedule."""
+def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causal_lm",
+                         learner_overrides: dict[str, Any] | None = None) -> LearnerGroup:
+    """The stage's learners, training `steps` optimizer steps on the stage's own schedule; `learner_overrides`
+    replace learner settings for this stage's kind (e.g. the contrastive stage's micro-batching)."""
     stage = ctx.stage
     schedule = Schedule(lr=stage.lr, total_steps=steps, warmup_steps=int(stage.warmup_ratio * steps),
                         schedule=stage.schedule, min_lr_ratio=stage.min_lr_ratio, weight_decay=stage.weight_decay,
@@ -99,6 +101,7 @@ def build_stage_learners(ctx: StageContext, steps: int, model_kind: str = "causa
     # Parameters the stage trains (the rest are frozen; rlsys/learner/freeze.py) and the key its errors name.
     learner_cfg["trainable"] = [str(p) for p in stage.trainable]
     learner_cfg["trainable_key"] = f"stages.{ctx.name}.trainable"
+    learner_cfg |= learner_overrides or {}
     return LearnerGroup(ctx.input_model, learner_cfg, name=f"learner-{ctx.name}", model_kind=model_kind,
                         timeout=ctx.cfg.ray.actor_timeout_s)
 

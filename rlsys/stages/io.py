@@ -92,6 +92,46 @@ def stage_rows(ctx: StageContext, kind: str, split: str | None = None, select: b
     return select_rows(rows, ctx.stage.where, f"stages.{ctx.name}.where") if select and ctx.stage.where else rows
 
 
+def stage_row_parts(ctx: StageContext, kind: str) -> list[tuple[str, list[dict]]]:
+    """The rows of each `+`-joined part of `stages.<name>.data` (as written, e.g. "vl_caption_train:8"),
+    for a weighted mixture (`mix_weights`); `where` selects over all parts together, as in `stage_rows`."""
+    key = f"stages.{ctx.name}.mix_weights"
+    files_key = USER_FILES.get(ctx.stage.kind)
+    if ctx.stage.data_from or (files_key and list(ctx.cfg.data[files_key])):
+        source = f"data_from = {ctx.stage.data_from!r}" if ctx.stage.data_from else f"data.{files_key}"
+        raise ConfigError(f"config key '{key}': mixes the '+'-joined splits of stages.{ctx.name}.data, but this "
+                          f"stage reads {source}")
+    spec = ctx.stage.data
+    parts = split_parts(spec, f"stages.{ctx.name}.data")
+    files = suite_files(ctx.cfg, [name for name, _ in parts])
+    out: list[tuple[str, list[dict]]] = []
+    for text, (name, limit) in zip(spec.split("+"), parts):
+        if name not in files:
+            raise KeyError(f"config key 'stages.{ctx.name}.data' = {name!r}: suite splits are "
+                           f"{sorted(files)}, visual suite splits {sorted(visual_splits())}")
+        part = _load_part(files[name], kind, ctx)
+        out.append((text.strip(), [part[i] for i in pick_rows(len(part), limit, ctx.stage.seed)]))
+    if ctx.stage.where:
+        kept = {id(r) for r in select_rows([r for _, rows in out for r in rows], ctx.stage.where,
+                                           f"stages.{ctx.name}.where")}
+        out = [(text, [r for r in rows if id(r) in kept]) for text, rows in out]
+    empty = [text for text, rows in out if not rows]
+    if empty:
+        raise ConfigError(f"config key 'stages.{ctx.name}.data': part {empty[0]!r} has no rows to mix")
+    return out
+
+
+def _load_part(path: str, kind: str, ctx: StageContext) -> list[dict]:
+    """One suite split's rows (origins recorded; skipped bad rows logged)."""
+    from rlsys.data.loading import load_rows
+
+    rows, stats = load_rows([path], kind, ctx.cfg.data.on_bad_row)
+    ctx.row_origins.add(rows, stats["origins"])
+    if stats["skipped"]:
+        log.warning("stage %s: skipped %d bad rows of %s", ctx.name, stats["skipped"], path)
+    return rows
+
+
 def visual_splits() -> frozenset[str]:
     """Split names of the visual suite (`data.visual`): vl_train, vl_eval, vl_sft_train, ... Their rows carry
     `images` (absolute paths once loaded)."""

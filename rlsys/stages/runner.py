@@ -52,6 +52,8 @@ STAGE_KINDS = {
     "judge_data": "rlsys.jobs.judge:run_judge_data",
     "judge_sft": "rlsys.jobs.judge:run_judge_sft",
     "judge_rl": "rlsys.rl.judge:run_judge_rl",
+    "contrastive": "rlsys.jobs.vision:run_contrastive",
+    "vision_init": "rlsys.jobs.vl_init:run_vision_init",
 }
 
 def _file_identity(paths: list[str]) -> list[tuple[str, int, int]]:
@@ -209,6 +211,11 @@ def _eval_identity(cfg: Any, stage: Any) -> dict[str, Any]:
     if stage.kind != "rl":
         for key in _RL_ONLY_EVAL_KEYS:
             settings.pop(key, None)
+    if settings.get("visual"):
+        # The held-out visual rows come from `data.visual`: another visual suite is another evaluation.
+        from rlsys.data.tasks.visual.suite import VisualSuiteSpec, visual_identity
+
+        settings["visual_suite"] = visual_identity(VisualSuiteSpec.from_config(cfg.data.visual))
     return settings
 
 

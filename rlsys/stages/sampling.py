@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlsys.config.validate import ConfigError
-from rlsys.data.encode import encode_vl_prompt
-from rlsys.data.prompt_length import HintText, PromptCheck, check_prompt_lengths
+from rlsys.data.prompt_length import HintText, ImageTokens, PromptCheck, check_prompt_lengths
 from rlsys.rollout.types import GroupRequest, GroupResult
 from rlsys.stages.builders import build_reward_pool
 from rlsys.stages.context import StageContext
@@ -52,15 +51,40 @@ def check_stage_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
                         max_level: int = 0) -> PromptCheck:
     """The stage's rows checked against `prompt_limit` (rlsys/data/prompt_length.py) by `data.on_bad_row`, before
     any rollout: the first over-long prompt is an error naming its file, line and row id, or over-long rows are
-    dropped; the counts are added to `ctx.data_metrics` (the stage's summary.json)."""
+    dropped; the counts are added to `ctx.data_metrics` (the stage's summary.json). Rows with `images` count each
+    image's tokens as the stage's model expands them (`image_token_counter`)."""
     cfg = ctx.cfg
     limit, limit_text = prompt_limit(cfg, max_tokens, answer_key)
+    counter = image_token_counter(ctx.input_model, ctx.name) if any(r.get("images") for r in rows) else None
     checked = check_prompt_lengths(tokenizer, rows, limit, limit_text, cfg.data.on_bad_row,
                                    system_prompt=cfg.data.system_prompt, origins=ctx.row_origins,
-                                   hint_text=hint_text, max_level=max_level, where=f"stage '{ctx.name}'")
+                                   hint_text=hint_text, max_level=max_level, where=f"stage '{ctx.name}'",
+                                   image_tokens=counter)
     for key, value in checked.metrics.items():
         ctx.data_metrics[key] = ctx.data_metrics.get(key, 0.0) + value
     return checked
+
+
+def image_token_counter(model_path: str, stage: str) -> ImageTokens:
+    """Image path -> the tokens its placeholder expands to under `model_path`'s HF processor (memoised per path);
+    a text-only model is an error naming the stage, since its rows carry images."""
+    from transformers import AutoProcessor
+
+    from rlsys.learner.vl_inputs import image_token_count
+    from rlsys.rollout.worker import vision_language_config
+
+    if vision_language_config(model_path) is None:
+        raise ConfigError(f"stage '{stage}' reads rows with images, but its model {model_path} is not a "
+                          "vision-language model (no vision_config in its config.json)")
+    processor = AutoProcessor.from_pretrained(model_path)
+    counts: dict[str, int] = {}
+
+    def count(path: str) -> int:
+        if path not in counts:
+            counts[path] = image_token_count(processor, path)
+        return counts[path]
+
+    return count
 
 
 def sampling_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
@@ -71,8 +95,8 @@ def sampling_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
     checked = check_stage_prompts(ctx, tokenizer, rows, max_tokens or sample.max_tokens or None, answer_key)
     prompts: list[list[int] | None] = [None] * len(rows)
     for i, ids in zip(checked.kept, checked.prompt_ids):
-        # A row with `images`: one image placeholder per image before its text, sent with the images (`sample_rows`).
-        prompts[i] = encode_vl_prompt(tokenizer, rows[i], ctx.cfg.data.system_prompt) if rows[i].get("images") else ids
+        # A row with `images` has its VL prompt here (one placeholder per image), sent with the images (`sample_rows`).
+        prompts[i] = ids
     return prompts
 
 

@@ -7,6 +7,8 @@ and of the artifact's build, and what a data stage did. Written to the run direc
 `pipeline_table.md` / `pipeline_table.json` (plus `pipeline.json`, eval metrics by stage), with
 `pipeline_curves.png` (metrics across stages), `rl_curves.png` (reward and accuracy per RL step) and
 `constraint_rates.md` (per-constraint IF pass rates at the start and end of each RL stage that logs them).
+Visual accuracy columns (`eval.visual`) appear when a stage measured them. `heldout_table` is the per-tier
+(and per visual task) before/after table an RL stage ends with.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ EVAL_COLUMNS = (
     ("IF all", "eval/ifeval_all_pass"),
     ("IF share", "eval/ifeval_constraint_pass"),
     ("format", "eval/format_pass"),
+)
+# Shown only when some stage has them (eval.visual).
+VL_COLUMNS = (
+    ("vl", "eval/vl_acc"),
+    ("vl trap", "eval/vl_trap_acc"),
 )
 PREF_KEYS = ("eval/pref_acc", "eval/rm_pair_acc", "eval/judge_pair_acc")
 RL_KINDS = ("rl", "judge_rl")
@@ -54,9 +61,10 @@ def stage_notes(kind: str, summary: dict[str, Any]) -> str:
     parts = []
     if kind in RL_KINDS and "steps" in summary:
         parts.append(f"{summary['steps']} steps")
-        before = summary.get("eval_before", {}).get("eval/math_acc")
-        if before is not None:
-            parts.append(f"math before {before:.3f}")
+        for label, key in (("math", "eval/math_acc"), ("vl", "eval/vl_acc")):
+            before = summary.get("eval_before", {}).get(key)
+            if before is not None:
+                parts.append(f"{label} before {before:.3f}")
         rescued = summary.get("filter_totals", {}).get("filter/rescued")
         if rescued:
             parts.append(f"{int(rescued)} groups rescued by hints")
@@ -82,26 +90,63 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({
             "stage": name, "kind": r.kind, "status": "reused" if r.reused else "trained",
             "wall_s": round(r.wall_s, 1), "build_wall_s": round(float(r.summary.get("wall_s", r.wall_s)), 1),
-            **{key: ev.get(key) for _, key in EVAL_COLUMNS}, "pref_acc": pref,
+            **{key: ev.get(key) for _, key in (*EVAL_COLUMNS, *VL_COLUMNS)}, "pref_acc": pref,
             "notes": stage_notes(r.kind, r.summary), "path": r.path,
         })
     return rows
 
 
+def _columns(rows: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """The eval columns of the table: the text ones, and the visual ones when some stage has them."""
+    return (*EVAL_COLUMNS, *(c for c in VL_COLUMNS if any(r.get(c[1]) is not None for r in rows)))
+
+
 def markdown_table(rows: list[dict[str, Any]], run_wall_s: float) -> str:
-    head = ["stage", "kind", "status", "wall s (run)", "wall s (build)", *(c for c, _ in EVAL_COLUMNS), "pref acc", "notes"]
+    columns = _columns(rows)
+    head = ["stage", "kind", "status", "wall s (run)", "wall s (build)", *(c for c, _ in columns), "pref acc", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [row["stage"], row["kind"], row["status"], f"{row['wall_s']:.0f}", f"{row['build_wall_s']:.0f}",
-                 *(_fmt(row[key]) for _, key in EVAL_COLUMNS), _fmt(row["pref_acc"]), row["notes"]]
+                 *(_fmt(row.get(key)) for _, key in columns), _fmt(row["pref_acc"]), row["notes"]]
         lines.append("| " + " | ".join(cells) + " |")
     build_total = sum(r["build_wall_s"] for r in rows)
     return (
         f"Pipeline wall time this run: {run_wall_s:.0f} s; all stages' build time (reused included): "
         f"{build_total:.0f} s.\nHeld-out greedy evaluation: math accuracy per tier, IF pass rate (all constraints "
-        "/ share of constraints), preference accuracy (MPO implicit reward, scalar RM, or pairwise judge).\n\n"
+        "/ share of constraints), preference accuracy (MPO implicit reward, scalar RM, or pairwise judge)"
+        + (", visual accuracy (held-out picture questions; trap: things not in the picture)" if len(columns) > len(EVAL_COLUMNS)
+           else "") + ".\n\n"
         + "\n".join(lines) + "\n"
     )
+
+
+def heldout_rows(before: dict[str, float], after: dict[str, float]) -> list[dict[str, Any]]:
+    """Before/after rows of the held-out accuracies: math per tier and overall, then (eval.visual) visual
+    accuracy per tier, per task, overall and on the trap questions. A metric missing on one side is None."""
+    keys = set(before) | set(after)
+
+    def pick(prefix: str) -> list[str]:
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    vl_tiers = pick("eval/vl_acc_tier")
+    order = [*pick("eval/math_acc_tier"), "eval/math_acc", *vl_tiers,
+             *(k for k in pick("eval/vl_acc_") if k not in vl_tiers), "eval/vl_acc", "eval/vl_trap_acc"]
+    rows = []
+    for key in (k for k in order if k in keys):
+        a, b = before.get(key), after.get(key)
+        rows.append({"metric": key.removeprefix("eval/"), "before": a, "after": b,
+                     "change": b - a if a is not None and b is not None else None})
+    return rows
+
+
+def heldout_table(before: dict[str, float], after: dict[str, float]) -> str:
+    """`heldout_rows` as markdown."""
+    lines = ["Held-out greedy accuracy before and after the stage, per tier (and per visual task).", "",
+             "| metric | before | after | change |", "|---|---|---|---|"]
+    for row in heldout_rows(before, after):
+        change = "-" if row["change"] is None else f"{row['change']:+.3f}"
+        lines.append(f"| {row['metric']} | {_fmt(row['before'])} | {_fmt(row['after'])} | {change} |")
+    return "\n".join(lines) + "\n"
 
 
 def _metrics(stage_dir: str) -> list[dict[str, Any]]:
@@ -131,12 +176,13 @@ def _plot(rows: list[dict[str, Any]], results: dict[str, Any], out: Path) -> lis
     import matplotlib.pyplot as plt
 
     written = []
-    evaluated = [r for r in rows if any(r[key] is not None for _, key in EVAL_COLUMNS) or r["pref_acc"] is not None]
+    columns = _columns(rows)
+    evaluated = [r for r in rows if any(r.get(key) is not None for _, key in columns) or r["pref_acc"] is not None]
     if evaluated:
         fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(evaluated)), 4))
         xs = range(len(evaluated))
-        for label, key in (*EVAL_COLUMNS, ("pref acc", "pref_acc")):
-            ys = [r[key] if r[key] is not None else float("nan") for r in evaluated]
+        for label, key in (*columns, ("pref acc", "pref_acc")):
+            ys = [r[key] if r.get(key) is not None else float("nan") for r in evaluated]
             if any(not math.isnan(y) for y in ys):
                 ax.plot(xs, ys, marker="o", label=label)
         ax.set_xticks(list(xs), [r["stage"] for r in evaluated], rotation=30, ha="right")

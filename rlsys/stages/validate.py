@@ -13,7 +13,9 @@ depends on), each error naming its config key:
   format and is not empty;
 - a stage's `overrides` merge into the run config and keep its values in range;
 - settings that can never train: an RL difficulty filter (or a pass_filter keep range) that no pass rate
-  of a group of that size can fall in.
+  of a group of that size can fall in;
+- contrastive stages: a contrastive loss (and only there), ZeRO 0-2, and a vision-language model at the root
+  of the stage's `input` chain (or a `vision_init` stage on it).
 
 rlsys/run.py calls `validate_chain` for the `pipeline` job right after `validate_config`.
 """
@@ -26,6 +28,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from rlsys.algorithms.filtering import pass_rate_in_range
+from rlsys.algorithms.registry import loss_kind
 from rlsys.config.plain import to_plain
 from rlsys.config.schema import Config, DataConfig
 from rlsys.config.validate import ConfigError, check_setting, iter_settings
@@ -41,6 +44,10 @@ from rlsys.stages.runner import walk_stage_chain
 REWARD_KINDS = frozenset({"rl", "judge_rl", "rft_sample", "pass_filter", "pref_sample"})
 RL_KINDS = frozenset({"rl", "judge_rl"})
 FILE_KEYS = tuple(name for name in DataConfig.__dataclass_fields__ if name.endswith("_files"))
+# Stage kinds that train their `loss` on sequences (a contrastive loss needs the `contrastive` kind).
+SEQUENCE_LOSS_KINDS = frozenset({"pretrain", "sft", "mpo", "rm"})
+# Stage kinds whose model is a vision-language one built from their input's text LM (rlsys/jobs/vl_init.py).
+VISION_INIT_KINDS = frozenset({"vision_init"})
 
 
 def is_stage_ref(value: object) -> bool:
@@ -61,6 +68,7 @@ def validate_chain(cfg: Any, names: list[str] | None = None) -> None:
         run_cfg = stage_run_config(cfg, name, stage)
         check_stage_rewards(run_cfg, name, stage, checked)
         check_can_train(run_cfg, name, stage)
+        check_contrastive(cfg, run_cfg, name, stage)
         return StageResult(name, stage.kind, "", "", False, 0.0, {})
 
     try:
@@ -171,3 +179,52 @@ def check_can_train(run_cfg: Any, name: str, stage: Any) -> None:
         "group would be dropped and the stage would have nothing to train on or keep; use more answers per "
         "group or widen the range"
     )
+
+
+def check_contrastive(cfg: Any, run_cfg: Any, name: str, stage: Any) -> None:
+    """A contrastive stage trains a contrastive loss on ZeRO 0-2 from a vision-language model; a contrastive
+    loss trains only there."""
+    try:
+        kind = loss_kind(stage.loss)
+    except KeyError:
+        return  # validate_config names an unknown loss
+    if stage.kind != "contrastive":
+        if stage.kind in SEQUENCE_LOSS_KINDS and kind == "contrastive":
+            raise ConfigError(f"config key 'stages.{name}.loss' = {stage.loss!r}: a contrastive loss trains on "
+                              f"image-caption pairs in a stage of kind 'contrastive', not {stage.kind!r}")
+        return
+    if kind != "contrastive":
+        raise ConfigError(f"config key 'stages.{name}.loss' = {stage.loss!r}: a contrastive stage trains a loss of "
+                          f"kind 'contrastive' (siglip), not {kind!r}")
+    if int(run_cfg.learner.zero_stage) == 3:
+        key = (f"stages.{name}.overrides.learner.zero_stage" if _overridden(stage, "learner.zero_stage")
+               else "learner.zero_stage")
+        raise ConfigError(f"config key '{key}' = 3: stage '{name}' (contrastive) runs on ZeRO 0-2")
+    source, is_vl = model_source(cfg, name)
+    if is_vl is False:
+        raise ConfigError(f"stage '{name}' (contrastive) needs a vision-language model, but its model comes from "
+                          f"{source}, a text-only model: start it from a VLM (model=tiny_vl, a Qwen3-VL model.path) "
+                          "or put a vision_init stage on its input chain")
+
+
+def model_source(cfg: Any, name: str) -> tuple[str, bool | None]:
+    """Where stage `name`'s model comes from (following `input` to its root) and whether that is a
+    vision-language model (None: not known before the run, e.g. a missing or referenced directory)."""
+    from rlsys.learner.worker import is_vision_language
+    from rlsys.model.resolve import model_kind
+
+    seen: set[str] = set()
+    stage = cfg.stages[name]
+    while stage.input and name not in seen:
+        seen.add(name)
+        if stage.kind in VISION_INIT_KINDS:
+            return f"stage '{name}' ({stage.kind})", True
+        name, stage = stage.input, cfg.stages[stage.input]
+    if stage.kind in VISION_INIT_KINDS:
+        return f"stage '{name}' ({stage.kind})", True
+    run_cfg = stage_run_config(cfg, name, stage)
+    path = run_cfg.model.path
+    if path:
+        known = not is_stage_ref(path) and (Path(str(path)) / "config.json").is_file()
+        return f"model.path = {path!r} (stage '{name}')", is_vision_language(str(path)) if known else None
+    return f"model.kind = {model_kind(run_cfg)!r} (stage '{name}')", model_kind(run_cfg) == "vl"

@@ -9,6 +9,7 @@ from rlsys.algorithms.registry import LOSS_KINDS, list_losses, loss_kind, regist
 from rlsys.learner.objectives import (
     OBJECTIVES,
     UNBOUND_KINDS,
+    Contrastive,
     PairwiseScore,
     PolicyGradient,
     Preference,
@@ -28,8 +29,8 @@ def test_one_objective_class_per_kind() -> None:
     assert tuple(OBJECTIVES) + tuple(UNBOUND_KINDS) == LOSS_KINDS
     expected = {"ntp": TokenNLL, "sft": TokenNLL, "gspo": PolicyGradient, "gspo_token": PolicyGradient,
                 "grpo": PolicyGradient, "dpo": Preference, "bco_pair": Preference, "mpo": Preference,
-                "bradley_terry": PairwiseScore}
-    assert {name: type(make_objective(name)) for name in list_losses() if name != "siglip"} == expected
+                "bradley_terry": PairwiseScore, "siglip": Contrastive}
+    assert {name: type(make_objective(name)) for name in list_losses()} == expected
     assert all(OBJECTIVES[loss_kind(name)] is cls for name, cls in expected.items())
 
 
@@ -46,10 +47,13 @@ def test_an_unregistered_loss_is_an_error_listing_the_known_ones() -> None:
         make_objective("gpso")
 
 
-def test_a_contrastive_loss_has_no_learner_objective_yet() -> None:
-    """siglip is registered (kind "contrastive") but the objective that feeds it pooled image and text
-    embeddings comes with the vision-language model: the learner says so instead of failing obscurely."""
-    assert set(UNBOUND_KINDS) == {"contrastive"}
-    with pytest.raises(ValueError, match=r"loss 'siglip' \(objective kind 'contrastive'\) cannot be trained.*"
-                                         r"vision-language model.*issue #24"):
-        make_objective("siglip")
+def test_the_contrastive_objective_asks_for_embeddings_not_logprobs() -> None:
+    """siglip (kind "contrastive") is bound: its objective needs pooled image and text embeddings, and says so
+    when the learner gave it none (a learner not built for a contrastive stage)."""
+    from rlsys.learner.objectives import ForwardOut
+
+    assert not UNBOUND_KINDS
+    objective = make_objective("siglip")
+    assert objective.needs_embeddings and not (objective.needs_ref or objective.needs_entropy)
+    with pytest.raises(ValueError, match="needs pooled image and text embeddings"):
+        objective.loss(ForwardOut(), None, 1.0)  # type: ignore[arg-type]

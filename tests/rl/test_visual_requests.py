@@ -86,7 +86,7 @@ def test_offline_sampling_sends_images_with_vl_prompts(vl, rows, tmp_path) -> No
     tok, processor, _ = vl
     cfg = _cfg()
     stage = OmegaConf.merge(cfg.stages, {"s": {"kind": "rft_sample"}}).s
-    ctx = StageContext(cfg, "s", stage, "unused", tmp_path / "out")
+    ctx = StageContext(cfg, "s", stage, tok.name_or_path, tmp_path / "out")
     pool = RecordingPool()
     sample_rows(ctx, pool, tok, rows, 2)
     image_req, text_req, _ = pool.requests
