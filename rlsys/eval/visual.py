@@ -85,17 +85,18 @@ def score_visual(rows: list[dict], texts: list[str], trap_rows: list[dict], trap
     """Accuracy of the answers to the visual rows: overall, per tier and per task; and on the trap rows.
     `blind` adds `eval/vl_blind` = 1 (the rows were answered without their images)."""
     out: dict[str, list[float]] = defaultdict(list)
-    for row, ok in zip(rows, _hits(rows, texts)):
+    for row, ok in zip(rows, visual_hits(rows, texts)):
         out["eval/vl_acc"].append(ok)
         out[f"eval/vl_acc_{row.get('task', 'unknown')}"].append(ok)
         if row.get("tier") is not None:
             out[f"eval/vl_acc_tier{row['tier']}"].append(ok)
-    out["eval/vl_trap_acc"] += _hits(trap_rows, trap_texts)
+    out["eval/vl_trap_acc"] += visual_hits(trap_rows, trap_texts)
     metrics = {k: sum(v) / len(v) for k, v in sorted(out.items()) if v}
     return metrics | ({"eval/vl_blind": 1.0} if blind and metrics else {})
 
 
-def _hits(rows: list[dict], texts: list[str]) -> list[float]:
+def visual_hits(rows: list[dict], texts: list[str]) -> list[float]:
+    """1.0 where the math verifier accepts the answer to a visual row, per row."""
     from rewards.math import math_reward
 
     if len(rows) != len(texts):

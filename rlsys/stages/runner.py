@@ -196,7 +196,8 @@ def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult], base_cfg: Any
         "base": base_model_identity(base_cfg if base_cfg is not None else cfg) if not stage.input else None,
         "data": data_identity(cfg, stage),
         "learner": _learner_identity(cfg),
-        "eval": _eval_identity(cfg, stage),
+        # The stage's own run config: `overrides: {eval: ...}` (e.g. eval.visual on the vision stages) is its eval.
+        "eval": _eval_identity(base_cfg if base_cfg is not None else cfg, stage),
     }
 
 

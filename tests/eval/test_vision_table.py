@@ -1,0 +1,39 @@
+"""`python -m rlsys.eval vision`: the stage models of a run, and the with/blind table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlsys.eval.vision import markdown, run_models
+
+
+def test_run_models_keeps_vision_language_stages_in_run_order(tmp_path):
+    stages = tmp_path / "run" / "stages"
+    stages.mkdir(parents=True)
+    dirs = {}
+    for name, vision in (("sft_more", False), ("vl_init", True), ("vl_sft", True)):
+        model = tmp_path / name / "model"
+        model.mkdir(parents=True)
+        config = {"model_type": "x"} | ({"vision_config": {"depth": 2}} if vision else {})
+        (model / "config.json").write_text(json.dumps(config))
+        dirs[name] = str(model)
+    lines = [{"name": n, "model_dir": dirs[n]} for n in ("sft_more", "vl_init", "vl_sft", "vl_init")]
+    (stages / "stages.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert run_models(tmp_path / "run") == [("vl_init", dirs["vl_init"]), ("vl_sft", dirs["vl_sft"])]
+
+
+def test_run_models_refuses_a_directory_without_stages(tmp_path):
+    with pytest.raises(SystemExit, match="stages.jsonl"):
+        run_models(tmp_path)
+
+
+def test_markdown_puts_each_model_with_its_blind_score_and_tasks():
+    table = {"a": {"eval/vl_acc": 0.5, "eval/blind_acc": 0.25, "eval/vl_acc_tier1": 0.75, "eval/vl_acc_count": 1.0,
+                   "eval/vl_trap_acc": 0.1, "eval/blind_trap_acc": 0.0}}
+    text = markdown(table, {"a": "+0.250 ± 0.100"})
+    lines = text.splitlines()
+    assert lines[0] == "| model | vl acc | blind | with − blind | tier1 | trap | trap blind |"
+    assert lines[2] == "| a | 0.500 | 0.250 | +0.250 ± 0.100 | 0.750 | 0.100 | 0.000 |"
+    assert lines[-1] == "| a | 1.000 |" and lines[-3] == "| model | count |"
