@@ -57,15 +57,15 @@ class VisualSuiteSpec:
     # Task types to build (names in rlsys.data.tasks.visual.tasks.TASKS); empty = all of them.
     tasks: list[str] = field(default_factory=list)
     # Rows per task type in vl_train (RL prompts).
-    n_train_per_task: int = 40
+    n_train_per_task: int = 80
     # Rows per task type in vl_eval (held-out problems).
-    n_eval_per_task: int = 10
+    n_eval_per_task: int = 20
     # Rows per task type in vl_sft_train (own train stream); caption / QA / reverse-QA / IF splits: one per scene.
-    n_sft_per_task: int = 40
+    n_sft_per_task: int = 160
     # Trap questions in vl_trap_train (own shape scenes, answer 0).
-    n_trap_train: int = 60
+    n_trap_train: int = 160
     # Trap questions in vl_trap_eval.
-    n_trap_eval: int = 20
+    n_trap_eval: int = 40
     # Side of the square images in pixels (a multiple of 32 fits Qwen-VL's 16-pixel patches merged 2 x 2).
     image_size: int = 224
 
