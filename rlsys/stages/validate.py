@@ -15,7 +15,9 @@ depends on), each error naming its config key:
 - settings that can never train: an RL difficulty filter (or a pass_filter keep range) that no pass rate
   of a group of that size can fall in;
 - contrastive stages: a contrastive loss (and only there), ZeRO 0-2, and a vision-language model at the root
-  of the stage's `input` chain (or a `vision_init` stage on it).
+  of the stage's `input` chain (or a `vision_init` stage on it);
+- `eval.visual` (run-wide or a stage's `overrides`) only on stages whose model sees images, unless
+  `eval.drop_images` scores the picture questions blind.
 
 rlsys/run.py calls `validate_chain` for the `pipeline` job right after `validate_config`.
 """
@@ -69,6 +71,7 @@ def validate_chain(cfg: Any, names: list[str] | None = None) -> None:
         check_stage_rewards(run_cfg, name, stage, checked)
         check_can_train(run_cfg, name, stage)
         check_contrastive(cfg, run_cfg, name, stage)
+        check_visual_eval(cfg, run_cfg, name, stage)
         return StageResult(name, stage.kind, "", "", False, 0.0, {})
 
     try:
@@ -228,3 +231,23 @@ def model_source(cfg: Any, name: str) -> tuple[str, bool | None]:
         known = not is_stage_ref(path) and (Path(str(path)) / "config.json").is_file()
         return f"model.path = {path!r} (stage '{name}')", is_vision_language(str(path)) if known else None
     return f"model.kind = {model_kind(run_cfg)!r} (stage '{name}')", model_kind(run_cfg) == "vl"
+
+
+# Stage kinds that evaluate their model on the held-out rows (`evaluate`, or the RL loop's own evaluation).
+EVALUATING_KINDS = frozenset({"pretrain", "sft", "mpo", "vision_init", "rl"})
+
+
+def check_visual_eval(cfg: Any, run_cfg: Any, name: str, stage: Any) -> None:
+    """`eval.visual` sends images, so a stage that evaluates a text-only model with it fails before any stage
+    runs (not after training)."""
+    ev = run_cfg.eval
+    if not ev.visual or ev.drop_images or stage.kind not in EVALUATING_KINDS:
+        return
+    if stage.kind != "rl" and not stage.evaluate:
+        return
+    source, is_vl = model_source(cfg, name)
+    if is_vl is False:
+        key = f"stages.{name}.overrides.eval.visual" if _overridden(stage, "eval.visual") else "eval.visual"
+        raise ConfigError(f"config key '{key}' = true: stage '{name}' evaluates a text-only model ({source}) on "
+                          "picture questions; set it on the stages after a vision_init stage only (as "
+                          "conf/stages/vl.yaml does), or eval.drop_images=true to score them blind")

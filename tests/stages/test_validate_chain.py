@@ -155,3 +155,19 @@ def test_the_launcher_fails_in_seconds_before_the_run_starts(tmp_path: Path) -> 
     # Before the run's metadata, Ray and the first stage.
     assert not (run_dir / "meta.json").exists() and not (tmp_path / "artifacts").exists()
     print(f"launch -> validation error: {elapsed:.1f} s")
+
+
+def test_visual_eval_on_a_text_only_stage_fails_before_anything_runs(tmp_path: Path) -> None:
+    message = _error(tmp_path, "gspo_hints", "eval.visual=true")
+    assert "config key 'eval.visual' = true: stage 'pretrain' evaluates a text-only model" in message
+    # Scoring the picture questions blind needs no vision.
+    validate_chain(_compose(tmp_path, "gspo_hints", "eval.visual=true", "eval.drop_images=true"))
+
+
+def test_visual_eval_by_stage_overrides_names_that_stage(tmp_path: Path) -> None:
+    message = _error(tmp_path, "gspo_hints", "+stages.sft_more.overrides={eval: {visual: true}}")
+    assert "config key 'stages.sft_more.overrides.eval.visual' = true: stage 'sft_more'" in message
+    # The vision stages evaluate on pictures from vl_init on, after the text chain that cannot.
+    cfg = _compose(tmp_path, "vl_pipeline")
+    assert cfg.stages.vl_init.overrides.eval.visual and not cfg.eval.visual
+    validate_chain(cfg)
