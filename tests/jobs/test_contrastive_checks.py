@@ -127,6 +127,7 @@ def test_the_vit_pretrain_exp_composes_and_passes_the_start_up_checks() -> None:
     validate_config(cfg)
     validate_chain(cfg)
     stage = cfg.stages.vit_pretrain
-    assert stage.kind == "contrastive" and list(stage.trainable) == ["model.visual.*"] and cfg.model.kind == "vl"
+    assert stage.kind == "contrastive" and stage.input is None and cfg.model.kind == "vl"
+    assert list(stage.trainable) == ["model.visual.patch_embed.*", "model.visual.pos_embed.*", "model.visual.blocks.*"]
     with pytest.raises(ConfigError, match="stage 'vit_pretrain' \\(contrastive\\) needs a vision-language model"):
         validate_chain(compose_config(["+exp=vit_pretrain", "model=tiny"]))
