@@ -34,3 +34,11 @@ def tiny_model_dir(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out, TinyArch, tiny_texts(), seed=0)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def tiny_vl_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """The tiny Qwen3-VL built around `tiny_model_dir` (default TinyVLSpec, seed 0); shared, so read it only."""
+    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
+
+    return build_tiny_vl(tiny_model_dir, str(tmp_path_factory.mktemp("tiny-vl") / "model"), TinyVLSpec(), seed=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rlsys.config.schema import learner_settings
 
 
@@ -30,6 +32,23 @@ def learner_config(**overrides) -> dict:
     optim = {"lr": 1e-3, "schedule": "cosine", "total_steps": 20, **overrides.pop("optim", {})}
     settings = {"cpus_per_actor": 0.5, "micro_batch_size": 4, "num_threads": 1, **overrides}
     return learner_settings(optim, **settings)
+
+
+def draw_image(path: Path, size: tuple[int, int] = (64, 64), colour: str = "red",
+               shape: str | None = "ellipse") -> str:
+    """Save a white picture with one filled `shape` ("ellipse" or "rectangle") 4 px in from its edges, or, with
+    shape=None, a picture all of `colour`; return its path."""
+    from PIL import Image, ImageDraw
+
+    if shape is None:
+        Image.new("RGB", size, colour).save(path)
+        return str(path)
+    if shape not in ("ellipse", "rectangle"):
+        raise ValueError(f"draw_image: shape must be 'ellipse', 'rectangle' or None, got {shape!r}")
+    image = Image.new("RGB", size, "white")
+    getattr(ImageDraw.Draw(image), shape)([4, 4, size[0] - 4, size[1] - 4], fill=colour)
+    image.save(path)
+    return str(path)
 
 
 # A small suite and model keep the test quick; the code path is the default one.

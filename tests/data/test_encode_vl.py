@@ -4,10 +4,9 @@ and text rows encoded exactly as before."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from rlsys_testing import draw_image
 
 from rlsys.data.encode import encode_chat, encode_pairs, encode_sft_rows
 from rlsys.data.loading import sft_messages
@@ -15,23 +14,13 @@ from rlsys.data.loading import sft_messages
 VISION = "<|vision_start|><|image_pad|><|vision_end|>"
 
 
-def _draw(path: Path, colour: str) -> str:
-    from PIL import Image
-
-    Image.new("RGB", (64, 48), colour).save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def vl(tiny_model_dir, tmp_path_factory):
+def vl(tiny_vl_dir, tmp_path_factory):
     from transformers import AutoProcessor, AutoTokenizer
 
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
     root = tmp_path_factory.mktemp("encode-vl")
-    model_dir = build_tiny_vl(tiny_model_dir, str(root / "model"), TinyVLSpec(), seed=0)
-    images = [_draw(root / "a.png", "red"), _draw(root / "b.png", "blue")]
-    return AutoTokenizer.from_pretrained(model_dir), AutoProcessor.from_pretrained(model_dir), images
+    images = [draw_image(root / f"{c}.png", (64, 48), c, shape=None) for c in ("red", "blue")]
+    return AutoTokenizer.from_pretrained(tiny_vl_dir), AutoProcessor.from_pretrained(tiny_vl_dir), images
 
 
 def test_an_image_row_gets_one_placeholder_per_image_and_a_mask_on_the_answer(vl) -> None:

@@ -3,10 +3,9 @@ its image's tokens), with the tiny Qwen3-VL's processor; text rows exactly as be
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from omegaconf import OmegaConf
+from rlsys_testing import draw_image
 
 from rlsys.config.schema import Config
 from rlsys.config.validate import ConfigError
@@ -19,26 +18,15 @@ from rlsys.stages.sampling import check_stage_prompts, image_token_counter
 TEXT_ROW = {"id": "t", "prompt": "What is 2 + 3?", "answer": "5"}
 
 
-def _draw(path: Path, size: int) -> str:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (size, size), "white")
-    ImageDraw.Draw(image).ellipse([4, 4, size - 4, size - 4], fill="red")
-    image.save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def vl(tiny_model_dir, tmp_path_factory):
+def vl(tiny_vl_dir, tmp_path_factory):
     """(model dir, tokenizer, processor, image row) of the tiny Qwen3-VL."""
     from transformers import AutoProcessor, AutoTokenizer
 
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
     root = tmp_path_factory.mktemp("vl-prompt-length")
-    out = build_tiny_vl(tiny_model_dir, str(root / "model"), TinyVLSpec(), seed=0)
+    out = tiny_vl_dir
     row = {"id": "v", "prompt": "How many red circles are there?", "answer": "1",
-           "images": [_draw(root / "a.png", 224), _draw(root / "b.png", 96)],
+           "images": [draw_image(root / "a.png", (224, 224)), draw_image(root / "b.png", (96, 96))],
            "hints": ["Count.", "Count the red round shapes in each picture.",
                      "Count the red round shapes in each picture, one by one, then add the two counts together."]}
     return out, AutoTokenizer.from_pretrained(out), AutoProcessor.from_pretrained(out), row

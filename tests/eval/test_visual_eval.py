@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from rlsys_testing import draw_image
 
 from rlsys.config.schema import Config
 from rlsys.config.validate import ConfigError
@@ -85,9 +86,7 @@ def test_visual_rows_come_from_the_visual_suite_capped_and_blind_on_request(tmp_
 
 
 def test_user_eval_files_give_their_rows_with_images(tmp_path: Path) -> None:
-    from PIL import Image
-
-    Image.new("RGB", (32, 32), "white").save(tmp_path / "p.png")
+    draw_image(tmp_path / "p.png", (32, 32), "white", shape=None)
     rows = [{"id": "m", "prompt": "1 + 1?", "answer": "2"}, {"id": "v", "prompt": "How many?", "answer": "1",
             "images": ["p.png"], "task": "count", "tier": 1}, {"id": "t", "prompt": "How many red?", "answer": "0",
             "images": ["p.png"], "task": "trap"}]
@@ -107,25 +106,18 @@ def test_user_eval_files_give_their_rows_with_images(tmp_path: Path) -> None:
         eval_rows(cfg)
 
 
-@pytest.fixture(scope="module")
-def vl_model(tiny_model_dir, tmp_path_factory) -> str:
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
-    return build_tiny_vl(tiny_model_dir, str(tmp_path_factory.mktemp("vl-eval") / "model"), TinyVLSpec(), seed=0)
-
-
-def test_a_text_model_cannot_take_the_visual_eval_unless_blind(tmp_path: Path, tiny_model_dir, vl_model) -> None:
+def test_a_text_model_cannot_take_the_visual_eval_unless_blind(tmp_path: Path, tiny_model_dir, tiny_vl_dir) -> None:
     with pytest.raises(ConfigError, match=r"'eval.visual' = true needs a vision-language model.*eval.drop_images"):
         check_visual_model(_cfg(tmp_path, visual=True), tiny_model_dir)
     check_visual_model(_cfg(tmp_path, visual=True, drop_images=True), tiny_model_dir)
-    check_visual_model(_cfg(tmp_path, visual=True), vl_model)
+    check_visual_model(_cfg(tmp_path, visual=True), tiny_vl_dir)
     check_visual_model(_cfg(tmp_path), tiny_model_dir)
 
 
-def test_visual_rows_are_asked_with_their_images_and_blind_rows_without(tmp_path: Path, vl_model) -> None:
+def test_visual_rows_are_asked_with_their_images_and_blind_rows_without(tmp_path: Path, tiny_vl_dir) -> None:
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(vl_model)
+    tok = AutoTokenizer.from_pretrained(tiny_vl_dir)
     cfg = _cfg(tmp_path, visual=True, max_visual=2)
     rows = visual_eval_rows(cfg)["visual"]
     sent: list = []

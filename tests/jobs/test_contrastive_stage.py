@@ -22,13 +22,11 @@ VISUAL = {"tasks": ["arith", "count", "chart_value"], "n_train_per_task": 1, "n_
           "n_sft_per_task": 2, "n_trap_train": 1, "n_trap_eval": 1, "image_size": 64}
 
 
-def test_vit_pretraining_trains_the_tower_only_and_reports_retrieval(ray_session, tiny_model_dir, tmp_path):
+def test_vit_pretraining_trains_the_tower_only_and_reports_retrieval(ray_session, tiny_vl_dir, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForImageTextToText
 
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
-    base = build_tiny_vl(tiny_model_dir, str(tmp_path / "base"), TinyVLSpec(), seed=0)
+    base = tiny_vl_dir
     cfg = OmegaConf.structured(Config)
     cfg.model.path = base
     cfg.artifacts_dir = str(tmp_path / "artifacts")

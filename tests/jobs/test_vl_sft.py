@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from rlsys_testing import SMALL
+from rlsys_testing import SMALL, draw_image
 
 from rlsys.config.schema import Config
 from rlsys.config.validate import ConfigError
@@ -31,22 +31,15 @@ def _ctx(tmp_path: Path, model: str, kind: str = "sft") -> StageContext:
     return StageContext(cfg, "vsft", stage, model, tmp_path / "out")
 
 
-@pytest.fixture(scope="module")
-def vl_model(tiny_model_dir, tmp_path_factory) -> str:
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
-    return build_tiny_vl(tiny_model_dir, str(tmp_path_factory.mktemp("vl-sft") / "model"), TinyVLSpec(), seed=0)
-
-
-def test_image_rows_need_a_vision_language_model(tmp_path: Path, tiny_model_dir: str, vl_model: str) -> None:
+def test_image_rows_need_a_vision_language_model(tmp_path: Path, tiny_model_dir: str, tiny_vl_dir: str) -> None:
     rows = [{"id": "t1", "prompt": "q", "response": "a"}, {"id": "v7", "prompt": "q", "response": "a", "images": ["x.png"]}]
     assert input_processor(_ctx(tmp_path, tiny_model_dir), rows[:1]) is None  # text rows load nothing
     with pytest.raises(ConfigError, match=r"stage 'vsft': row 'v7' has images, but the input model .* is not a "
                                           r"vision-language model"):
         input_processor(_ctx(tmp_path, tiny_model_dir), rows)
     with pytest.raises(ConfigError, match=r"stage 'vsft': row 'v7' has images, but a rm stage trains on text only"):
-        input_processor(_ctx(tmp_path, vl_model, "rm"), rows, allow=False)
-    assert input_processor(_ctx(tmp_path, vl_model), rows).image_token_id is not None
+        input_processor(_ctx(tmp_path, tiny_vl_dir, "rm"), rows, allow=False)
+    assert input_processor(_ctx(tmp_path, tiny_vl_dir), rows).image_token_id is not None
 
 
 def _tensors(path: Path) -> dict:
@@ -57,22 +50,19 @@ def _tensors(path: Path) -> dict:
 
 def _pairs_file(tmp_path: Path) -> Path:
     """Four preference rows, each with its own image (absolute paths)."""
-    from PIL import Image
-
     from rlsys.stages.io import write_jsonl
 
     rows = []
     for i, colour in enumerate(["red", "green", "blue", "black"]):
         image = tmp_path / "pairs" / f"{colour}.png"
         image.parent.mkdir(exist_ok=True)
-        Image.new("RGB", (64, 64), colour).save(image)
         rows.append({"id": f"p{i}", "prompt": "What colour is the picture?", "chosen": colour,
-                     "rejected": "white", "images": [str(image)]})
+                     "rejected": "white", "images": [draw_image(image, (64, 64), colour, shape=None)]})
     return write_jsonl(tmp_path / "pairs" / "pairs.jsonl", rows)
 
 
 @pytest.mark.slow
-def test_short_sft_and_mpo_stages_on_image_rows_train_the_vision_tower(tmp_path: Path, vl_model: str) -> None:
+def test_short_sft_and_mpo_stages_on_image_rows_train_the_vision_tower(tmp_path: Path, tiny_vl_dir: str) -> None:
     sft, mpo = "stages.vsft.", "stages.vmpo."
     args = [
         "job=pipeline", "pipeline=[vsft,vmpo]", "+stage@stages.vsft=blank", "+stage@stages.vmpo=blank",
@@ -81,7 +71,7 @@ def test_short_sft_and_mpo_stages_on_image_rows_train_the_vision_tower(tmp_path:
         f"{mpo}kind=mpo", f"{mpo}loss=mpo", f"{mpo}input=vsft", f"{mpo}max_steps=2", f"{mpo}batch_size=2",
         f"{mpo}lr=0.001", f"{mpo}warmup_ratio=0", f"{mpo}evaluate=false", f"data.pref_files=[{_pairs_file(tmp_path)}]",
         "eval.max_pairs=2", *SMALL,
-        f"model.path={vl_model}", f"artifacts_dir={tmp_path / 'artifacts'}", f"hydra.run.dir={tmp_path / 'run'}",
+        f"model.path={tiny_vl_dir}", f"artifacts_dir={tmp_path / 'artifacts'}", f"hydra.run.dir={tmp_path / 'run'}",
         "ray.num_cpus=2", *(f"data.visual.{k}={json.dumps(v)}" for k, v in VISUAL.items()),
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
@@ -99,7 +89,7 @@ def test_short_sft_and_mpo_stages_on_image_rows_train_the_vision_tower(tmp_path:
     assert epochs["vl_sft_train"] > epochs["vl_caption_train"] > 0
     pref = json.loads((stages / "vmpo" / "summary.json").read_text())
     assert math.isfinite(pref["final_loss"]) and pref["steps"] == 2 and pref["pairs"] == 4
-    models = [Path(vl_model), stages / "vsft" / "model", stages / "vmpo" / "model"]
+    models = [Path(tiny_vl_dir), stages / "vsft" / "model", stages / "vmpo" / "model"]
     for before_dir, after_dir in zip(models, models[1:]):
         before, after = _tensors(before_dir / "model.safetensors"), _tensors(after_dir / "model.safetensors")
         assert set(before) == set(after)

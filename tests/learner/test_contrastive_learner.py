@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from rlsys_testing import learner_config
+from rlsys_testing import draw_image, learner_config
 
 from rlsys.learner.batching import make_batch
 from rlsys.learner.contrastive import HEAD_ATTR
@@ -21,23 +21,11 @@ pytestmark = pytest.mark.slow
 CAPTIONS = ["Three red circles.", "A blue square on a white background.", "Two green bars."]
 
 
-def _draw(path: Path, colour: str) -> str:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (64, 64), "white")
-    ImageDraw.Draw(image).ellipse([6, 6, 58, 50], fill=colour)
-    image.save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def vl_dir(tiny_model_dir, tmp_path_factory):
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
+def vl_dir(tiny_vl_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("vl-contrastive-learner")
-    model_dir = build_tiny_vl(tiny_model_dir, str(root / "model"), TinyVLSpec(), seed=0)
-    images = [_draw(root / f"{c}.png", c) for c in ("red", "blue", "green")]
-    return model_dir, images
+    images = [draw_image(root / f"{c}.png", (64, 64), c) for c in ("red", "blue", "green")]
+    return tiny_vl_dir, images
 
 
 def _config(**overrides) -> dict:

@@ -5,10 +5,10 @@ embeddings through the vision tower and the language model, the loss is `siglip`
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from rlsys_testing import draw_image
 
 from rlsys.algorithms.losses_contrastive import SIGLIP_INIT_BIAS, SIGLIP_INIT_LOG_TEMP, siglip_loss
 from rlsys.learner.batching import make_batch
@@ -29,26 +29,16 @@ CAPTIONS = ["Three red circles on a white background.", "A blue square.",
             "Two green triangles and one yellow star on a grey background."]
 
 
-def _draw(path: Path, size: tuple[int, int], colour: str) -> str:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", size, "white")
-    ImageDraw.Draw(image).rectangle([4, 6, size[0] - 8, size[1] - 4], fill=colour)
-    image.save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def vl(tiny_model_dir, tmp_path_factory):
+def vl(tiny_vl_dir, tmp_path_factory):
     from transformers import AutoProcessor, AutoTokenizer
 
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
     root = tmp_path_factory.mktemp("vl-contrastive")
-    model_dir = build_tiny_vl(tiny_model_dir, str(root / "model"), TinyVLSpec(), seed=0)
+    model_dir = tiny_vl_dir
     # Different sizes: the images give different token counts, so the per-image split and pooling matter.
-    images = [_draw(root / "a.png", (96, 64), "red"), _draw(root / "b.png", (64, 64), "blue"),
-              _draw(root / "c.png", (128, 96), "green")]
+    images = [draw_image(root / "a.png", (96, 64), "red", "rectangle"),
+              draw_image(root / "b.png", (64, 64), "blue", "rectangle"),
+              draw_image(root / "c.png", (128, 96), "green", "rectangle")]
     return model_dir, AutoProcessor.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir), images
 
 

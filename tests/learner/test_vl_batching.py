@@ -4,10 +4,9 @@ micro-batch built through the VLM's processor scores exactly the sampled tokens 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
+from rlsys_testing import draw_image
 
 from rlsys.learner.batching import (
     collate,
@@ -22,24 +21,13 @@ from rlsys.learner.batching import (
 CPU = torch.device("cpu")
 
 
-def _draw(path: Path, size: tuple[int, int], colour: str) -> str:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", size, "white")
-    ImageDraw.Draw(image).ellipse([5, 5, size[0] - 5, size[1] - 5], fill=colour)
-    image.save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def vl_setup(tiny_model_dir, tmp_path_factory):
+def vl_setup(tiny_vl_dir, tmp_path_factory):
     from transformers import AutoProcessor
 
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
     root = tmp_path_factory.mktemp("vl-batching")
-    model_dir = build_tiny_vl(tiny_model_dir, str(root / "model"), TinyVLSpec(), seed=0)
-    images = [_draw(root / "a.png", (120, 90), "red"), _draw(root / "b.png", (64, 64), "blue")]
+    model_dir = tiny_vl_dir
+    images = [draw_image(root / "a.png", (120, 90), "red"), draw_image(root / "b.png", (64, 64), "blue")]
     return model_dir, AutoProcessor.from_pretrained(model_dir), images
 
 

@@ -3,37 +3,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from rlsys_testing import draw_image
 
 from rlsys.learner.vl_inputs import build_vl_inputs, image_token_count
 
 
-def _draw(path: Path, size: tuple[int, int]) -> str:
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", size, "white")
-    ImageDraw.Draw(image).rectangle([4, 4, size[0] // 2, size[1] // 2], fill="green")
-    image.save(path)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
-def processor(tiny_model_dir, tmp_path_factory):
+def processor(tiny_vl_dir):
     from transformers import AutoProcessor
 
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
-    out = build_tiny_vl(tiny_model_dir, str(tmp_path_factory.mktemp("vl-count") / "model"), TinyVLSpec(), seed=0)
-    return AutoProcessor.from_pretrained(out)
+    return AutoProcessor.from_pretrained(tiny_vl_dir)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (120, 90), (224, 224), (33, 200)])
 def test_count_equals_the_expansion_build_vl_inputs_makes(processor, tmp_path, size) -> None:
     from rlsys.data.encode import encode_vl_prompt
 
-    image = _draw(tmp_path / "x.png", size)
+    image = draw_image(tmp_path / "x.png", size, "green", "rectangle")
     prompt = encode_vl_prompt(processor, {"id": "q", "prompt": "What is drawn?", "images": [image]})
     inputs = build_vl_inputs(processor, prompt, [image])
     count = image_token_count(processor, image)
@@ -49,7 +36,8 @@ def test_count_equals_the_expansion_build_vl_inputs_makes(processor, tmp_path, s
 
 
 def test_bigger_images_take_more_tokens_and_a_missing_file_names_itself(processor, tmp_path) -> None:
-    small, large = _draw(tmp_path / "s.png", (64, 64)), _draw(tmp_path / "l.png", (256, 256))
+    small, large = draw_image(tmp_path / "s.png", (64, 64), "green", "rectangle"), draw_image(
+        tmp_path / "l.png", (256, 256), "green", "rectangle")
     assert image_token_count(processor, large) > image_token_count(processor, small) > 0
     with pytest.raises(ValueError, match="nope.png"):
         image_token_count(processor, str(tmp_path / "nope.png"))

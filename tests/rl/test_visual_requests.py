@@ -24,15 +24,12 @@ TEXT_ROW = {"id": "t-1", "prompt": "What is 2 + 3?", "answer": "5", "data_source
 
 
 @pytest.fixture(scope="module")
-def vl(tiny_model_dir, tmp_path_factory):
+def vl(tiny_model_dir, tiny_vl_dir):
     """(tokenizer, processor, lm tokenizer) of the tiny Qwen3-VL built around the tiny model."""
     from transformers import AutoProcessor, AutoTokenizer
 
-    from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
-
-    out = build_tiny_vl(tiny_model_dir, str(tmp_path_factory.mktemp("tiny-vl") / "model"), TinyVLSpec(), seed=0)
-    return AutoTokenizer.from_pretrained(out), AutoProcessor.from_pretrained(out), AutoTokenizer.from_pretrained(
-        tiny_model_dir)
+    return AutoTokenizer.from_pretrained(tiny_vl_dir), AutoProcessor.from_pretrained(tiny_vl_dir), (
+        AutoTokenizer.from_pretrained(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")
