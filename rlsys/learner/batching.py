@@ -11,8 +11,9 @@ A batch is a plain dict (cheap to send through Ray):
 
 A micro-batch with images is built through the model's HF processor (`collate(..., processor=)`):
 each placeholder expands to the image's tokens, per-token values move with their tokens
-(`MicroBatch.positions`), and the pixel tensors ride in `MicroBatch.model_inputs`. Token budgets
-count unexpanded tokens. Text batches (no `images` key) take the plain path unchanged.
+(`MicroBatch.positions`), and the pixel tensors ride in `MicroBatch.model_inputs`. Micro-batch token
+budgets count expanded lengths when given each sequence's extra tokens (`micro_batches(...,
+extra_tokens=)`, as the learner does); sharding counts unexpanded tokens. Text batches (no `images` key) take the plain path unchanged.
 """
 
 from __future__ import annotations
@@ -100,13 +101,20 @@ def shard_batch(batch: dict[str, Any], world_size: int) -> list[dict[str, Any]]:
     return [select(batch, sorted(idx)) for idx in per_rank]
 
 
-def micro_batches(batch: dict[str, Any], max_sequences: int, max_tokens: int) -> list[list[int]]:
+def micro_batches(
+    batch: dict[str, Any], max_sequences: int, max_tokens: int, extra_tokens: list[int] | None = None
+) -> list[list[int]]:
     """Length-grouped micro-batches: sort units by length, fill each up to the padded-token budget.
 
-    Sorting keeps similar lengths together, so little compute goes to padding.
+    Sorting keeps similar lengths together, so little compute goes to padding. `extra_tokens` (one per
+    sequence) adds to a sequence's length what the model sees beyond its ids, e.g. the tokens its image
+    placeholders expand into, so the budget counts the padded tensor the forward really gets.
     """
+    if extra_tokens is not None and len(extra_tokens) != batch_size(batch):
+        raise ValueError(f"{len(extra_tokens)} extra-token counts for {batch_size(batch)} sequences")
     units = _units(batch)
-    longest = [max(len(batch["input_ids"][i]) for i in unit) for unit in units]
+    extra = extra_tokens or [0] * batch_size(batch)
+    longest = [max(len(batch["input_ids"][i]) + extra[i] for i in unit) for unit in units]
     order = sorted(range(len(units)), key=lambda u: longest[u])
     groups: list[list[int]] = []
     current: list[int] = []

@@ -30,6 +30,7 @@ from rlsys.learner.engine import deepspeed_config, pick_backend, set_dist_env
 from rlsys.learner.freeze import freeze_parameters
 from rlsys.learner.objectives import ForwardOut, Objective, make_objective
 from rlsys.learner.schedule import lr_lambda
+from rlsys.learner.vl_passes import ImageTokens, VisionSync, engine_logits, padding_pass
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,12 @@ class LearnerWorker:
 
             self.processor = AutoProcessor.from_pretrained(model_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # Micro-batch budgets count each image placeholder as the tokens it expands into.
+        self.image_tokens = ImageTokens(self.processor)
+        # ZeRO-3 over several ranks: a forward without images still runs the vision tower, so all ranks gather
+        # alike (rlsys/learner/vl_passes.py). Contrastive stages refuse ZeRO-3.
+        self.vision_sync = (VisionSync(self.processor, self.pad_id, self.device) if self.processor is not None
+                            and cfg["zero_stage"] == 3 and self.world_size > 1 and not cfg.get("contrastive") else None)
         if model_kind == "reward_model":
             model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=1, dtype=torch.float32)
             model.config.pad_token_id = self.pad_id
@@ -175,17 +182,18 @@ class LearnerWorker:
         self.ref_model = load_policy_model(path or self.model_path, dtype)
         self.ref_model.to(self.device).eval().requires_grad_(False)
 
-    def _forward(self, mb: MicroBatch, obj: Objective | None, with_grad: bool) -> ForwardOut:
+    def _forward(self, mb: MicroBatch, obj: Objective | None, with_grad: bool) -> tuple[ForwardOut, torch.Tensor | None]:
+        """The objective's inputs, and a zero-valued anchor to add to the loss when the forward ran the vision
+        tower on a dummy image (`VisionSync`), else None."""
         if obj is not None and obj.needs_embeddings:
             with torch.set_grad_enabled(with_grad):
-                return contrastive_forward(self.engine, mb)
+                return contrastive_forward(self.engine, mb), None
         out = ForwardOut()
         with torch.set_grad_enabled(with_grad):
-            result = self.engine(**mb.forward_inputs())
+            logits, anchor = engine_logits(self.engine, self.vision_sync, mb)
         if self.model_kind == "reward_model":
-            out.scores = result.logits[:, 0].float()
-            return out
-        logits = result.logits
+            out.scores = logits[:, 0].float()
+            return out, anchor
         out.logprobs = token_logprobs(logits, mb.input_ids)
         if obj is not None and obj.needs_entropy:
             with torch.no_grad():
@@ -200,10 +208,13 @@ class LearnerWorker:
                 with torch.no_grad():
                     ref_logits = self.ref_model(**mb.forward_inputs()).logits
                     out.ref_logprobs = token_logprobs(ref_logits, mb.input_ids)
-        return out
+        return out, anchor
 
-    def _micro(self, batch: dict[str, Any]) -> list[list[int]]:
-        return micro_batches(batch, self.cfg["micro_batch_size"], self.cfg["max_tokens_per_micro"])
+    def _micro(self, batch: dict[str, Any], expanded: bool = True) -> list[list[int]]:
+        """Micro-batch groups; `expanded`: token budgets count image placeholders as their expansion (a
+        contrastive batch's images never enter the text)."""
+        extra = self.image_tokens.extra_tokens(batch) if expanded else None
+        return micro_batches(batch, self.cfg["micro_batch_size"], self.cfg["max_tokens_per_micro"], extra)
 
     def _collate(self, batch: dict[str, Any], idx: list[int], obj: Objective | None = None) -> MicroBatch:
         """A micro-batch in the form the objective reads: (caption, image) rows for embeddings, else sequences."""
@@ -225,7 +236,7 @@ class LearnerWorker:
         started = time.perf_counter()
         obj = self._objective(loss_name, dict(loss_kwargs or {}))
         self.engine.train()
-        groups = self._micro(batch) if batch["input_ids"] else []
+        groups = self._micro(batch, expanded=not obj.needs_embeddings) if batch["input_ids"] else []
         mbs = [self._collate(batch, idx, obj) for idx in groups]
         local_den = sum(obj.denominator(mb) for mb in mbs)
         n_micro_max, _ = self._all_reduce([float(len(mbs)), 0.0], op="max")
@@ -237,8 +248,10 @@ class LearnerWorker:
             self.engine.set_gradient_accumulation_boundary(i == int(n_micro_max) - 1)
             if i < len(mbs):
                 mb = mbs[i]
-                out = self._forward(mb, obj, with_grad=True)
+                out, anchor = self._forward(mb, obj, with_grad=True)
                 loss, metrics = obj.loss(out, mb, global_den)
+                if anchor is not None:
+                    loss = loss + anchor
                 weight = obj.denominator(mb)
                 for key, value in metrics.items():
                     # "loss" is already this micro-batch's share of the global mean; the rest are
@@ -292,6 +305,8 @@ class LearnerWorker:
         if self.contrastive:
             # Zero gradients on exactly the tensors a contrastive micro-batch gives gradients (ZeRO 0-2 only).
             return self.engine(anchor=True)
+        if self.vision_sync is not None:
+            return padding_pass(self.engine, self.vision_sync)
         ids = torch.full((1, 2), self.pad_id, dtype=torch.long, device=self.device)
         out = self.engine(input_ids=ids)
         return out.logits.sum() * 0.0
@@ -319,7 +334,8 @@ class LearnerWorker:
                 if not reference:
                     self._dummy_loss()
                 continue
-            lp = token_logprobs(model(**mb.forward_inputs()).logits, mb.input_ids)
+            logits = model(**mb.forward_inputs()).logits if reference else engine_logits(model, self.vision_sync, mb)[0]
+            lp = token_logprobs(logits, mb.input_ids)
             for row, i in enumerate(idx):
                 results[i] = mb.unexpand(lp, row, len(batch["input_ids"][i])).tolist()
         return results
@@ -346,7 +362,7 @@ class LearnerWorker:
         self.engine.eval()
         out: dict[str, list[list[float]]] = {"image": [[] for _ in batch["input_ids"]],
                                              "text": [[] for _ in batch["input_ids"]]}
-        for idx in self._micro(batch) if batch["input_ids"] else []:
+        for idx in self._micro(batch, expanded=False) if batch["input_ids"] else []:
             mb = collate_pairs(batch, idx, self.pad_id, self.device, self.processor)
             # No gradients, hence none of the engine's backward hooks: the model itself serves any VLM learner.
             image, text = (t.float().cpu() for t in contrastive_pass(self.engine.module, mb))
