@@ -98,6 +98,20 @@ def image_inputs(processor: Any, images: Sequence[Any]) -> dict[str, Any]:
     return dict(processor.image_processor(images=pil, return_tensors="pt"))
 
 
+class ImageTokenCounter:
+    """Image path -> the tokens its placeholder expands to under `processor` (`image_token_count`), each file
+    counted once: the prompt-length checks and the learner's micro-batch budgets ask for the same images often."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, path: str) -> int:
+        if path not in self.counts:
+            self.counts[path] = image_token_count(self.processor, path)
+        return self.counts[path]
+
+
 # Per-token tensors padded on the right when sequences are batched; the rest concatenate.
 _SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 

@@ -90,17 +90,19 @@ class ImageTokens:
     """Extra tokens each sequence's image placeholders expand into, counted once per image file."""
 
     def __init__(self, processor: Any) -> None:
-        self.processor = processor
-        self.counts: dict[str, int] = {}
+        from rlsys.learner.vl_inputs import ImageTokenCounter
+
+        self.count = ImageTokenCounter(processor) if processor is not None else None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """The image files counted so far and their token counts."""
+        return self.count.counts if self.count is not None else {}
 
     def extra_tokens(self, batch: dict[str, Any]) -> list[int] | None:
         """Per sequence, its expanded length minus its length (None for a batch without images)."""
-        from rlsys.learner.vl_inputs import image_token_count
-
         rows = batch.get("images")
-        if self.processor is None or not rows or not any(rows):
+        if self.count is None or not rows or not any(rows):
             return None
-        for path in {p for row in rows for p in row} - set(self.counts):
-            self.counts[path] = image_token_count(self.processor, path)
         # A placeholder is one token of the sequence already.
-        return [sum(self.counts[p] - 1 for p in row) for row in rows]
+        return [sum(self.count(p) - 1 for p in row) for row in rows]

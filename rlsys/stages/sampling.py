@@ -70,21 +70,13 @@ def image_token_counter(model_path: str, stage: str) -> ImageTokens:
     a text-only model is an error naming the stage, since its rows carry images."""
     from transformers import AutoProcessor
 
-    from rlsys.learner.vl_inputs import image_token_count
+    from rlsys.learner.vl_inputs import ImageTokenCounter
     from rlsys.rollout.worker import vision_language_config
 
     if vision_language_config(model_path) is None:
         raise ConfigError(f"stage '{stage}' reads rows with images, but its model {model_path} is not a "
                           "vision-language model (no vision_config in its config.json)")
-    processor = AutoProcessor.from_pretrained(model_path)
-    counts: dict[str, int] = {}
-
-    def count(path: str) -> int:
-        if path not in counts:
-            counts[path] = image_token_count(processor, path)
-        return counts[path]
-
-    return count
+    return ImageTokenCounter(AutoProcessor.from_pretrained(model_path))
 
 
 def sampling_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
