@@ -19,6 +19,7 @@ BUILTINS: dict[str, str] = {
     "judge_format": "rewards.pairwise_judge.judge_format_reward",
     "judge_outcome": "rewards.pairwise_judge.judge_outcome_reward",
     "judge_check": "rewards.pairwise_judge.check_marks_reward",
+    "alignment": "rewards.alignment.AlignmentReward",
 }
 
 

@@ -71,3 +71,57 @@ class RecordingPool:
 
         self.requests += requests
         return [GroupResult(r.request_id, r.prompt_token_ids, [], 0) for r in requests]
+
+
+class SoftJudgeServer:
+    """An OpenAI-compatible chat endpoint on loopback standing in for a soft-instruction judge: it marks each
+    rubric line of an alignment prompt ok when the response holds that line's cue word (`cues`: name -> word).
+    A response holding "garble" gets no marks, one holding "half" only the first. `seen` keeps the prompts."""
+
+    def __init__(self, cues: dict[str, str]) -> None:
+        self.cues = cues
+        self.seen: list[str] = []
+        self._server = None
+
+    def reply(self, text: str) -> str:
+        import re
+
+        self.seen.append(text)
+        response = text.split("Response:\n", 1)[1].split("\n\nJudge whether", 1)[0].lower()
+        names = re.findall(r"^- ([^:\n]+):", text, re.M)
+        lines = [f"{n}: {'ok' if self.cues.get(n, '?') in response else 'no'}." for n in names]
+        if "garble" in response:
+            return "I am not sure."
+        return "\n".join(lines[:1] if "half" in response else lines)
+
+    def __enter__(self) -> str:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                content = outer.reply(body["messages"][-1]["content"])
+                reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": content}}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()

@@ -142,6 +142,10 @@ class OfflineSampleConfig:
     # left out (counted). The judge stages then report the pair accuracy of preferring the response with
     # fewer failed marks (the tiny model learns this check, not the pairwise one: BENCHMARKS.md).
     judge_pointwise: bool = False
+    # judge_data with judge_pointwise: this many alignment rows (align_train) add soft-instruction checks (the
+    # response and its broken variants, a rubric line and a mark per soft instruction); the held-out
+    # align_eval pairs are scored apart (eval/judge_pair_acc_align). 0 = none.
+    soft_checks: int = setting(0, ge=0)
 
 
 @dataclass

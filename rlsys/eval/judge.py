@@ -33,12 +33,21 @@ def check_accuracy(rows: list[dict], texts: list[str]) -> dict[str, float]:
     for row, _ in zip(rows, texts):
         total += len(row["marks"])
         prior += row["marks"].count("ok")
-    return {
+    out = {
         "eval/judge_pair_acc": pair_acc,
         "eval/judge_decided": decided,
         "eval/judge_mark_acc": mark_acc,
         "eval/judge_mark_prior": prior / max(1, total),
     }
+    # Per kind of pair when there are several (IF preference pairs vs soft-instruction pairs).
+    by_source: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_source.setdefault(str(row.get("pair_source") or "").rsplit("/", 1)[-1], []).append(i)
+    if len(by_source) > 1:
+        for kind, idx in sorted(by_source.items()):
+            kind_acc, _, kind_marks = _check_scores([rows[i] for i in idx], [[texts[i]] for i in idx])
+            out |= {f"eval/judge_pair_acc_{kind}": kind_acc, f"eval/judge_mark_acc_{kind}": kind_marks}
+    return out
 
 
 def vote_points(rows: list[dict], samples: list[list[str]]) -> dict[str, float]:

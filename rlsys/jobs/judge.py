@@ -11,7 +11,8 @@
   response's final answer against it. Pairs it never solves are left out of training (counted).
   With `sample.judge_pointwise` it writes pointwise check rows instead: one request and one response (both
   responses of each IF pair), the target a mark per constraint; the pairwise verdict is then the response
-  with fewer failed marks (`check_accuracy`).
+  with fewer failed marks (`check_accuracy`). `sample.soft_checks` adds soft-instruction checks from the
+  alignment rows (rlsys/jobs/judge_soft.py; held out as their own pairs, reported per pair source).
 - `judge_sft`: an SFT stage on those rows (`data_from: judge_data`); `judge_rl`: a GSPO stage on the same
   prompts with the format + outcome rewards. Both report greedy pairwise accuracy on the held-out rows:
   `eval/judge_pair_acc` (share of judgments right), `eval/judge_pair_consistent` (pairs right in both
@@ -37,6 +38,7 @@ from rlsys.config.schema_stages import JUDGE_IF_LAYOUTS
 from rlsys.config.validate import ConfigError
 from rlsys.data.tasks.ifeval_tasks import DATA_SOURCE as IF_SOURCE
 from rlsys.eval.judge import CHECK_TASK, ROLES, evaluate_judge
+from rlsys.jobs.judge_soft import JUDGE_SOURCE, soft_check_rows
 from rlsys.jobs.train import run_sft
 from rlsys.stages.context import StageContext
 from rlsys.stages.io import (
@@ -51,7 +53,6 @@ from rlsys.stages.sampling import sample_and_judge
 
 log = logging.getLogger(__name__)
 
-JUDGE_SOURCE = "rlsys/judge"
 _MAX_ANSWER_CHARS = 24
 
 
@@ -316,6 +317,9 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     if stage.sample.judge_solve and stage.sample.judge_pointwise:
         raise ConfigError(f"config key 'stages.{ctx.name}.sample.judge_solve': a pointwise check "
                           "(judge_pointwise) has no pairwise reasoning to solve for; set one of the two")
+    if stage.sample.soft_checks and not stage.sample.judge_pointwise:
+        raise ConfigError(f"config key 'stages.{ctx.name}.sample.soft_checks': soft checks are pointwise check rows; "
+                          "set sample.judge_pointwise: true")
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
     think, limit = stage.sample.judge_think, stage.sample.max_prompt_tokens
     pairs, eval_pairs = judge_pairs(ctx)
@@ -328,6 +332,9 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
     if stage.sample.judge_pointwise:
         train_rows, skipped = check_rows(pairs)
         eval_rows = check_rows(eval_pairs)[0]
+        if stage.sample.soft_checks:
+            train_rows += soft_check_rows(stage_rows(ctx, "ifeval", "align_train")[: stage.sample.soft_checks], False)
+            eval_rows += soft_check_rows(stage_rows(ctx, "ifeval", "align_eval"), True)[: 2 * ctx.cfg.eval.max_pairs]
     else:
         train_rows = judge_rows(pairs, stage.seed, think, solutions=solutions, reasoning=reasoning, if_checks=if_checks)
         eval_rows = judge_rows(eval_pairs, stage.seed, think, both_orders=True, reasoning=reasoning, if_checks=if_checks)

@@ -21,6 +21,8 @@ TINY = SuiteSpec(
     n_eval_per_tier=10,
     n_if_train=20,
     n_if_eval=8,
+    n_align_train=10,
+    n_align_eval=5,
     n_pref_train=20,
     n_pref_eval=8,
     n_pretrain_docs=40,
@@ -32,6 +34,8 @@ NAMES = {
     "math_eval",
     "ifeval_train",
     "ifeval_eval",
+    "align_train",
+    "align_eval",
     "format_train",
     "format_eval",
     "sft_train",
@@ -51,7 +55,8 @@ def test_files_and_manifest(small_suite: dict[str, str], suite_rows: dict[str, l
     assert manifest["files"] == {n: Path(p).name for n, p in small_suite.items()}
     assert manifest["counts"] == {n: len(r) for n, r in suite_rows.items()}
     assert manifest["counts"]["math_train"] == 600 and manifest["counts"]["pretrain"] == 600
-    assert manifest["counts"]["sft_train"] == 600 + 200 + 40
+    assert manifest["counts"]["sft_train"] == 600 + 200 + 60 + 40
+    assert manifest["counts"]["align_train"] == 60 and manifest["counts"]["align_eval"] == 20
 
 
 def test_every_file_loads_with_its_schema(small_suite: dict[str, str]) -> None:
@@ -60,6 +65,8 @@ def test_every_file_loads_with_its_schema(small_suite: dict[str, str]) -> None:
         "math_eval": "rl",
         "ifeval_train": "ifeval",
         "ifeval_eval": "ifeval",
+        "align_train": "ifeval",
+        "align_eval": "ifeval",
         "format_train": "rl",
         "format_eval": "rl",
         "sft_train": "sft",
@@ -74,7 +81,7 @@ def test_every_file_loads_with_its_schema(small_suite: dict[str, str]) -> None:
 
 def test_sft_rows(suite_rows: dict[str, list[dict]]) -> None:
     rows = suite_rows["sft_train"]
-    assert {r["task"] for r in rows} == {"math", "ifeval", "format"}
+    assert {r["task"] for r in rows} == {"math", "ifeval", "align", "format"}
     math = [r for r in rows if r["task"] == "math"]
     hinted = [r for r in math if HINT_PREFIX in r["prompt"]]
     assert 0.05 * len(math) < len(hinted) < 0.3 * len(math)

@@ -15,7 +15,7 @@ def test_short_names_and_dotted_paths_resolve_to_the_same_function() -> None:
     assert get_reward("judge").__name__ == "JudgeReward"
     assert get_reward("reward_model").__name__ == "RewardModelReward"
     assert set(BUILTINS) == {"math", "format", "ifeval", "ifeval_all", "length", "ref_length", "arithmetic_steps", "judge", "reward_model", "unasked_markup",
-                             "pairwise_judge", "judge_format", "judge_outcome", "judge_check"}
+                             "pairwise_judge", "judge_format", "judge_outcome", "judge_check", "alignment"}
 
 
 def test_unknown_names() -> None:

@@ -3,8 +3,9 @@
 `build_task_suite(out_dir, spec)` writes (name -> file):
   math_train, math_eval      RL math rows, tiers 1-3 (schema in math_tasks.py / docs/DATA.md)
   ifeval_train, ifeval_eval  IF rows with constraints and a verified SFT `response`
+  align_train, align_eval    alignment rows: 2-6 hard and soft (judge-scored) instructions (ifeval_soft.py)
   format_train, format_eval  format rows (json / markdown / code / think) with `response`
-  sft_train                  single-turn SFT rows: math worked solutions (some with a hint), IF, format
+  sft_train                  single-turn SFT rows: math worked solutions (some with a hint), IF, alignment, format
   pref_train, pref_eval      preference pairs (math slips, IF violations)
   pretrain                   plain-text documents from train-split problems only
 and `manifest.json` with the spec, generator version, counts, relative file names and a content hash.
@@ -24,6 +25,7 @@ from typing import Any
 from rlsys.data.loading import load_rows, with_hint, write_rows
 from rlsys.data.tasks.corpus import pretrain_rows
 from rlsys.data.tasks.format_tasks import format_rows
+from rlsys.data.tasks.ifeval_soft import align_rows
 from rlsys.data.tasks.ifeval_tasks import ifeval_rows
 from rlsys.data.tasks.lexicon import lexicon_text
 from rlsys.data.tasks.math_tasks import math_rows
@@ -33,7 +35,7 @@ from rlsys.data.tasks.preference import preference_rows
 GENERATOR_VERSION = "1"
 MANIFEST = "manifest.json"
 FILE_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
-EVAL_FILES = ("math_eval", "ifeval_eval", "format_eval", "pref_eval")
+EVAL_FILES = ("math_eval", "ifeval_eval", "align_eval", "format_eval", "pref_eval")
 # Share of math SFT rows whose prompt carries one hint (uniform level 1-5): teaches the model to use a
 # hint, which progressive hint sampling relies on.
 HINTED_SFT_SHARE = 0.15
@@ -51,6 +53,7 @@ class SuiteSpec:
     n_train_per_tier / n_eval_per_tier: math rows per tier (1-3) in math_train / math_eval; sft_train
         holds as many worked solutions per tier again, drawn from the train split independently.
     n_if_train / n_if_eval: instruction-following rows (1-4 constraints each).
+    n_align_train / n_align_eval: alignment rows (2-6 instructions, hard and soft mixed).
     n_pref_train / n_pref_eval: preference pairs (about a quarter IF, the rest math).
     n_pretrain_docs: plain-text documents in `pretrain`.
     format: file format, "jsonl" or "parquet".
@@ -62,6 +65,8 @@ class SuiteSpec:
     n_eval_per_tier: int = 200
     n_if_train: int = 1000
     n_if_eval: int = 100
+    n_align_train: int = 600
+    n_align_eval: int = 100
     n_pref_train: int = 2000
     n_pref_eval: int = 200
     n_pretrain_docs: int = 20000
@@ -92,6 +97,8 @@ def generate_suite(spec: SuiteSpec) -> tuple[dict[str, list[dict]], dict[str, An
     seed = spec.seed
     if_train, if_dropped_train = ifeval_rows(spec.n_if_train, seed, "train")
     if_eval, if_dropped_eval = ifeval_rows(spec.n_if_eval, seed, "eval")
+    align_train, align_dropped_train = align_rows(spec.n_align_train, seed, "train")
+    align_eval, align_dropped_eval = align_rows(spec.n_align_eval, seed, "eval")
     fmt_train = format_rows(spec.n_format_train, seed, "train")
     fmt_eval = format_rows(spec.n_format_eval, seed, "eval")
     pretrain, corpus_keys = pretrain_rows(spec.n_pretrain_docs, seed, if_train, fmt_train)
@@ -100,15 +107,18 @@ def generate_suite(spec: SuiteSpec) -> tuple[dict[str, list[dict]], dict[str, An
         "math_eval": math_rows(spec.n_eval_per_tier, "eval", seed),
         "ifeval_train": if_train,
         "ifeval_eval": if_eval,
+        "align_train": align_train,
+        "align_eval": align_eval,
         "format_train": fmt_train,
         "format_eval": fmt_eval,
-        "sft_train": sft_rows(spec, if_train, fmt_train),
+        "sft_train": sft_rows(spec, [*if_train, *align_train], fmt_train),
         "pref_train": preference_rows(spec.n_pref_train, seed, "train"),
         "pref_eval": preference_rows(spec.n_pref_eval, seed, "eval"),
         "pretrain": pretrain,
     }
     stats = {
         "if_dropped": {"train": if_dropped_train, "eval": if_dropped_eval},
+        "align_dropped": {"train": align_dropped_train, "eval": align_dropped_eval},
         "pretrain_math_keys": len(corpus_keys),
         "unique_math_keys": {
             name: len({r["key"] for r in rows[name]}) for name in ("math_train", "math_eval")
