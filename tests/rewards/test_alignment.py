@@ -100,3 +100,19 @@ def test_settings_are_checked_at_start_up():
     with pytest.raises(ValueError, match="exactly one of model_path"):
         AlignmentReward.validate_static({})
     assert AlignmentReward.time_budget_s({"base_url": "u", "model": "m", "timeout_s": 1.0, "max_retries": 0}) == 1.0
+
+
+@pytest.mark.slow
+def test_a_served_checkpoint_judges_the_soft_instructions(tiny_model_dir):
+    # The untrained tiny model writes no readable marks: the soft instruction then counts as unmet, and the
+    # score is the hard share alone over all instructions.
+    reward = AlignmentReward(model_path=tiny_model_dir, max_tokens=16, max_model_len=512, kv_cache_bytes=64 << 20)
+    try:
+        out = reward.score_batch(["Describe x. Keep a formal tone."], ["It is my pleasure to help."],
+                                 [{"constraints": [NO_COMMAS], "soft_constraints": [FORMAL]}])[0]
+    finally:
+        reward.close()
+    assert out["judge_error"] == 0.0 and out["hard_pass"] == 1.0
+    met_soft = out["soft_pass"]
+    assert out["score"] == pytest.approx((1.0 + met_soft) / 2)
+    assert out["soft_unread"] + ("soft/tone formal" in out) == 1.0
