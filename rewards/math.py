@@ -1,22 +1,18 @@
-"""Math answer reward: extract the final answer and check it against the gold answer with math-verify."""
+"""Math answer reward: the completion's final answer checked against the gold answer.
+
+The final answer is the last explicit final-answer statement (`\\boxed{}` or an answer line, see
+rewards.math_extract). Plain numbers are compared exactly; anything else by math-verify.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
+from fractions import Fraction
 
 from math_verify import parse, verify
 
-from rewards._common import answer_part
+from rewards.math_extract import PATHS, TRUNCATED, Extraction, as_rational, extract, is_decimal, normalise
 
-_BOXED_START_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER_LINE_RE = re.compile(
-    r"(?:final\s+answer|\banswer)\s*(?:is\s*:?|:|=)\s*(?P<ans>[^\n]+)", re.IGNORECASE
-)
-# A thousands separator is only taken as part of the number when every group after it has 3 digits.
-_NUMBER_RE = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?")
-# The answer on an "answer is ..." line ends at the sentence end or where an explanation starts.
-_SENTENCE_CUT_RE = re.compile(r"\.\s|\s+(?:because|since|as|so|which)\b", re.IGNORECASE)
 _MATH_DELIMS = ("$", "\\(", "\\[")
 
 
@@ -31,47 +27,9 @@ for _name in ("math_verify.parser", "math_verify.grader"):
     logging.getLogger(_name).addFilter(_DropTimeoutNotice())
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}`, honouring nested braces; None if absent or unbalanced."""
-    starts = list(_BOXED_START_RE.finditer(text))
-    for match in reversed(starts):
-        depth, i = 1, match.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            return text[match.end() : i - 1].strip()
-    return None
-
-
-def _answer_line(text: str) -> str | None:
-    matches = list(_ANSWER_LINE_RE.finditer(text))
-    if not matches:
-        return None
-    ans = _SENTENCE_CUT_RE.split(matches[-1].group("ans"), maxsplit=1)[0]
-    ans = ans.strip().strip("*").strip().rstrip(".;,").strip()
-    return ans or None
-
-
-def _last_number(text: str) -> str | None:
-    numbers = _NUMBER_RE.findall(text)
-    return numbers[-1].replace(",", "").replace(" ", "") if numbers else None
-
-
-def extract_answer(completion: str) -> str | None:
-    """The model's final answer: last `\\boxed{}`, else an "answer: ..." line, else the last number.
-
-    Only text after the reasoning block counts, so a guess inside `<think>` that is later corrected is
-    ignored; an unfinished reasoning block yields None.
-    """
-    text = answer_part(completion)
-    if text is None:
-        return None
-    for extractor in (_last_boxed, _answer_line, _last_number):
-        found = extractor(text)
-        if found:
-            return found
-    return None
+def extract_answer(completion: str, fallback: bool = False) -> str | None:
+    """The model's final answer (see rewards.math_extract.extract); None when it states none."""
+    return extract(completion, fallback=fallback).answer
 
 
 def _as_latex(expr: str) -> str:
@@ -86,21 +44,67 @@ def _parse(expr: str) -> list:
     return parse(_as_latex(expr), parsing_timeout=None)
 
 
+def _exact_number(parsed: list, value: Fraction) -> bool | None:
+    """Whether a parsed gold number equals `value` exactly; None when the gold is no single number."""
+    expr = parsed[0]
+    if getattr(expr, "is_Equality", False) and getattr(expr.lhs, "is_Symbol", False):
+        expr = expr.rhs
+    if not getattr(expr, "is_number", False) or isinstance(expr, str):
+        return None
+    if expr.is_rational is False:
+        return False  # a decimal can only round an irrational gold (sqrt(2), pi), never equal it
+    expr = expr.doit()
+    if not expr.is_Rational:
+        return None
+    return Fraction(int(expr.p), int(expr.q)) == value
+
+
+def is_equivalent(gold: str, pred: str) -> bool | None:
+    """Whether `pred` states the gold answer; None when `pred` does not parse as math.
+
+    Plain numbers on both sides compare exactly (`0.5` = `1/2`, but `0.333333` != `1/3`); so does a
+    decimal against a gold number in any form. Everything else goes to math-verify.
+    """
+    gold_n, pred_n = normalise(gold), normalise(pred)
+    gold_value, pred_value = as_rational(gold_n), as_rational(pred_n)
+    if gold_value is not None and pred_value is not None:
+        return gold_value == pred_value
+    gold_parsed = _parse(gold_n)
+    if not gold_parsed:
+        raise ValueError(f"gold answer {gold!r} could not be parsed")
+    if pred_value is not None and is_decimal(pred_n):
+        exact = _exact_number(gold_parsed, pred_value)
+        if exact is not None:
+            return exact
+    pred_parsed = _parse(pred_n)
+    if not pred_parsed:
+        return None
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
 def math_reward(
-    prompt: str, completion: str, answer: object, partial_credit: float = 0.0, **_: object
+    prompt: str,
+    completion: str,
+    answer: object,
+    partial_credit: float = 0.0,
+    fallback_last_number: bool = False,
+    **fields: object,
 ) -> dict:
-    """1.0 when the extracted final answer is mathematically equal to `answer`, else 0.0.
+    """1.0 when the completion's final answer is mathematically equal to `answer`, else 0.0.
 
     `partial_credit` is the score for an answer that parses but is wrong (0.0 = off). `acc` is always
-    the plain 0/1 correctness, whatever the partial-credit setting.
+    the plain 0/1 correctness. A completion cut off by the length limit (`finish_reason` "length")
+    scores 0. `fallback_last_number` takes the last number not in the question when no final answer is
+    stated: only for data whose solutions never state one (it credits unfinished reasoning). Extras
+    `path/<p>` (0/1 each) say how the answer was found: boxed, answer_line, fallback, none, truncated.
     """
-    extracted = extract_answer(completion)
-    if extracted is None:
-        return {"score": 0.0, "extracted": "", "acc": 0.0}
-    gold = _parse(str(answer))
-    if not gold:
-        raise ValueError(f"gold answer {answer!r} could not be parsed")
-    pred = _parse(extracted)
-    correct = bool(pred) and verify(gold, pred, timeout_seconds=None)
-    score = 1.0 if correct else (partial_credit if pred else 0.0)
-    return {"score": score, "extracted": extracted, "acc": float(correct)}
+    if fields.get("finish_reason") == "length":
+        found = Extraction(None, TRUNCATED)
+    else:
+        found = extract(completion, prompt, fallback_last_number)
+    paths = {f"path/{p}": float(p == found.path) for p in PATHS}
+    if found.answer is None:
+        return {"score": 0.0, "extracted": "", "acc": 0.0, **paths}
+    verdict = is_equivalent(str(answer), found.answer)
+    score = 1.0 if verdict else (partial_credit if verdict is not None else 0.0)
+    return {"score": score, "extracted": found.answer, "acc": float(bool(verdict)), **paths}

@@ -123,7 +123,9 @@ class GroupCollector:
         return groups
 
     def _score(self, groups: list[Group]) -> None:
-        samples = [reward_sample(g.row, s.text, len(s.token_ids)) for g in groups for s in g.samples]
+        # finish_reason lets a reward fail a completion the length limit cut off (rewards.math does).
+        samples = [reward_sample(g.row, s.text, len(s.token_ids), finish_reason=s.finish_reason)
+                   for g in groups for s in g.samples]
         started = time.perf_counter()
         scores, extras, metrics = self.rewards.score(samples)
         self.timings["reward_s"] += time.perf_counter() - started

@@ -164,7 +164,8 @@ def sample_and_judge(ctx: StageContext, rows: Sequence[dict], k: int) -> tuple[l
         pool.shutdown()
         ok = [j for j, r in enumerate(results) if r.ok and r.samples]
         kept = [results[j].samples for j in ok]
-        samples = [reward_sample(rows[j], s.text, len(s.token_ids)) for j, ss in zip(ok, kept) for s in ss]
+        samples = [reward_sample(rows[j], s.text, len(s.token_ids), finish_reason=s.finish_reason)
+                   for j, ss in zip(ok, kept) for s in ss]
         _, extras, _ = score_all(rewards, samples)
     finally:
         pool.shutdown()

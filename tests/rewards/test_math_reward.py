@@ -18,7 +18,7 @@ CASES = [
     ("**Answer:** 3/4", "3/4", 1.0),
     ("The answer is 0.5 because half of it is left.", "1/2", 1.0),
     ("The final answer is 1,000.", "1000", 1.0),
-    ("We had 3 apples and then bought 9, so 12 apples", "12", 1.0),
+    ("We had 3 apples and then bought 9, so 12 apples", "12", 0.0),  # no final-answer statement
     (r"\boxed{21}", "12", 0.0),
     (r"\boxed{0.05}", "0.5", 0.0),
     ("I could not solve this.", "3", 0.0),
@@ -42,7 +42,7 @@ def test_math_reward_table(completion: str, gold: str, expected: float) -> None:
     [
         (r"\boxed{\frac{a}{b+\{c\}}} trailing", r"\frac{a}{b+\{c\}}"),
         (r"\boxed{1} then \boxed{2}", "2"),
-        (r"unbalanced \boxed{3", "3"),  # falls back to the last number
+        (r"unbalanced \boxed{3", None),  # an unclosed box states nothing; no last-number fallback
         ("Final answer: -4.", "-4"),
         ("nothing here", None),
     ],
@@ -52,7 +52,8 @@ def test_extract_answer(completion: str, extracted: str | None) -> None:
 
 
 def test_partial_credit_is_off_by_default_and_only_for_parseable_wrong_answers() -> None:
-    assert math_reward("q", r"\boxed{21}", answer="12") == {"score": 0.0, "extracted": "21", "acc": 0.0}
+    out = math_reward("q", r"\boxed{21}", answer="12")
+    assert (out["score"], out["extracted"], out["acc"]) == (0.0, "21", 0.0)
     assert math_reward("q", r"\boxed{21}", answer="12", partial_credit=0.1)["score"] == 0.1
     assert math_reward("q", "no idea", answer="12", partial_credit=0.1)["score"] == 0.0
     assert math_reward("q", r"\boxed{12}", answer="12", partial_credit=0.1)["score"] == 1.0
