@@ -101,7 +101,7 @@ def suite_samples(n: int, seed: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old-rev", default="HEAD", help="git revision of the old rewards/math.py")
+    parser.add_argument("--old-rev", default="addb5b6", help="git revision of the old rewards/math.py (the last before the #28 verifier)")
     parser.add_argument("--suite-samples", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
