@@ -20,7 +20,7 @@ PROBES: dict[str, list[dict]] = {
     "highlighted_sections": [{"n": 1}],
     "title": [{}],
     "wrapped_in_quotes": [{}],
-    "json_format": [{}],
+    "json_format": [{"containers_only": True}],  # a quoted or bare-number answer is JSON too, but no markup
 }
 # Asked types whose correct output may contain another probe's markup: JSON lists look like
 # placeholders and JSON strings may hold *emphasis*.

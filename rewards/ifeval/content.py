@@ -5,7 +5,15 @@ from __future__ import annotations
 import random
 import re
 
-from rewards.ifeval._base import Constraint, count_relation, paragraphs, sentences, words
+from rewards.ifeval._base import (
+    Constraint,
+    blank_line_paragraphs,
+    count_relation,
+    divider_paragraphs,
+    sentences,
+    words,
+)
+from rewards.ifeval.language import looks_english
 
 # Pools are disjoint so an include and an exclude constraint drawn together can never name the same word,
 # and the exclude pool avoids every word of the fixed phrases used by other constraints.
@@ -20,9 +28,36 @@ def _keyword_re(word: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![^\W_]){re.escape(word)}(?![^\W_])", re.IGNORECASE)
 
 
+_POSSESSIVE_RE = re.compile(r"['’][sS]$")
+
+
 def _capital_words(text: str) -> list[str]:
-    # Single letters ("I", "A") are ordinary words, not emphasis, so they do not count.
-    return [w for w in words(text) if w.isupper() and sum(c.isalpha() for c in w) >= 2]
+    # IFEval counts every all-capital token: single letters ("I", "A") and acronyms ("U.S.", "NASA's") too.
+    return [w for w in (_POSSESSIVE_RE.sub("", t) for t in text.split()) if w.isupper()]
+
+
+def _check_paragraph_count(response: str, params: dict) -> bool:
+    found = divider_paragraphs(response)
+    return found is not None and len(found) == params["n"]
+
+
+# IFEval's first word: leading quotes dropped, then the letters up to the first of these marks.
+_WORD_END_RE = re.compile(r"[.,?!'\"]")
+
+
+def _check_nth_paragraph(response: str, params: dict) -> bool:
+    # The nth non-empty paragraph (IFEval indexes its raw split, so an extra blank line shifts it there).
+    found = blank_line_paragraphs(response)
+    nth = params["nth_paragraph"]
+    if len(found) != params["num_paragraphs"] or not 1 <= nth <= len(found):
+        return False
+    first = _WORD_END_RE.split(found[nth - 1].split()[0].lstrip("'\""), 1)[0]
+    return first.lower() == params["first_word"].strip().lower()
+
+
+def _nth_params(rng: random.Random) -> dict:
+    n = rng.randint(2, 4)
+    return {"num_paragraphs": n, "nth_paragraph": rng.randint(1, n), "first_word": rng.choice(INCLUDE_POOL)}
 
 
 def _relation_params(rng: random.Random, at_least: tuple[int, int], at_most: tuple[int, int]) -> dict:
@@ -63,7 +98,19 @@ PARAGRAPH_COUNT = Constraint(
         f"Write exactly {p['n']} paragraphs, separated from each other by a line "
         "containing only ***."
     ),
-    check=lambda r, p, _: len(paragraphs(r)) == p["n"],
+    check=lambda r, p, _: _check_paragraph_count(r, p),
+)
+
+NTH_PARAGRAPH_FIRST_WORD = Constraint(
+    name="nth_paragraph_first_word",
+    sample_params=_nth_params,
+    describe=lambda p: (
+        f"There should be exactly {p['num_paragraphs']} paragraphs, separated from each other by a blank "
+        f"line. Paragraph {p['nth_paragraph']} must start with the word \"{p['first_word']}\"."
+    ),
+    check=lambda r, p, _: _check_nth_paragraph(r, p),
+    # The task generator joins paragraphs its own way and cannot place a first word; checked only.
+    sampled=False,
 )
 
 KEYWORD_INCLUDE = Constraint(
@@ -84,7 +131,9 @@ KEYWORD_FREQUENCY = Constraint(
     name="keyword_frequency",
     sample_params=lambda rng: {"keyword": rng.choice(INCLUDE_POOL), "n": rng.randint(2, 3)},
     describe=lambda p: f'Use the word "{p["keyword"]}" at least {p["n"]} times.',
-    check=lambda r, p, _: len(_keyword_re(p["keyword"]).findall(r)) >= p["n"],
+    check=lambda r, p, _: count_relation(
+        len(_keyword_re(p["keyword"]).findall(r)), p.get("relation", "at least"), p["n"]
+    ),
 )
 
 LETTER_FREQUENCY = Constraint(
@@ -94,7 +143,7 @@ LETTER_FREQUENCY = Constraint(
         f'The letter "{p["letter"]}" must occur at least {p["n"]} times in your response '
         "(either case counts)."
     ),
-    check=lambda r, p, _: r.lower().count(p["letter"].lower()) >= p["n"],
+    check=lambda r, p, _: count_relation(r.lower().count(p["letter"].lower()), p.get("relation", "at least"), p["n"]),
 )
 
 NO_COMMAS = Constraint(
@@ -115,22 +164,23 @@ ALL_LOWERCASE = Constraint(
     name="all_lowercase",
     sample_params=lambda rng: {},
     describe=lambda p: "Write your whole response in lowercase letters only; do not use any capital letter.",
-    check=lambda r, p, _: any(c.isalpha() for c in r) and r == r.lower(),
+    # IFEval's instruction says "in English", and its checker requires English too.
+    check=lambda r, p, _: r == r.lower() and r != r.upper() and looks_english(r),
 )
 
 ALL_UPPERCASE = Constraint(
     name="all_uppercase",
     sample_params=lambda rng: {},
     describe=lambda p: "Write your whole response in capital letters only; do not use any lowercase letter.",
-    check=lambda r, p, _: any(c.isalpha() for c in r) and r == r.upper(),
+    check=lambda r, p, _: r == r.upper() and r != r.lower() and looks_english(r),
 )
 
 CAPITAL_WORD_FREQUENCY = Constraint(
     name="capital_word_frequency",
     sample_params=lambda rng: _relation_params(rng, (1, 3), (2, 4)),
     describe=lambda p: (
-        f"Write {p['relation']} {p['n']} words fully in capitals (two or more letters, "
-        f"for example THIS)."
+        f"Write {p['relation']} {p['n']} words fully in capitals (every all-capital word counts, "
+        f"for example THIS, I or NASA)."
     ),
     check=lambda r, p, _: count_relation(len(_capital_words(r)), p["relation"], p["n"]),
 )
@@ -139,6 +189,7 @@ CONTENT_CONSTRAINTS: tuple[Constraint, ...] = (
     WORD_COUNT,
     SENTENCE_COUNT,
     PARAGRAPH_COUNT,
+    NTH_PARAGRAPH_FIRST_WORD,
     KEYWORD_INCLUDE,
     KEYWORD_EXCLUDE,
     KEYWORD_FREQUENCY,

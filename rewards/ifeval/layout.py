@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from rewards.ifeval._base import Constraint, normalise_ws
 
@@ -28,7 +29,10 @@ _BULLET_RE = re.compile(r"^[ \t]*[*-][ \t]+\S", re.MULTILINE)
 _BOLD_RE = re.compile(r"\*\*[^\s*][^\n*]*?(?<!\s)\*\*")
 _ITALIC_RE = re.compile(r"\*[^\s*][^\n*]*?(?<!\s)\*")
 _PLACEHOLDER_RE = re.compile(r"\[[^\[\]\n]*[^\s\[\]][^\[\]\n]*\]")
-_JSON_FENCE_RE = re.compile(r"^```(?:json)?[ \t]*\n(.*)\n```$", re.DOTALL | re.IGNORECASE)
+# A fence around the JSON, one-line (```json {"a": 1}```) or not, as IFEval strips it.
+_JSON_FENCE_RE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
+# Markup a postscript marker may carry (`**P.S.**`, `_P.S._`, `> P.S.`).
+_MARKUP = r"[*_># \t]*"
 
 
 def _count_highlights(text: str) -> int:
@@ -42,21 +46,32 @@ def _check_sections(response: str, params: dict) -> bool:
     return numbers == list(range(1, params["n"] + 1))
 
 
+@lru_cache(maxsize=64)
+def _postscript_re(marker: str) -> re.Pattern[str]:
+    # Letters of the marker with a period and an optional space after each (IFEval: "P. S.", "P.P.S");
+    # any case, so an all-lowercase constraint can be combined with this one.
+    letters = [c for c in marker if c.isalpha()]
+    body = r"\.\s?".join(re.escape(c) for c in letters) + r"\.?"
+    return re.compile(rf"^[ \t]*{_MARKUP}{body}[*_ \t:]*[^\s*_:.]", re.MULTILINE | re.IGNORECASE)
+
+
 def _check_postscript(response: str, params: dict) -> bool:
-    # Lower-case "p.s." also counts, so an all-lowercase constraint can be combined with this one.
-    pattern = re.compile(rf"^[ \t]*{re.escape(params['marker'])}[ \t]*\S", re.MULTILINE | re.IGNORECASE)
-    return pattern.search(response) is not None
+    return _postscript_re(params["marker"]).search(response) is not None
 
 
 def _check_json(response: str, params: dict) -> bool:
+    # Any JSON value counts (IFEval's definition), fenced or not.
     text = response.strip()
     fenced = _JSON_FENCE_RE.match(text)
     if fenced:
         text = fenced.group(1)
     try:
-        return isinstance(json.loads(text), dict)
+        value = json.loads(text)
     except ValueError:
         return False
+    # `containers_only` (not IFEval's): probes for JSON markup skip bare strings and numbers, which a
+    # quoted or one-number answer is too.
+    return isinstance(value, (dict, list)) or not params.get("containers_only", False)
 
 
 def _check_repeat(response: str, params: dict, prompt: str) -> bool:
@@ -155,7 +170,7 @@ JSON_FORMAT = Constraint(
     name="json_format",
     sample_params=lambda rng: {},
     describe=lambda p: (
-        "Format your entire output as a single JSON object; a ```json code fence around it is allowed."
+        "Format your entire output as JSON; a ```json code fence around it is allowed."
     ),
     check=lambda r, p, _: _check_json(r, p),
 )

@@ -23,7 +23,7 @@ CASES = [
     ("sentence_count", {"relation": "at least", "n": 2}, "It rained. We stayed in!", "It rained all day.", ""),
     ("sentence_count", {"relation": "at most", "n": 1}, "Pi is 3.14 roughly.", "One. Two.", ""),
     ("paragraph_count", {"n": 2}, "First part.\n***\nSecond part.", "First.\n***\nSecond.\n***\nThird.", ""),
-    ("paragraph_count", {"n": 3}, "A.\n\nB.\n\nC.", "A.\nB.\nC.", ""),
+    ("paragraph_count", {"n": 2}, "A.\n\nStill A.\n***\nB.", "A.\n\nB.", ""),
     ("keyword_include", {"keywords": ["river", "garden"]}, "The River ran by the garden.", "The river ran.", ""),
     ("keyword_exclude", {"forbidden": ["very"]}, "Everything is fine.", "It is Very fine.", ""),
     ("keyword_frequency", {"keyword": "orbit", "n": 2}, "An orbit, then another orbit.", "One orbit, orbits.", ""),
@@ -32,8 +32,8 @@ CASES = [
     ("no_digits", {}, "I have three cats.", "I have 3 cats.", ""),
     ("all_lowercase", {}, "all quiet here.", "All quiet here.", ""),
     ("all_uppercase", {}, "ALL LOUD HERE!", "ALL LOUD HERe!", ""),
-    ("capital_word_frequency", {"relation": "at least", "n": 2}, "This is VERY VERY big.", "I am A bit TIRED.", ""),
-    ("capital_word_frequency", {"relation": "at most", "n": 1}, "I saw NASA once.", "NASA and ESA met.", ""),
+    ("capital_word_frequency", {"relation": "at least", "n": 2}, "This is VERY VERY big.", "Quite TIRED.", ""),
+    ("capital_word_frequency", {"relation": "at most", "n": 1}, "We saw NASA once.", "I saw NASA once.", ""),
     ("starts_with", {"phrase": "Let me explain."}, "  Let me explain. It works.", "So, Let me explain.", ""),
     ("ends_with", {"phrase": "That is all."}, "It works. That is all.\n", "That is all. Bye.", ""),
     ("wrapped_in_quotes", {}, '"Hello there."', 'Hello "there."', ""),
@@ -48,11 +48,15 @@ CASES = [
     ("repeat_prompt", {}, f"{QUESTION}  The waves were loud.", "The waves were loud.", REPEAT_PROMPT),
     ("two_responses", {}, "The sea is blue.\n******\nThe sea is grey.", "Blue.\n******\nBlue.", ""),
     ("answer_options", {"options": ["Yes", "No"]}, " No\n", "No way", ""),
+    ("nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "orbit"},
+     "Intro.\n\nOrbit next.", "Intro.\n\nThe orbit.", ""),
+    ("response_language", {"language": "fr"}, "Le chat est sur la table avec une souris.",
+     "The cat is on the table with a mouse.", ""),
 ]
 
 
-def test_registry_has_exactly_25_named_constraints() -> None:
-    assert len(CONSTRAINTS) == 25
+def test_registry_has_ifevals_25_types_and_the_projects_two() -> None:
+    assert len(CONSTRAINTS) == 27
     for name, constraint in CONSTRAINTS.items():
         assert isinstance(constraint, Constraint)
         assert constraint.name == name
