@@ -86,3 +86,12 @@ def ensure_visual_suite(artifacts_dir: str, spec: Any) -> dict[str, str]:
     from rlsys.data.tasks.visual.suite import ensure_visual_suite as ensure
 
     return ensure(artifacts_dir, spec)
+
+
+def ensure_video_suite(artifacts_dir: str, spec: Any) -> dict[str, str]:
+    """Build (or reuse) the video suite (`rlsys.data.tasks.video.suite.VideoSuiteSpec`, or any mapping of its
+    fields) under `<artifacts_dir>/data_video/<key>/`; returns split name -> file path. Its key hashes the
+    video and visual generators' own code, never the text suite's."""
+    from rlsys.data.tasks.video.suite import ensure_video_suite as ensure
+
+    return ensure(artifacts_dir, spec)

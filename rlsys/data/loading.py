@@ -95,7 +95,12 @@ def _scan_json(path: str, kind: str, tally: _Tally, origins: list[str]) -> list[
 
 def _with_images(row: dict, path: str, where: str, cache_dir: str | None = None) -> dict:
     """The row with its `images` resolved against its data file and checked (rlsys.data.images): absolute
-    paths of readable files; a missing or unreadable image is a bad row naming file, row and field."""
+    paths of readable files; a missing or unreadable image is a bad row naming file, row and field. `videos`
+    are resolved the same way (rlsys.data.videos)."""
+    if "videos" in row:
+        from rlsys.data.videos import resolve_videos
+
+        row = resolve_videos(row, path, where)
     if "images" not in row:
         return row
     from rlsys.data.images import resolve_images

@@ -14,6 +14,9 @@ Kinds (docs/DATA.md has examples):
 Every kind may carry `images`: a non-empty list of image paths relative to the data file (or absolute), or
 of image bytes / `{"bytes", "path"}` structs / PIL images (a `datasets` Image column); the loader resolves
 them to absolute paths of readable files (rlsys.data.images).
+Every kind may carry `videos`: a non-empty list whose entries are a folder of frame images (read in file-name
+order) or a list of frame paths, relative to the data file; `fps` (a positive number) is then required. The
+loader resolves each video to the absolute paths of its frames (rlsys.data.videos).
 
 Unknown extra fields are kept untouched (reward functions receive them as keyword arguments). A null
 value counts as an absent field: columnar formats (parquet, and datasets' JSON loader) fill every
@@ -105,6 +108,22 @@ def _images(row: dict, where: str) -> None:
                         f"got {type(entry).__name__}")
 
 
+def _videos(row: dict, where: str) -> None:
+    if "videos" not in row:
+        return
+    value = row["videos"]
+    if not isinstance(value, list) or not value:
+        raise _fail(where, "field 'videos' must be a non-empty list of frame folders or lists of frame paths")
+    for i, entry in enumerate(value):
+        ok = isinstance(entry, str) and bool(entry.strip()) or isinstance(entry, list) and bool(entry) and all(
+            isinstance(p, str) and p.strip() for p in entry)
+        if not ok:
+            raise _fail(where, f"field 'videos[{i}]' must be a frame folder path or a non-empty list of frame paths")
+    fps = row.get("fps")
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not fps > 0:
+        raise _fail(where, f"field 'fps' must be a positive number (frames per second of the videos), got {fps!r}")
+
+
 def drop_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: drop_nulls(v) for k, v in value.items() if v is not None}
@@ -125,6 +144,7 @@ def validate_row(kind: str, row: Any, where: str) -> dict:
     row = drop_nulls(row)
     _nonempty_str(row, "id", where)
     _images(row, where)
+    _videos(row, where)
     if kind in ("rl", "ifeval"):
         _validate_rl(row, where, constraints_required=kind == "ifeval")
     elif kind == "sft":
