@@ -1,0 +1,168 @@
+"""Does a VLM read its pictures? Three probes of the tiny Qwen3-VL (docs/benchmarks/vision.md, "What the tower reads").
+
+    # caption NLL with each row's own image vs another row's, overall and per token class
+    .venv/bin/python scripts/diag_vision_reading.py swap MODEL --data DIR [--split vl_caption_eval] [--rows 180]
+    # caption fine-tuning of the whole model in a plain torch loop, the swap gap every 150 steps
+    .venv/bin/python scripts/diag_vision_reading.py train-captions MODEL --data DIR --steps 900 [--save OUT]
+    # the vision tower + merger + a linear head trained to name the first digit of an arithmetic expression
+    .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --steps 1000 [--pool flat|mean]
+
+DIR is a built visual suite (artifacts/data_visual/<hash>, or a bigger one from `build_visual_suite`). A model
+that reads a caption's content from the picture scores its tokens better with its own image than with
+another's (the gap, nats per token); a token class it cannot read shows no gap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+
+def load_split(data: Path, split: str, n: int | None = None) -> list[dict]:
+    rows = [json.loads(line) for line in (data / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+    for r in rows:
+        r["images"] = [str(data / p) for p in r["images"]]
+    return rows[:n] if n else rows
+
+
+def load(path: str) -> tuple:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return AutoProcessor.from_pretrained(path), AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+
+
+def caption_nll(proc, model, row: dict, images: list[str]) -> torch.Tensor:
+    """Per-token NLL of the row's response given its prompt and `images`."""
+    from rlsys.data.encode import encode_vl_prompt
+    from rlsys.learner.vl_inputs import build_vl_inputs, completion_logprobs
+
+    prompt = encode_vl_prompt(proc, row)
+    target = proc.tokenizer(row["response"], add_special_tokens=False)["input_ids"]
+    return -completion_logprobs(model, build_vl_inputs(proc, prompt, images, target), len(target))[0]
+
+
+def swap_gap(proc, model, rows: list[dict]) -> tuple[str, dict]:
+    """Mean NLL with own vs shifted images (row i gets row i+7's), and per token class (digit / word / punct)."""
+    own, swap, per = [], [], defaultdict(lambda: ([], []))
+    model.eval()
+    with torch.no_grad():
+        for i, r in enumerate(rows):
+            a = caption_nll(proc, model, r, r["images"])
+            b = caption_nll(proc, model, r, rows[(i + 7) % len(rows)]["images"])
+            own.append(a.mean().item())
+            swap.append(b.mean().item())
+            ids = proc.tokenizer(r["response"], add_special_tokens=False)["input_ids"]
+            for t, x, y in zip(ids, a.tolist(), b.tolist()):
+                s = proc.tokenizer.decode([t]).strip()
+                kind = "digit" if re.fullmatch(r"\d+", s) else "word" if s.isalpha() else "punct"
+                per[kind][0].append(x)
+                per[kind][1].append(y)
+    d = [y - x for x, y in zip(own, swap)]
+    line = (f"own {statistics.mean(own):.3f} swapped {statistics.mean(swap):.3f} "
+            f"gap {statistics.mean(d):+.3f} ± {statistics.stdev(d) / len(d) ** 0.5:.3f}")
+    return line, per
+
+
+def cmd_swap(args: argparse.Namespace) -> None:
+    proc, model = load(args.model)
+    line, per = swap_gap(proc, model, load_split(args.data, args.split, args.rows))
+    print(line)
+    for kind, (a, b) in sorted(per.items()):
+        right = sum(x < 0.693 for x in a) / len(a)
+        print(f"  {kind:6s} tokens {len(a):5d}  own {statistics.mean(a):.2f}  swapped {statistics.mean(b):.2f}  "
+              f"p(right) > 0.5: {right:.2f}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    torch.manual_seed(0)
+    proc, model = load(args.model)
+    train, evals = load_split(args.data, "vl_caption_train"), load_split(args.data, "vl_caption_eval", 60)
+    print("before:", swap_gap(proc, model, evals)[0], flush=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    rng, t0 = random.Random(0), time.time()
+    for step in range(1, args.steps + 1):
+        model.train()
+        opt.zero_grad()
+        for r in rng.sample(train, args.batch):
+            (caption_nll(proc, model, r, r["images"]).mean() / args.batch).backward()
+        opt.step()
+        if step % 150 == 0:
+            print(f"step {step} ({time.time() - t0:.0f} s):", swap_gap(proc, model, evals)[0], flush=True)
+    if args.save:
+        model.save_pretrained(args.save)
+        proc.save_pretrained(args.save)
+
+
+def cmd_digit(args: argparse.Namespace) -> None:
+    from rlsys.learner.vl_inputs import image_inputs
+
+    torch.manual_seed(0)
+    proc, model = load(args.model)
+    train, evals = load_split(args.data, "vl_caption_train"), load_split(args.data, "vl_caption_eval", 60)
+    train = [r for r in train if r["scene"].get("kind") == "expression"]
+    evals = [r for r in evals if r["scene"].get("kind") == "expression"]
+    label = lambda r: int(str(r["scene"]["a"])[0])  # noqa: E731 (the first digit of the first operand)
+    dim = model.config.text_config.hidden_size
+    width = dim if args.pool == "mean" else None
+    head: torch.nn.Module | None = torch.nn.Linear(width, 10) if width else None
+
+    def logits(batch: list[dict]) -> torch.Tensor:
+        nonlocal head
+        inputs = image_inputs(proc, [r["images"][0] for r in batch])
+        feats = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+        x = torch.stack([f.mean(0) if args.pool == "mean" else f.flatten() for f in feats])
+        if head is None:
+            head = torch.nn.Linear(x.shape[1], 10)
+        return head(x)
+
+    def accuracy() -> float:
+        with torch.no_grad():
+            return (logits(evals).argmax(-1) == torch.tensor([label(r) for r in evals])).float().mean().item()
+
+    print(f"start: acc {accuracy():.3f} on {len(evals)} held-out expressions", flush=True)
+    opt = torch.optim.AdamW(list(model.model.visual.parameters()) + list(head.parameters()), lr=args.lr)
+    rng, t0 = random.Random(0), time.time()
+    for step in range(1, args.steps + 1):
+        batch = rng.sample(train, 16)
+        loss = torch.nn.functional.cross_entropy(logits(batch), torch.tensor([label(r) for r in batch]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 200 == 0:
+            print(f"step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} acc {accuracy():.3f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, fn in (("swap", cmd_swap), ("train-captions", cmd_train), ("digit-probe", cmd_digit)):
+        p = sub.add_parser(name)
+        p.add_argument("model")
+        p.add_argument("--data", type=Path, required=True)
+        p.set_defaults(run=fn)
+        if name == "swap":
+            p.add_argument("--split", default="vl_caption_eval")
+            p.add_argument("--rows", type=int, default=180)
+        else:
+            p.add_argument("--steps", type=int, default=900)
+            p.add_argument("--lr", type=float, default=5e-4 if name == "train-captions" else 1e-3)
+        if name == "train-captions":
+            p.add_argument("--batch", type=int, default=8)
+            p.add_argument("--save", default=None)
+        if name == "digit-probe":
+            p.add_argument("--pool", choices=("flat", "mean"), default="flat")
+    torch.set_num_threads(1)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
