@@ -185,6 +185,10 @@ def _validate_rl(row: dict, where: str, constraints_required: bool) -> None:
         raise _fail(where, "field 'answer' must be a non-empty string when task is 'math'")
     if "hints" in row:
         hints = row["hints"]
-        if not isinstance(hints, list) or not all(isinstance(h, str) and h.strip() for h in hints):
-            raise _fail(where, "field 'hints' must be a list of non-empty strings (level 1 first)")
+        # At most one hint per level (1-5), and every level named in an error so a bad row is easy to find.
+        if not isinstance(hints, list) or len(hints) > 5:
+            raise _fail(where, "field 'hints' must be a list of at most 5 non-empty strings (level 1 first)")
+        for level, hint in enumerate(hints, 1):
+            if not isinstance(hint, str) or not hint.strip():
+                raise _fail(where, f"field 'hints' level {level} must be a non-empty string, got {hint!r}")
     row.setdefault("data_source", "user")

@@ -4,6 +4,7 @@
     .venv/bin/python -m rlsys.eval judge-votes sft=artifacts/stages/judge_check_sft/<hash>/model rl=...
     .venv/bin/python -m rlsys.eval compare ../fresh/artifacts artifacts
     .venv/bin/python -m rlsys.eval vision --from-run runs/vl_pipeline/<time>
+    .venv/bin/python -m rlsys.eval hint-table sft_more=artifacts/stages/sft_more/<hash>/model --rows 60 --samples 4
     .venv/bin/python -m rlsys.eval align --judge artifacts/stages/judge_check_sft/<hash>/model before=... after=...
 
 Each command takes the flags of its module (`<command> --help`); `scripts/eval_wide.py`,
@@ -15,11 +16,11 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from rlsys.eval import align, compare, judge_votes, vision, wide
+from rlsys.eval import align, compare, hint_table, judge_votes, vision, wide
 
 # Each module keeps its heavy imports (Hydra, Ray, vLLM) inside `run`, so listing the commands stays cheap.
 COMMANDS: dict[str, ModuleType] = {"wide": wide, "judge-votes": judge_votes, "compare": compare,
-                                  "vision": vision, "align": align}
+                                  "vision": vision, "align": align, "hint-table": hint_table}
 
 
 def build_parser() -> argparse.ArgumentParser:
