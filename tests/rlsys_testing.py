@@ -73,26 +73,19 @@ class RecordingPool:
         return [GroupResult(r.request_id, r.prompt_token_ids, [], 0) for r in requests]
 
 
-class SoftJudgeServer:
-    """An OpenAI-compatible chat endpoint on loopback standing in for a soft-instruction judge: it marks each
-    rubric line of an alignment prompt ok when the response holds that line's cue word (`cues`: name -> word).
-    A response holding "garble" gets no marks, one holding "half" only the first. `seen` keeps the prompts."""
 
-    def __init__(self, cues: dict[str, str]) -> None:
-        self.cues = cues
+class ChatServer:
+    """An OpenAI-compatible `/v1/chat/completions` endpoint on loopback answering each request's last user
+    message with `reply(message)` (stdlib only; the real openai client talks to it). `seen` keeps the
+    messages in arrival order. Use as a context manager; it yields the base URL (`.../v1`)."""
+
+    def __init__(self, reply) -> None:
+        import threading
+
+        self.reply = reply
         self.seen: list[str] = []
+        self.lock = threading.Lock()
         self._server = None
-
-    def reply(self, text: str) -> str:
-        import re
-
-        self.seen.append(text)
-        response = text.split("Response:\n", 1)[1].split("\n\nJudge whether", 1)[0].lower()
-        names = re.findall(r"^- ([^:\n]+):", text, re.M)
-        lines = [f"{n}: {'ok' if self.cues.get(n, '?') in response else 'no'}." for n in names]
-        if "garble" in response:
-            return "I am not sure."
-        return "\n".join(lines[:1] if "half" in response else lines)
 
     def __enter__(self) -> str:
         import json
@@ -104,10 +97,12 @@ class SoftJudgeServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                content = outer.reply(body["messages"][-1]["content"])
+                message = body["messages"][-1]["content"]
+                with outer.lock:
+                    outer.seen.append(message)
                 reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                          "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": content}}],
+                                      "message": {"role": "assistant", "content": outer.reply(message)}}],
                          "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
                 data = json.dumps(reply).encode()
                 self.send_response(200)
@@ -125,3 +120,23 @@ class SoftJudgeServer:
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
+
+
+class SoftJudgeServer(ChatServer):
+    """A `ChatServer` standing in for a soft-instruction judge: it marks each rubric line of an alignment prompt
+    ok when the response holds that line's cue word (`cues`: name -> word). A response holding "garble" gets no
+    marks, one holding "half" only the first."""
+
+    def __init__(self, cues: dict[str, str]) -> None:
+        super().__init__(self._judge)
+        self.cues = cues
+
+    def _judge(self, text: str) -> str:
+        import re
+
+        response = text.split("Response:\n", 1)[1].split("\n\nJudge whether", 1)[0].lower()
+        names = re.findall(r"^- ([^:\n]+):", text, re.M)
+        lines = [f"{n}: {'ok' if self.cues.get(n, '?') in response else 'no'}." for n in names]
+        if "garble" in response:
+            return "I am not sure."
+        return "\n".join(lines[:1] if "half" in response else lines)

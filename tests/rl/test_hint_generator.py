@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from rlsys_testing import ChatServer
 
 from hints.progressive import HintSource
 from rlsys.data.loading import load_rows, prompt_messages, sft_messages
@@ -19,44 +18,31 @@ from rlsys.rl.hint_generator import HintGenerationError, OpenAIHintGenerator, pa
 WELL_FORMED = "Hint 1: notice {p}\nHint 2: split it\nHint 3: use a formula\nHint 4: first step\nHint 5: full\nsolution {p}"
 
 
-class _Hinter(BaseHTTPRequestHandler):
-    """Answers /v1/chat/completions with five hints naming the problem; a problem holding "garble" gets a reply
-    without level 4, one holding "flaky" a garbled reply on the first request only."""
+class _Hinter(ChatServer):
+    """Answers with five hints naming the problem; a problem holding "garble" gets a reply without level 4, one
+    holding "flaky" a garbled reply on the first request only. `requests` lists the problems asked about."""
 
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        text = body["messages"][-1]["content"]
+    def __init__(self) -> None:
+        super().__init__(self._hints)
+        self.requests: list[str] = []
+
+    def _hints(self, text: str) -> str:
         problem = text.split("Problem:\n", 1)[1].split("\n\nReference solution:", 1)[0]
-        server = self.server
-        with server.lock:
-            server.requests.append(problem)
-            first = server.requests.count(problem) == 1
+        with self.lock:
+            self.requests.append(problem)
+            first = self.requests.count(problem) == 1
         reply = WELL_FORMED.format(p=problem)
         if "garble" in problem or ("flaky" in problem and first):
             reply = reply.replace("Hint 4: first step\n", "")
-        data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": reply}}],
-                           "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        return reply
 
 
 @pytest.fixture
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hinter)
-    srv.requests, srv.lock = [], threading.Lock()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    yield srv
-    srv.shutdown()
+    srv = _Hinter()
+    with srv as url:
+        srv.url = url
+        yield srv
 
 
 def _gen(url: str, **kw) -> OpenAIHintGenerator:
