@@ -214,7 +214,7 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
             step_metrics |= train_metrics | {"time/train_s": t_train, "time/sync_s": t_sync}
             if rl.eval_every and state.step % rl.eval_every == 0:
                 step_metrics |= evaluate(setup, ctx.cfg)
-            step_metrics |= setup.pool_failures() | first_line
+            step_metrics |= setup.pool_failures() | setup.pool.step_metrics() | first_line
             first_line = {}
             step_metrics |= step_timing(step_metrics, time.perf_counter() - t0) | {"policy_version": state.version}
             state.add_totals({k: v for k, v in step_metrics.items()

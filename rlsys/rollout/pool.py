@@ -76,6 +76,8 @@ class RolloutPool(PoolCore):
         self._low_demand_since: float | None = None
         self._last_autoscale = 0.0
         self._in_nccl_round = False
+        # Totals at the last step_metrics() call, which reports the change since.
+        self._metrics_seen: dict[str, float] = {"time": self._ticked_at}
         n = self.policy.min_actors if num_actors is None else num_actors
         if n > self.policy.max_actors:
             # An explicit initial size wider than the policy widens the policy rather than being cut.
@@ -89,10 +91,12 @@ class RolloutPool(PoolCore):
     def from_config(cls, rollout: Any, model_path: str, **kwargs: Any) -> RolloutPool:
         """Build from the `rollout` config section: worker settings, resources, policy and size."""
         kwargs.setdefault("num_actors", rollout.num_actors)
+        policy = PoolPolicy.from_config(rollout.pool)
+        kwargs.setdefault("auto_scale", policy.autoscale)
         return cls(
             model_path,
             worker_kwargs=worker_kwargs(rollout, model_path),
-            policy=PoolPolicy.from_config(rollout.pool),
+            policy=policy,
             resources=worker_resources(rollout),
             **kwargs,
         )
@@ -106,6 +110,7 @@ class RolloutPool(PoolCore):
             clash = [i for i in ids if i in self._jobs]
             if clash or len(set(ids)) != len(ids):
                 raise ValueError(f"request ids already pending or repeated: {sorted(set(clash) or ids)[:5]}")
+            self._tick()
             for req in requests:
                 self._jobs[req.request_id] = Job(req, now)
                 self._queue.append(req.request_id)
@@ -333,6 +338,24 @@ class RolloutPool(PoolCore):
                 up = now - s.ready_at if s.ready_at else 0.0
                 out[f"{p}/tokens_per_s"] = s.tokens / up if up > 0 else 0.0
             return out
+
+    def step_metrics(self) -> dict[str, float]:
+        """Load since the last call (the first: since start), as time-weighted means: live actors, groups in
+        flight and queued, the mean share of time the live actors held work, and tokens generated per second.
+        Re-dispatches and replaced actors are not repeated here: `failure_counts` owns them."""
+        with self._lock:
+            self._tick()
+            now = {**self._area, "tokens": float(self._tokens), "time": self._ticked_at,
+                   **{f"busy/{s.name}": s.busy_s for s in self._slots.values() if s.state in LIVE}}
+            seen, self._metrics_seen = self._metrics_seen, now
+        elapsed = now["time"] - seen["time"]
+        if elapsed <= 0:
+            return {}
+        delta = {k: v - seen.get(k, 0.0) for k, v in now.items()}
+        busy = [v / elapsed for k, v in delta.items() if k.startswith("busy/")]
+        return {"pool/actors": delta["actors"] / elapsed, "pool/inflight": delta["inflight"] / elapsed,
+                "pool/backlog": delta["queued"] / elapsed, "pool/busy_share": sum(busy) / len(busy) if busy else 0.0,
+                "pool/tokens_per_s": delta["tokens"] / elapsed}
 
     def failure_counts(self) -> dict[str, float]:
         """Running totals of the failures in FAILURE_COUNTERS since the pool started."""

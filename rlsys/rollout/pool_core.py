@@ -71,6 +71,8 @@ class Slot:
     finished: int = 0
     tokens: int = 0
     failures: int = 0
+    # Seconds spent holding at least one group (for the pool's busy share).
+    busy_s: float = 0.0
 
 
 class PoolCore:
@@ -109,6 +111,12 @@ class PoolCore:
         self._start_failures = 0
         self._counts = dict(submitted=0, delivered=0, errors=0, redispatches=0, restarts=0, deaths=0,
                             timeouts=0, dropped_stale=0, scale_events=0, syncs=0)
+        # Time integrals of queue length, groups in flight and live actors since start, plus tokens generated:
+        # step_metrics() reports their change per call as time-weighted means (a snapshot at the end of an RL
+        # step would only ever see an empty pool).
+        self._area = dict(queued=0.0, inflight=0.0, actors=0.0)
+        self._tokens = 0
+        self._ticked_at = time.monotonic()
 
     def _describe(self) -> str:
         states = ", ".join(f"{s.name}:{s.state}/v{s.version}/{len(s.outstanding)}" for s in self._slots.values())
@@ -311,9 +319,11 @@ class PoolCore:
             slot.failures = 0
         for job in jobs:
             result = by_id[job.request.request_id]
+            tokens = sum(len(s.token_ids) for s in result.samples)
+            self._tokens += tokens
             if slot is not None:
                 slot.finished += 1
-                slot.tokens += sum(len(s.token_ids) for s in result.samples)
+                slot.tokens += tokens
             self._deliver(result)
 
     def _on_control(self, ref: Any, loads: dict[str, float] | None) -> None:
@@ -386,8 +396,19 @@ class PoolCore:
                 self._actor_died(slot, f"{slot.state} for more than {self.policy.start_timeout_s} s")
                 self._check_start_failures(f"{slot.name} did not start in time")
 
+    def _tick(self) -> None:
+        """Credit the time since the last tick to the state the pool held over it; called before state changes."""
+        now = time.monotonic()
+        dt, self._ticked_at = now - self._ticked_at, now
+        self._area["queued"] += len(self._queue) * dt
+        self._area["actors"] += sum(s.state in LIVE for s in self._slots.values()) * dt
+        for slot in self._slots.values():
+            self._area["inflight"] += len(slot.outstanding) * dt
+            slot.busy_s += dt if slot.outstanding else 0.0
+
     def _step(self, wait_s: float, loads: dict[str, float] | None = None) -> None:
         """Dispatch, wait up to `wait_s` for any result, handle everything that finished."""
+        self._tick()
         self._dispatch()
         refs = [*self._inflight, *self._control]
         if refs:
@@ -395,6 +416,7 @@ class PoolCore:
             if done and rest:
                 more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
                 done += more
+            self._tick()
             for ref in done:
                 if ref in self._control:
                     self._on_control(ref, loads)

@@ -19,6 +19,8 @@ class PoolPolicy:
     min_actors: int = 1
     # Most actors it grows to (>= min_actors).
     max_actors: int = 1
+    # Resize the pool between min_actors and max_actors by backlog, starting at rollout.num_actors.
+    autoscale: bool = False
     # Groups (queued + in flight) per actor the autoscaler aims for.
     target_backlog: int = 8
     # Start a new actor in place of one that died.
@@ -47,6 +49,10 @@ class PoolPolicy:
         if self.min_actors < 0 or self.max_actors < max(1, self.min_actors):
             raise ValueError(f"need 0 <= min_actors <= max_actors and max_actors >= 1, got "
                              f"min_actors={self.min_actors} max_actors={self.max_actors}")
+        if self.autoscale and self.max_actors < 2:
+            # One actor at most leaves the autoscaler nothing to decide: almost surely a forgotten max_actors.
+            raise ValueError(f"rollout.pool.max_actors must be >= 2 when rollout.pool.autoscale is on, "
+                             f"got max_actors={self.max_actors}")
         if self.sync_backend not in ("object_store", "nccl"):
             raise ValueError(f"sync_backend must be 'object_store' or 'nccl', got {self.sync_backend!r}")
         at_least = {"target_backlog": 1, "max_attempts": 1, "max_inflight_per_actor": 1, "max_start_failures": 1,
