@@ -61,6 +61,10 @@ class RLConfig:
     # Recompute behaviour logprobs with the learner instead of using the rollout's (needed when
     # the trained context differs from the sampled one, e.g. hints dropped from the context).
     recompute_old_logprobs: bool = False
+    # Asynchronous RL: the rollout of later steps runs while the learner trains, on a policy at most this
+    # many versions behind the learner's (0 = the synchronous loop, exactly; 1 = one-step off-policy).
+    # See rlsys/rl/overlap.py.
+    max_staleness: int = setting(0, ge=0)
     # Credit assignment: "sequence" (one advantage per answer) or "error_tokens" (a failed answer's
     # negative advantage only on the tokens of the false results that `step_verifier` finds, plus
     # `step_penalty` on those tokens in every answer; needs a per-token loss such as gspo_token).

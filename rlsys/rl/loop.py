@@ -35,11 +35,13 @@ from rlsys.eval.visual import check_visual_model
 from rlsys.learner.batching import make_batch
 from rlsys.learner.group import LearnerGroup
 from rlsys.rl.collector import Group, GroupCollector
+from rlsys.rl.overlap import Ahead, Batch, InTurn, check_overlap
 from rlsys.rl.state import (
     ProblemSampler,
     RLState,
     find_resume_dir,
     load_checkpoint,
+    load_pending,
     save_checkpoint,
     truncate_lines,
 )
@@ -48,6 +50,7 @@ from rlsys.stages.context import StageContext
 from rlsys.stages.io import stage_rows
 from rlsys.stages.sampling import check_stage_prompts, sample_seed
 from rlsys.stages.tables import heldout_rows, heldout_table
+from rlsys.tracking.cpu import CoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
     rows = checked.rows
     credit = build_credit(ctx, tokenizer)
     check_kl_sources(rl, f"stages.{ctx.name}.rl")
+    check_overlap(rl, cfg.rollout.pool.get("sync_backend", "object_store"), f"stages.{ctx.name}.rl")
     reward_cfg = to_plain(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
     rewards = RewardWorkerPool(reward_cfg, where=f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns")
     learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
@@ -195,8 +199,9 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
     if resume_dir is not None:
         ctx.out_dir = resume_dir
     setup = build_rl(ctx)
+    source: InTurn | Ahead | None = None
     try:
-        state = _start_state(ctx, setup, resume_dir)
+        state, pending = _start_state(ctx, setup, resume_dir)
         setup.metrics = build_metrics_at(ctx.cfg, setup.out_dir, ctx.name)
         # The load-time data counts go on a fresh run's first metrics line (a resumed run logged them already).
         first_line = setup.data_metrics if state.step == 0 else {}
@@ -205,31 +210,41 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
                               step=0)
             first_line = {}
         started = time.perf_counter() - state.wall_s
+        source = batch_source(setup, state, rl, pending)
+        cores = CoreBusy()
         while state.step < rl.steps and not (rl.max_wall_s and time.perf_counter() - started > rl.max_wall_s):
             t0 = time.perf_counter()
-            groups, step_metrics = setup.collector.collect(state.step, state, setup.sampler)
-            train_metrics, t_train = update_policy(setup.learners, groups, ctx.cfg, rl, state.step, setup.credit)
-            t_sync = sync_weights(setup, state)
+            batch = source.next(state.step)
+            train_metrics, t_train = update_policy(setup.learners, batch.groups, ctx.cfg, rl, state.step, setup.credit)
+            t_sync = source.publish()
             state.step += 1
-            step_metrics |= train_metrics | {"time/train_s": t_train, "time/sync_s": t_sync}
+            step_metrics = batch.metrics | train_metrics | {"time/train_s": t_train, "time/sync_s": t_sync}
             if rl.eval_every and state.step % rl.eval_every == 0:
-                step_metrics |= evaluate(setup, ctx.cfg)
-            step_metrics |= setup.pool_failures() | setup.pool.step_metrics() | first_line
+                with source.pool_current():
+                    step_metrics |= evaluate(setup, ctx.cfg)
+            step_metrics |= setup.pool_failures() | setup.pool.step_metrics() | first_line | source.step_metrics()
             first_line = {}
-            step_metrics |= step_timing(step_metrics, time.perf_counter() - t0) | {"policy_version": state.version}
+            step_s = time.perf_counter() - t0
+            step_metrics |= step_timing(step_metrics, step_s) | {"policy_version": state.version}
+            step_metrics |= cores.sample() | {"async/learner_busy_share": (t_train + t_sync) / max(step_s, 1e-9)}
             state.add_totals({k: v for k, v in step_metrics.items()
-                              if k.startswith("filter/") or k == "train/skipped"})
-            state.sampler = setup.sampler.state_dict()
+                              if k.startswith("filter/") or k in ("train/skipped", "async/dropped_stale")})
             setup.metrics.log(step_metrics, step=state.step)
             state.metric_lines += 1
             state.wall_s = time.perf_counter() - started
             log.info("rl step %d: %s", state.step, _brief(step_metrics))
             check_skipped(state, rl, ctx.name)
             if rl.save_every and (state.step % rl.save_every == 0 or state.step == rl.steps):
-                save_checkpoint(setup.out_dir / "checkpoints", state, setup.learners, rl.keep_checkpoints)
+                with source.paused() as in_flight:
+                    state.sampler = setup.sampler.state_dict()
+                    save_checkpoint(setup.out_dir / "checkpoints", state, setup.learners, rl.keep_checkpoints,
+                                    pending=in_flight)
+        source.close()
         check_skipped(state, rl, ctx.name, at_end=True)
         return finish(ctx, setup, state)
     finally:
+        if source is not None:
+            source.close(wait=False)
         setup.shutdown()
 
 
@@ -251,16 +266,26 @@ def check_skipped(state: RLState, rl: Any, name: str, at_end: bool = False) -> N
     )
 
 
-def _start_state(ctx: StageContext, setup: RLSetup, resume_dir: Path | None) -> RLState:
+def _start_state(ctx: StageContext, setup: RLSetup, resume_dir: Path | None) -> tuple[RLState, list[Batch]]:
+    """The controller state to start from, and the batches a checkpoint saved collected but not trained."""
     if resume_dir is None:
-        return RLState()
+        return RLState(), []
     state = load_checkpoint(resume_dir / "checkpoints", setup.learners)
+    pending = load_pending(resume_dir / "checkpoints")
     setup.sampler.load_state_dict(state.sampler)
     # +1 for the step-0 evaluation line, written before the first step.
     truncate_lines(resume_dir / "metrics.jsonl", state.metric_lines + int(ctx.stage.rl.eval_before))
     sync_weights(setup, state, bump=False)
-    log.info("resumed %s at step %d (policy version %d)", resume_dir, state.step, state.version)
-    return state
+    log.info("resumed %s at step %d (policy version %d, %d batch(es) collected ahead)", resume_dir, state.step,
+             state.version, len(pending))
+    return state, pending
+
+
+def batch_source(setup: RLSetup, state: RLState, rl: Any, pending: list[Batch]) -> InTurn | Ahead:
+    """Where the loop's batches come from: collected in turn, or ahead of training (`rl.max_staleness`)."""
+    if rl.max_staleness == 0:
+        return InTurn(setup, state)
+    return Ahead(setup, state, rl.max_staleness, rl.steps, pending)
 
 
 def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:

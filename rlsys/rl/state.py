@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -102,6 +103,7 @@ class RLState:
 TAG_RE = re.compile(r"step(\d+)")
 PARTIAL = ".partial"
 CONTROLLER = "controller.json"
+PENDING = "pending.pkl"
 
 
 class CheckpointError(RuntimeError):
@@ -145,8 +147,9 @@ def latest_checkpoint(ckpt_root: Path) -> Path:
     return path
 
 
-def save_checkpoint(ckpt_root: Path, state: RLState, learners: Any, keep: int) -> Path:
-    """Learner (weights, optimizer, scheduler, RNG) + controller state into `step<N>.partial`, renamed to
+def save_checkpoint(ckpt_root: Path, state: RLState, learners: Any, keep: int, pending: list[Any] | None = None) -> Path:
+    """Learner (weights, optimizer, scheduler, RNG) + controller state (+ the `pending` batches collected ahead
+    of training, pickled, when rollouts run ahead: rlsys/rl/overlap.py) into `step<N>.partial`, renamed to
     `step<N>` once complete, then marked latest; then the oldest finished checkpoints beyond `keep`
     (0: keep all) and any partial ones are pruned. The checkpoint `latest` names is never pruned."""
     tag = f"step{state.step}"
@@ -154,6 +157,8 @@ def save_checkpoint(ckpt_root: Path, state: RLState, learners: Any, keep: int) -
     partial, final = ckpt_root / f"{tag}{PARTIAL}", ckpt_root / tag
     shutil.rmtree(partial, ignore_errors=True)  # a write killed before this one
     learners.save_checkpoint(str(ckpt_root), partial.name)
+    if pending:
+        (partial / PENDING).write_bytes(pickle.dumps(pending))
     (partial / CONTROLLER).write_text(json.dumps(state.to_json(), indent=1))
     if final.exists() or final.is_symlink():
         # Left by an earlier attempt at this step (killed after the rename, before `latest` moved on).
@@ -185,6 +190,12 @@ def load_checkpoint(ckpt_root: Path, learners: Any) -> RLState:
     path = latest_checkpoint(ckpt_root)
     learners.load_checkpoint(str(ckpt_root), path.name)
     return RLState.from_json(json.loads((path / CONTROLLER).read_text()))
+
+
+def load_pending(ckpt_root: Path) -> list[Any]:
+    """The batches the latest checkpoint saved collected but not yet trained (none when there were none)."""
+    path = latest_checkpoint(ckpt_root) / PENDING
+    return pickle.loads(path.read_bytes()) if path.is_file() else []
 
 
 def find_resume_dir(cfg: Any, stage_name: str) -> Path | None:
