@@ -16,14 +16,17 @@ from typing import Any
 from rlsys.config.fields import setting
 from rlsys.config.schema_stages import OfflineSampleConfig, RLConfig, StageConfig
 from rlsys.data.tasks.suite import SuiteSpec
+from rlsys.data.tasks.video.suite import VideoSuiteSpec
 from rlsys.data.tasks.visual.suite import VisualSuiteSpec
+from rlsys.data.video.slowfast import SlowFastConfig
 from rlsys.learner.schedule import Schedule
 from rlsys.rollout.pool_policy import PoolPolicy
 
 __all__ = [
     "Config", "DataConfig", "EvalConfig", "HintsConfig", "LearnerConfig", "LoggingConfig", "ModelConfig",
     "OfflineSampleConfig", "OptimConfig", "RLConfig", "RayConfig", "RewardConfig", "RolloutConfig", "SmokeConfig",
-    "StageConfig", "SuiteConfig", "TinyModelConfig", "VisualSuiteConfig", "learner_settings",
+    "SlowFastConfig", "StageConfig", "SuiteConfig", "TinyModelConfig", "VideoSuiteConfig", "VisualSuiteConfig",
+    "learner_settings",
 ]
 
 
@@ -80,6 +83,8 @@ class ModelConfig:
 SuiteConfig = SuiteSpec
 # The same for the visual suite (rlsys/data/tasks/visual/suite.py), read by stages on its vl_* splits.
 VisualSuiteConfig = VisualSuiteSpec
+# The same for the video suite (rlsys/data/tasks/video/suite.py), read by stages on its video_* splits.
+VideoSuiteConfig = VideoSuiteSpec
 
 
 @dataclass
@@ -113,6 +118,14 @@ class DataConfig:
     # Sizes, seed and image size of the embedded visual suite, read by stages whose `data` names a vl_* split
     # (rlsys/data/tasks/visual/suite.py VisualSuiteSpec).
     visual: VisualSuiteConfig = field(default_factory=VisualSuiteConfig)
+    # Sizes, seed, frame size and frame count of the embedded video suite, read by stages whose `data` names a
+    # video_* split (rlsys/data/tasks/video/suite.py VideoSuiteSpec).
+    video: VideoSuiteConfig = field(default_factory=VideoSuiteConfig)
+    # How a video row's frames reach the model: "uniform" (every frame, one video input each) or "slowfast" (the
+    # SlowFast plan's slow and fast streams under `slowfast.token_budget`; rlsys/data/videos.py).
+    video_sampling: str = setting("uniform", choices="rlsys.data.videos:VIDEO_SAMPLING")
+    # SlowFast frame planning when video_sampling is "slowfast" (rlsys/data/video/slowfast.py SlowFastConfig).
+    slowfast: SlowFastConfig = field(default_factory=SlowFastConfig)
 
 
 @dataclass
@@ -154,6 +167,12 @@ class RolloutConfig:
     stop: list[str] = field(default_factory=list)
     # Engine seed (per-request seeds come from the run's seed).
     seed: int = 0
+    # Ray custom resources each rollout actor needs, e.g. {rollout_node: 1} for nodes started with
+    # `ray start --resources='{"rollout_node": 1}'`; when no live node offers them (node lost), actors go anywhere.
+    resources: dict[str, float] = field(default_factory=dict)
+    # How an actor gets the model it starts from: "path" (same path on every node), "object_store" (files
+    # shipped by Ray), "auto" (object_store when the run joined a cluster: ray.address set).
+    model_transfer: str = setting("auto", choices=("auto", "path", "object_store"))
     # The pool's sizing, recovery and weight-sync policy: the rollout module's own dataclass, used as the
     # config section so the two never drift apart (ranges are checked by it at start-up).
     pool: PoolPolicy = field(default_factory=PoolPolicy)
@@ -287,6 +306,13 @@ class RayConfig:
     object_store_memory: int | None = setting(None, gt=0)
     # Seconds to wait on an actor call (start-up, rollout, sync) before it fails.
     actor_timeout_s: float = setting(600.0, gt=0.0)
+    # Ship this rlsys checkout (plug-ins, PYTHONPATH entries inside it) to every node as the job's Ray runtime_env
+    # working_dir; null = when joining a cluster (address set). Off: every node must already import the same code.
+    ship_code: bool | None = None
+    # Paths (gitignore patterns) of the checkout never shipped: environments, outputs, model weights.
+    code_excludes: list[str] = field(default_factory=lambda: [
+        ".venv", ".git", "runs", "artifacts", "outputs", "multirun", "*.egg-info", "**/__pycache__", ".pytest_cache",
+        ".ruff_cache", "*.safetensors", "*.bin", "*.pt"])
 
 
 @dataclass

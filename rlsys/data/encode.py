@@ -59,14 +59,18 @@ def encode_completion(tokenizer: Any, row: dict, text: str, system_prompt: str |
 
 
 def encode_sft_rows(
-    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None, processor: Any = None
+    tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None, processor: Any = None,
+    video_items_of: Any = None,
 ) -> list[tuple]:
-    """(ids, mask) per row that fits; a row with `images` gives (ids, mask, {}, images) through the VLM's
-    `processor` (`encode_vl_sft_row`). Rows whose trained tokens all lie beyond `max_len` are left out."""
+    """(ids, mask) per row that fits; a row with `images` gives (ids, mask, {}, images), one with `videos`
+    (ids, mask, {}, images, video items) through the VLM's `processor` (`encode_vl_sft_row`; `video_items_of`:
+    row -> its video items, default one item per video with every frame). Rows whose trained tokens all lie
+    beyond `max_len` are left out."""
     out = []
     for row in rows:
-        if row.get("images"):
-            enc = encode_vl_sft_row(processor, row, max_len, system_prompt)
+        if row.get("images") or row.get("videos"):
+            videos = video_items_of(row) if video_items_of is not None and row.get("videos") else None
+            enc = encode_vl_sft_row(processor, row, max_len, system_prompt, videos)
         else:
             enc = encode_chat(tokenizer, sft_messages(row, system_prompt), max_len)
         if enc is not None:
@@ -74,31 +78,48 @@ def encode_sft_rows(
     return out
 
 
-def _image_token_id(processor: Any, row: dict) -> int:
-    image_id = getattr(processor, "image_token_id", None)
+def _image_token_id(processor: Any, row: dict, what: str = "image") -> int:
+    image_id = getattr(processor, f"{what}_token_id", None)
     if image_id is None:
-        what = "no processor was given" if processor is None else f"{type(processor).__name__} has no image_token_id"
-        raise ValueError(f"row {row.get('id')!r} has images, but {what}: only a vision-language model's HF "
-                         "processor renders and expands image placeholders")
+        why = "no processor was given" if processor is None else f"{type(processor).__name__} has no {what}_token_id"
+        raise ValueError(f"row {row.get('id')!r} has {what}s, but {why}: only a vision-language model's HF "
+                         f"processor renders and expands {what} placeholders")
     return image_id
 
 
-def encode_vl_sft_row(processor: Any, row: dict, max_len: int, system_prompt: str | None = None) -> tuple | None:
-    """(ids, mask, {}, images) of an SFT row with `images`: its conversation rendered by the processor's chat
-    template with one placeholder per image (as `vl_prompt_messages` places them), which the learner
-    expands (rlsys.learner.batching.collate_vl). None when the trained tokens or an image placeholder
-    would lie beyond `max_len` (counted in unexpanded tokens)."""
-    images = list(row["images"])
-    image_id = _image_token_id(processor, row)
-    messages = _with_image_parts(sft_messages(row, system_prompt), len(images))
+def row_video_items(row: dict) -> list[dict]:
+    """The row's video items without a SlowFast plan: one per video, every frame (rlsys.data.videos)."""
+    from rlsys.data.videos import video_items
+
+    return video_items(row)
+
+
+def encode_vl_sft_row(processor: Any, row: dict, max_len: int, system_prompt: str | None = None,
+                      videos: list[dict] | None = None) -> tuple | None:
+    """(ids, mask, {}, images) of an SFT row with `images`, (ids, mask, {}, images, video items) of one with
+    `videos`: its conversation rendered by the processor's chat template with one placeholder per image and per
+    video item (`videos`, default `row_video_items`; placed as `vl_prompt_messages` places them), which the
+    learner expands (rlsys.learner.batching.collate_vl). None when the trained tokens or a placeholder would
+    lie beyond `max_len` (counted in unexpanded tokens)."""
+    images = list(row.get("images") or [])
+    if row.get("videos") and videos is None:
+        videos = row_video_items(row)
+    videos = list(videos or [])
+    counts = [("image", _image_token_id(processor, row), len(images))] if images else []
+    if videos:
+        counts.append(("video", _image_token_id(processor, row, "video"), len(videos)))
+    messages = _with_image_parts(sft_messages(row, system_prompt), len(images), len(videos))
     tokenizer = getattr(processor, "tokenizer", processor)
     full = _ids(tokenizer, processor.apply_chat_template(messages, tokenize=False))
-    if full.count(image_id) != len(images):
-        raise ValueError(f"row {row.get('id')!r}: the chat template rendered {full.count(image_id)} image "
-                         f"placeholders for {len(images)} images")
+    for what, token_id, n in counts:
+        if full.count(token_id) != n:
+            raise ValueError(f"row {row.get('id')!r}: the chat template rendered {full.count(token_id)} {what} "
+                             f"placeholders for {n} {what}s")
     enc = encode_chat(tokenizer, messages, max_len, renderer=processor)
-    if enc is None or enc[0].count(image_id) < len(images):
+    if enc is None or any(enc[0].count(token_id) < n for _, token_id, n in counts):
         return None
+    if videos:
+        return enc[0], enc[1], {}, images, videos
     return enc[0], enc[1], {}, images
 
 
@@ -154,22 +175,27 @@ def encode_response(tokenizer: Any, prompt_ids: list[int], response: str, max_le
 
 def encode_pairs(
     tokenizer: Any, rows: list[dict], max_len: int, system_prompt: str | None = None, scope: str = "full",
-    processor: Any = None,
+    processor: Any = None, video_items_of: Any = None,
 ) -> list[tuple[tuple, tuple]]:
     """(chosen, rejected) sequences per preference row, sharing the rendered prompt.
 
     scope "first_diff_line" adds each sequence's `pref_mask` (see `first_diff_line_ends`). A row with
     `images` renders its prompt through the VLM's `processor` (`encode_vl_prompt`), and both of its
-    sequences are (ids, mask, fields, images).
+    sequences are (ids, mask, fields, images); a row with `videos` adds its video items (`video_items_of`:
+    row -> items, default `row_video_items`) as a fifth element.
     """
     if scope not in PAIR_SCOPES:
         raise ValueError(f"pair scope {scope!r}: must be one of {list(PAIR_SCOPES)}")
     pairs = []
     for row in rows:
         images = list(row.get("images") or [])
-        if images:
-            _image_token_id(processor, row)
-            prompt = encode_vl_prompt(processor, row, system_prompt)
+        videos = (video_items_of or row_video_items)(row) if row.get("videos") else []
+        if images or videos:
+            if images:
+                _image_token_id(processor, row)
+            if videos:
+                _image_token_id(processor, row, "video")
+            prompt = encode_vl_prompt(processor, row, system_prompt, n_videos=len(videos))
         else:
             prompt = encode_prompt(tokenizer, row, system_prompt)
         if len(prompt) >= max_len - 1:
@@ -177,8 +203,9 @@ def encode_pairs(
         ends = first_diff_line_ends(row["chosen"], row["rejected"]) if scope == "first_diff_line" else (None, None)
         chosen = encode_response(tokenizer, prompt, row["chosen"], max_len, ends[0])
         rejected = encode_response(tokenizer, prompt, row["rejected"], max_len, ends[1])
-        if images:
-            chosen, rejected = ((*seq[:2], seq[2] if len(seq) > 2 else {}, images) for seq in (chosen, rejected))
+        if images or videos:
+            chosen, rejected = ((*seq[:2], seq[2] if len(seq) > 2 else {}, images, *([videos] if videos else []))
+                                for seq in (chosen, rejected))
         pairs.append((chosen, rejected))
     return pairs
 
@@ -200,34 +227,40 @@ def pack_documents(tokenizer: Any, texts: list[str], seq_len: int, seed: int) ->
     return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
 
 
-def vl_prompt_messages(row: dict, system_prompt: str | None = None, hint: str | None = None) -> list[dict]:
-    """`prompt_messages` of a row with `images`: one image part per image opens the first user turn
-    (before its text, as Qwen-VL and InternVL are trained), unless the row's messages already place
-    their image parts themselves (list contents)."""
-    return _with_image_parts(prompt_messages(row, system_prompt, hint), len(row.get("images") or []))
+def vl_prompt_messages(row: dict, system_prompt: str | None = None, hint: str | None = None,
+                       n_videos: int | None = None) -> list[dict]:
+    """`prompt_messages` of a row with `images` / `videos`: one image part per image, then one video part per
+    video item (`n_videos`, default one per video; a SlowFast plan sends a video as two items) open the first
+    user turn (before its text, as Qwen-VL and InternVL are trained), unless the row's messages already place
+    their parts themselves (list contents)."""
+    n_videos = len(row.get("videos") or []) if n_videos is None else n_videos
+    return _with_image_parts(prompt_messages(row, system_prompt, hint), len(row.get("images") or []), n_videos)
 
 
-def _with_image_parts(messages: list[dict], n_images: int) -> list[dict]:
-    """`n_images` image parts open the first user turn, unless the messages hold list contents already."""
-    if n_images and not any(isinstance(m["content"], list) for m in messages):
+def _with_image_parts(messages: list[dict], n_images: int, n_videos: int = 0) -> list[dict]:
+    """`n_images` image parts, then `n_videos` video parts open the first user turn, unless the messages hold
+    list contents already."""
+    if (n_images or n_videos) and not any(isinstance(m["content"], list) for m in messages):
         user = next(i for i, m in enumerate(messages) if m["role"] == "user")
         messages[user]["content"] = [{"type": "image"} for _ in range(n_images)] + [
-            {"type": "text", "text": messages[user]["content"]}
-        ]
+            {"type": "video"} for _ in range(n_videos)] + [{"type": "text", "text": messages[user]["content"]}]
     return messages
 
 
-def encode_vl_prompt(processor: Any, row: dict, system_prompt: str | None = None, hint: str | None = None) -> list[int]:
-    """Prompt token ids of a row with `images` for vLLM: the chat template of `processor` (an HF
-    processor, or a tokenizer carrying the VL template) renders ONE placeholder per image, which
-    the engine expands. Send the ids with the row's images (`GroupRequest.images`)."""
-    text = processor.apply_chat_template(vl_prompt_messages(row, system_prompt, hint), tokenize=False,
+def encode_vl_prompt(processor: Any, row: dict, system_prompt: str | None = None, hint: str | None = None,
+                     n_videos: int | None = None) -> list[int]:
+    """Prompt token ids of a row with `images` / `videos` for vLLM: the chat template of `processor` (an HF
+    processor, or a tokenizer carrying the VL template) renders ONE placeholder per image and per video item
+    (`n_videos`, default one per video), which the engine expands. Send the ids with the row's images
+    (`GroupRequest.images`) and video items (`GroupRequest.videos`)."""
+    text = processor.apply_chat_template(vl_prompt_messages(row, system_prompt, hint, n_videos), tokenize=False,
                                          add_generation_prompt=True)
     tokenizer = getattr(processor, "tokenizer", processor)
     ids = _ids(tokenizer, text)
-    image_id = getattr(processor, "image_token_id", None)
-    n_images = len(row.get("images") or [])
-    if image_id is not None and ids.count(image_id) != n_images:
-        raise ValueError(f"row {row.get('id')!r}: the chat template rendered {ids.count(image_id)} image "
-                         f"placeholders for {n_images} images")
+    n_videos = len(row.get("videos") or []) if n_videos is None else n_videos
+    for what, n in (("image", len(row.get("images") or [])), ("video", n_videos)):
+        token_id = getattr(processor, f"{what}_token_id", None)
+        if token_id is not None and ids.count(token_id) != n:
+            raise ValueError(f"row {row.get('id')!r}: the chat template rendered {ids.count(token_id)} {what} "
+                             f"placeholders for {n} {what}s")
     return ids

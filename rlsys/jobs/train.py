@@ -13,6 +13,7 @@ from typing import Any
 from rlsys.config.validate import ConfigError
 from rlsys.data.encode import encode_pairs, encode_sft_rows, pack_documents
 from rlsys.data.mixture import check_mix_weights, mixture_batches
+from rlsys.data.videos import RowVideoItems
 from rlsys.eval.scoring import evaluate_model
 from rlsys.learner.batching import make_batch
 from rlsys.learner.group import LearnerGroup
@@ -50,11 +51,13 @@ def epoch_batches(lengths: list[int], batch: int, steps: int, seed: int, group_w
 def seq_batch(seqs: list[tuple], unit_size: int) -> dict[str, Any]:
     """The learner batch of (ids, mask[, fields[, images]]) sequences. A third element holds per-token
     fields (e.g. the preference terms' `pref_mask`), a fourth the sequence's image files; the batch has
-    an `images` key only when some sequence has images, so text batches stay as they were."""
+    an `images` key only when some sequence has images, so text batches stay as they were; a fifth element
+    holds the sequence's video items (a `videos` key likewise)."""
     fields = {k: [s[2][k] for s in seqs] for k in seqs[0][2]} if len(seqs[0]) > 2 else None
     images = [list(s[3]) if len(s) > 3 else [] for s in seqs]
+    videos = [list(s[4]) if len(s) > 4 else [] for s in seqs]
     return make_batch([s[0] for s in seqs], [s[1] for s in seqs], fields, unit_size=unit_size,
-                      images=images if any(images) else None)
+                      images=images if any(images) else None, videos=videos if any(videos) else None)
 
 
 def train_loop(
@@ -115,7 +118,7 @@ def _no_mix(ctx: StageContext) -> None:
 def input_processor(ctx: StageContext, rows: list[dict], allow: bool = True) -> Any:
     """The input model's HF processor when some row has images, else None. Image rows on a model that is
     not a vision-language one (or on a stage that cannot take them, `allow`) are an error naming the row."""
-    first = next((r for r in rows if r.get("images")), None)
+    first = next((r for r in rows if r.get("images") or r.get("videos")), None)
     if first is None:
         return None
     where = f"row {first.get('id')!r}" + (f" ({ctx.row_origins.of(first)})" if ctx.row_origins.of(first) else "")
@@ -189,8 +192,12 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     rows = [r for _, part in parts for r in part]
     processor = input_processor(ctx, rows)
 
+    # Video rows reach the model as the RL stages send them (`data.video_sampling`: every frame or SlowFast).
+    video_items_of = RowVideoItems.from_config(ctx.cfg.data, ctx.input_model) if processor is not None else None
+
     def encode(part: list[dict]) -> list:
-        return [[e] for e in encode_sft_rows(tokenizer, part, ctx.stage.seq_len, ctx.cfg.data.system_prompt, processor)]
+        return [[e] for e in encode_sft_rows(tokenizer, part, ctx.stage.seq_len, ctx.cfg.data.system_prompt, processor,
+                                             video_items_of)]
 
     units, sizes = _part_units(ctx, parts, encode)
     steps = total_steps(ctx.stage, len(units))
@@ -215,8 +222,9 @@ def _pair_units(ctx: StageContext, rows: list[dict], scope: str = "full", images
         raise ConfigError(f"config key 'stages.{ctx.name}.pair_scope' = {scope!r}: must be one of {list(PAIR_SCOPES)}")
     processor = input_processor(ctx, rows, allow=images)
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
+    video_items_of = RowVideoItems.from_config(ctx.cfg.data, ctx.input_model) if processor is not None else None
     return [[c, r] for c, r in encode_pairs(tokenizer, rows, ctx.stage.seq_len, ctx.cfg.data.system_prompt, scope,
-                                            processor)]
+                                            processor, video_items_of)]
 
 
 def _pair_batch(units: list) -> tuple[list, dict[str, Any]]:

@@ -8,9 +8,11 @@ A batch is a plain dict (cheap to send through Ray):
   unit_size int               sequences that must stay together (2 for chosen/rejected pairs)
   images    list[list[str]]   (vision-language batches only) image files of each sequence, one per
                                image placeholder of its prompt, in order; [] for a text row
+  videos    list[list[dict]]  (vision-language batches only) video items of each sequence
+                               (rlsys.data.videos.video_items), one per video placeholder, in order
 
 A micro-batch with images is built through the model's HF processor (`collate(..., processor=)`):
-each placeholder expands to the image's tokens, per-token values move with their tokens
+each placeholder expands to the image's (video item's) tokens, per-token values move with their tokens
 (`MicroBatch.positions`), and the pixel tensors ride in `MicroBatch.model_inputs`. Micro-batch token
 budgets count expanded lengths when given each sequence's extra tokens (`micro_batches(...,
 extra_tokens=)`, as the learner does); sharding counts unexpanded tokens. Text batches (no `images` key) take the plain path unchanged.
@@ -30,6 +32,7 @@ def make_batch(
     fields: dict[str, list[Any]] | None = None,
     unit_size: int = 1,
     images: list[list[str]] | None = None,
+    videos: list[list[dict]] | None = None,
 ) -> dict[str, Any]:
     if len(input_ids) != len(loss_mask):
         raise ValueError(f"{len(input_ids)} sequences but {len(loss_mask)} loss masks")
@@ -47,15 +50,23 @@ def make_batch(
         if len(images) != len(input_ids):
             raise ValueError(f"{len(images)} image lists for {len(input_ids)} sequences")
         batch["images"] = [[str(p) for p in row] for row in images]
+    if videos is not None:
+        if len(videos) != len(input_ids):
+            raise ValueError(f"{len(videos)} video lists for {len(input_ids)} sequences")
+        from rlsys.data.videos import check_video_item
+
+        batch["videos"] = [[check_video_item(dict(item), f"sequence {i} video {j}") for j, item in enumerate(row)]
+                           for i, row in enumerate(videos)]
     return batch
 
 
 def has_images(batch: dict[str, Any], indices: list[int] | None = None) -> bool:
-    """Whether any (selected) sequence of the batch carries images."""
-    rows = batch.get("images")
-    if not rows:
-        return False
-    return any(rows[i] for i in (range(len(rows)) if indices is None else indices))
+    """Whether any (selected) sequence of the batch carries images or video items (pixels for the processor)."""
+    for key in ("images", "videos"):
+        rows = batch.get(key)
+        if rows and any(rows[i] for i in (range(len(rows)) if indices is None else indices)):
+            return True
+    return False
 
 
 def batch_size(batch: dict[str, Any]) -> int:
@@ -69,8 +80,9 @@ def select(batch: dict[str, Any], indices: list[int]) -> dict[str, Any]:
         "fields": {k: [v[i] for i in indices] for k, v in batch["fields"].items()},
         "unit_size": batch["unit_size"],
     }
-    if "images" in batch:
-        out["images"] = [batch["images"][i] for i in indices]
+    for key in ("images", "videos"):
+        if key in batch:
+            out[key] = [batch[key][i] for i in indices]
     return out
 
 
@@ -186,23 +198,27 @@ def collate(
 
 
 def collate_vl(batch: dict[str, Any], indices: list[int], pad_id: int, device: torch.device, processor: Any) -> MicroBatch:
-    """A vision-language micro-batch: each sequence's first len(images) image placeholders expanded by the
-    processor (the rest of the sequence, sampled tokens included, left as it is), loss mask and per-token
-    fields moved to the expanded positions (expansion tokens get 0), pixel tensors in `model_inputs`."""
+    """A vision-language micro-batch: each sequence's first len(images) image and len(videos) video placeholders
+    expanded by the processor (the rest of the sequence, sampled tokens included, left as it is), loss mask and
+    per-token fields moved to the expanded positions (expansion tokens get 0), pixel tensors in `model_inputs`."""
     from rlsys.learner.vl_inputs import collate_vl_inputs, expand_vl_sequence
 
     items, positions = [], []
     image_id = getattr(processor, "image_token_id", None)
+    video_id = getattr(processor, "video_token_id", None)
     for i in indices:
-        seq, images = list(batch["input_ids"][i]), batch["images"][i]
-        # The prompt ends at the last image's placeholder as far as expansion goes.
+        seq = list(batch["input_ids"][i])
+        images = batch["images"][i] if "images" in batch else []
+        videos = batch["videos"][i] if "videos" in batch else []
+        # The prompt ends at the last image's / video item's placeholder as far as expansion goes.
         cut = 0
-        if images:
-            at = [j for j, t in enumerate(seq) if t == image_id]
-            if len(at) < len(images):
-                raise ValueError(f"sequence has {len(at)} image placeholders for {len(images)} images")
-            cut = at[len(images) - 1] + 1
-        inputs, pos = expand_vl_sequence(processor, seq[:cut], images, seq[cut:])
+        for what, token, inputs in (("image", image_id, images), ("video", video_id, videos)):
+            if inputs:
+                at = [j for j, t in enumerate(seq) if t == token]
+                if len(at) < len(inputs):
+                    raise ValueError(f"sequence has {len(at)} {what} placeholders for {len(inputs)} {what}s")
+                cut = max(cut, at[len(inputs) - 1] + 1)
+        inputs, pos = expand_vl_sequence(processor, seq[:cut], images, seq[cut:], videos)
         items.append(inputs)
         positions.append(pos)
     vl = collate_vl_inputs(items, pad_id)

@@ -7,8 +7,14 @@ processor makes `pixel_values` / `image_grid_thw`, and its `replace_image_token`
 placeholder into the image's tokens, exactly as vLLM expands it (vLLM runs the same HF processor).
 The completion ids are appended untouched, so the learner scores exactly the sampled tokens.
 
-`load_image` is the one image decoder used by the rollout worker and the learner, so both see the
-same pixels.
+Videos work the same way: each video item (`rlsys.data.videos.video_items`; one video placeholder each) is
+read by `load_video_item` into (frames, metadata), the processor's video processor makes
+`pixel_values_videos` / `video_grid_thw` with `do_sample_frames=False` and that metadata, and
+`replace_video_token` expands the placeholder (per temporal group: its timestamp text and its frame tokens),
+as vLLM does from the same (frames, metadata) pair.
+
+`load_image` and `load_video_item` are the one image / video decoders used by the rollout worker and the
+learner, so both see the same pixels.
 """
 
 from __future__ import annotations
@@ -32,26 +38,47 @@ def load_image(path: str | Path) -> Any:
 
 
 def build_vl_inputs(
-    processor: Any, prompt_ids: Sequence[int], images: Sequence[Any], completion_ids: Sequence[int] = ()
+    processor: Any, prompt_ids: Sequence[int], images: Sequence[Any], completion_ids: Sequence[int] = (),
+    videos: Sequence[Any] = (),
 ) -> dict[str, Any]:
-    """HF model inputs (batch of one) for `prompt_ids` (one placeholder per image) + `completion_ids`.
+    """HF model inputs (batch of one) for `prompt_ids` (one placeholder per image and per video item) +
+    `completion_ids`; `videos` are video items or `load_video_item` pairs, in placeholder order.
 
     `images` are paths (read with `load_image`) or PIL images, in placeholder order. Returns
     `input_ids` / `attention_mask` (placeholders expanded), the image processor's outputs
     (`pixel_values`, `image_grid_thw` for Qwen-VL), `mm_token_type_ids` when the processor uses them
     (Qwen3-VL's M-RoPE does), and `completion_start`: the index of the first completion token.
     """
-    inputs, _ = expand_vl_sequence(processor, prompt_ids, images, completion_ids)
+    inputs, _ = expand_vl_sequence(processor, prompt_ids, images, completion_ids, videos)
     return inputs
 
 
+def video_features(processor: Any, videos: Sequence[Any]) -> dict[str, Any]:
+    """The video processor's outputs for video items (or `load_video_item` pairs), with their metadata under
+    `video_metadata` (used by `replace_video_token`; not a model input)."""
+    from rlsys.data.videos import hf_video_metadata, load_video_item
+
+    pairs = [load_video_item(v) if isinstance(v, dict) else v for v in videos]
+    return dict(processor.video_processor(videos=[f for f, _ in pairs],
+                                          video_metadata=[hf_video_metadata(m) for _, m in pairs],
+                                          do_sample_frames=False, return_metadata=True, return_tensors="pt"))
+
+
+def video_token_count(processor: Any, video: Any) -> int:
+    """How many tokens one video placeholder becomes for `video` (an item or a `load_video_item` pair), as
+    `expand_vl_sequence` (and vLLM) expand it: timestamps included."""
+    expansion = processor.replace_video_token(video_features(processor, [video]), video_idx=0)
+    return len(processor.tokenizer(expansion, add_special_tokens=False)["input_ids"])
+
+
 def expand_vl_sequence(
-    processor: Any, prompt_ids: Sequence[int], images: Sequence[Any], completion_ids: Sequence[int] = ()
+    processor: Any, prompt_ids: Sequence[int], images: Sequence[Any], completion_ids: Sequence[int] = (),
+    videos: Sequence[Any] = (),
 ) -> tuple[dict[str, Any], list[int]]:
     """`build_vl_inputs` plus `positions`: where each token of `prompt_ids + completion_ids` sits in
     the expanded `input_ids` (an image placeholder: the first of its expanded tokens). The learner
     maps per-token values (loss masks, old logprobs) into the expanded sequence and its logprobs
-    back with it; only the first `len(images)` placeholders are expanded."""
+    back with it; only the first `len(images)` image and `len(videos)` video placeholders are expanded."""
     import torch
 
     pil = [load_image(im) if isinstance(im, (str, Path)) else im for im in images]
@@ -59,18 +86,27 @@ def expand_vl_sequence(
     placeholders = [i for i, t in enumerate(prompt_ids) if t == image_id] if image_id is not None else []
     if len(placeholders) != len(pil):
         raise ValueError(f"prompt has {len(placeholders)} image placeholders for {len(pil)} images")
+    video_id = getattr(processor, "video_token_id", None) if videos else None
+    n_video = sum(t == video_id for t in prompt_ids) if videos else 0
+    if n_video != len(videos):
+        raise ValueError(f"prompt has {n_video} video placeholders for {len(videos)} video items")
     features: dict[str, Any] = {}
     if pil:
         features = dict(processor.image_processor(images=pil, return_tensors="pt"))
+    video = video_features(processor, videos) if videos else {}
     ids: list[int] = []
     positions: list[int] = []
-    k = 0
+    k = v = 0
     for token in prompt_ids:
         positions.append(len(ids))
         if k < len(pil) and token == image_id:
             expansion = processor.replace_image_token(features, image_idx=k)
             ids.extend(processor.tokenizer(expansion, add_special_tokens=False)["input_ids"])
             k += 1
+        elif v < len(videos) and token == video_id:
+            expansion = processor.replace_video_token(video, video_idx=v)
+            ids.extend(processor.tokenizer(expansion, add_special_tokens=False)["input_ids"])
+            v += 1
         else:
             ids.append(int(token))
     completion_start = len(ids)
@@ -84,6 +120,8 @@ def expand_vl_sequence(
     if "mm_token_type_ids" in getattr(processor, "model_input_names", []):
         inputs["mm_token_type_ids"] = torch.tensor(processor.create_mm_token_type_ids([ids]), dtype=torch.long)
     inputs.update(features)
+    video.pop("video_metadata", None)
+    inputs.update(video)
     inputs["completion_start"] = completion_start
     return inputs, positions
 
@@ -118,7 +156,8 @@ _SEQUENCE_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids")
 
 def collate_vl_inputs(items: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
     """Batch `build_vl_inputs` results: sequences right-padded (attention mask 0 on padding), image
-    tensors (`pixel_values`, grids) concatenated in order; `completion_start` becomes a list."""
+    tensors (`pixel_values`, `pixel_values_videos`, grids) concatenated in order, whichever items hold them;
+    `completion_start` becomes a list."""
     import torch
 
     width = max(item["input_ids"].shape[1] for item in items)
@@ -130,7 +169,8 @@ def collate_vl_inputs(items: list[dict[str, Any]], pad_token_id: int) -> dict[st
         batch[key] = torch.cat([
             torch.nn.functional.pad(item[key], (0, width - item[key].shape[1]), value=fill) for item in items
         ])
-    for key in items[0]:
+    # Keys of every item, first seen first: a batch's first row may have images and no video, or neither.
+    for key in dict.fromkeys(k for item in items for k in item):
         if key in batch or key in _SEQUENCE_KEYS:
             continue
         present = [item[key] for item in items if key in item]

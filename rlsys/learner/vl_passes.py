@@ -49,8 +49,8 @@ class VisionSync:
 
     @staticmethod
     def has_images(mb: MicroBatch | None) -> bool:
-        """Whether `mb` runs the vision tower itself (its pixels ride in `model_inputs`)."""
-        return mb is not None and "pixel_values" in mb.model_inputs
+        """Whether `mb` runs the vision tower itself (its image or video pixels ride in `model_inputs`)."""
+        return mb is not None and ("pixel_values" in mb.model_inputs or "pixel_values_videos" in mb.model_inputs)
 
     def forward_inputs(self, mb: MicroBatch | None) -> dict[str, Any]:
         """Forward kwargs of the dummy image row followed by `mb`'s rows (none: a padding pass)."""
@@ -87,12 +87,26 @@ def padding_pass(engine: Any, sync: VisionSync) -> torch.Tensor:
 
 
 class ImageTokens:
-    """Extra tokens each sequence's image placeholders expand into, counted once per image file."""
+    """Extra tokens each sequence's image (and video) placeholders expand into, counted once per image file /
+    video item."""
 
     def __init__(self, processor: Any) -> None:
         from rlsys.learner.vl_inputs import ImageTokenCounter
 
+        self.processor = processor
         self.count = ImageTokenCounter(processor) if processor is not None else None
+        self.video_counts: dict[str, int] = {}
+
+    def video_count(self, item: dict) -> int:
+        """Tokens one video item's placeholder expands into (timestamps included), counted once per item."""
+        import json
+
+        from rlsys.learner.vl_inputs import video_token_count
+
+        key = json.dumps(item, sort_keys=True)
+        if key not in self.video_counts:
+            self.video_counts[key] = video_token_count(self.processor, item)
+        return self.video_counts[key]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -101,8 +115,11 @@ class ImageTokens:
 
     def extra_tokens(self, batch: dict[str, Any]) -> list[int] | None:
         """Per sequence, its expanded length minus its length (None for a batch without images)."""
-        rows = batch.get("images")
-        if self.count is None or not rows or not any(rows):
+        rows, videos = batch.get("images"), batch.get("videos")
+        if self.count is None or not any(rows or []) and not any(videos or []):
             return None
+        n = len(batch["input_ids"])
+        rows, videos = rows or [[]] * n, videos or [[]] * n
         # A placeholder is one token of the sequence already.
-        return [sum(self.count(p) - 1 for p in row) for row in rows]
+        return [sum(self.count(p) - 1 for p in row) + sum(self.video_count(v) - 1 for v in vids)
+                for row, vids in zip(rows, videos)]

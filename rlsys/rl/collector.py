@@ -13,7 +13,8 @@ from typing import Any
 
 from hints.progressive import HintSource, LevelSearch
 from rlsys.algorithms.filtering import classify_group
-from rlsys.data.encode import encode_completion, encode_prompt, encode_vl_prompt
+from rlsys.data.encode import encode_completion, encode_prompt, encode_vl_prompt, row_video_items
+from rlsys.data.videos import RowVideoItems
 from rlsys.reward.workers import is_count_metric
 from rlsys.rl.guide import reference_sample, wants_guide, with_reference
 from rlsys.rl.state import ProblemSampler, RLState
@@ -39,6 +40,9 @@ class Group:
     # it (`hints.keep_hint_in_context: false`) or a reference answer was put in (off-policy guidance).
     # The learner then recomputes them before the update.
     rollout_logprobs_valid: bool = True
+    # Video items the rollout sent (rlsys.data.videos.video_items, a SlowFast plan's frames and sizes included):
+    # the learner rebuilds the same video inputs from them.
+    videos: list[dict] = field(default_factory=list)
 
     @property
     def n_correct(self) -> int:
@@ -66,6 +70,10 @@ class GroupCollector:
         self.rl = rl_cfg
         self.timings: Counter = Counter()
         self.reward_metrics: list[dict[str, float]] = []
+        # Row -> the video items its requests send: every frame, or SlowFast streams (`data.video_sampling`; the
+        # processor's patching is read from the model directory the tokenizer came from).
+        self.video_items_of = (RowVideoItems.from_config(cfg.data, tokenizer.name_or_path)
+                               if any(r.get("videos") for r in rows) else row_video_items)
 
     def max_level(self, row_index: int) -> int:
         """The highest hint level this row is sampled at: hints.max_level, or its cap."""
@@ -82,22 +90,24 @@ class GroupCollector:
         for row_index, level in todo:
             row = self.rows[row_index]
             hint = self.hint_source.hint(row, level)
+            videos = self.video_items_of(row) if row.get("videos") else []
             out.append(
                 GroupRequest(
                     request_id=f"s{step}-r{rnd}-i{row_index}-L{level}",
-                    prompt_token_ids=self.prompt_ids(row, hint), n=n, temperature=r.temperature, top_p=r.top_p,
-                    max_tokens=r.max_tokens, stop=list(r.stop), seed=sample_seed(self.cfg.seed, step, rnd, row_index, level),
-                    meta={"row": row_index, "level": level}, images=list(row.get("images") or []),
+                    prompt_token_ids=self.prompt_ids(row, hint, len(videos)), n=n, temperature=r.temperature,
+                    top_p=r.top_p, max_tokens=r.max_tokens, stop=list(r.stop),
+                    seed=sample_seed(self.cfg.seed, step, rnd, row_index, level),
+                    meta={"row": row_index, "level": level}, images=list(row.get("images") or []), videos=videos,
                 )
             )
         return out
 
-    def prompt_ids(self, row: dict, hint: str | None = None) -> list[int]:
-        """The row's prompt tokens (with `hint` after its query): for a row with `images`, one image placeholder
-        per image before the text (`encode_vl_prompt`; the tokenizer must carry a VL chat template), sent with
-        the images; a text row's exactly as before (`encode_prompt`)."""
-        if row.get("images"):
-            return encode_vl_prompt(self.tokenizer, row, self.cfg.data.system_prompt, hint)
+    def prompt_ids(self, row: dict, hint: str | None = None, n_videos: int | None = None) -> list[int]:
+        """The row's prompt tokens (with `hint` after its query): for a row with `images` / `videos`, one
+        placeholder per image and per video item (`n_videos`) before the text (`encode_vl_prompt`; the tokenizer
+        must carry a VL chat template), sent with them; a text row's exactly as before (`encode_prompt`)."""
+        if row.get("images") or row.get("videos"):
+            return encode_vl_prompt(self.tokenizer, row, self.cfg.data.system_prompt, hint, n_videos)
         return encode_prompt(self.tokenizer, row, self.cfg.data.system_prompt, hint)
 
     def _sample_and_score(self, step: int, rnd: int, todo: list[tuple[int, int]], n: int) -> list[Group]:
@@ -114,10 +124,11 @@ class GroupCollector:
             row = self.rows[req.meta["row"]]
             train_ids = req.prompt_token_ids
             if not self.cfg.hints.keep_hint_in_context and req.meta["level"] > 0:
-                train_ids = self.prompt_ids(row)
+                train_ids = self.prompt_ids(row, n_videos=len(req.videos))
             groups.append(
                 Group(row, req.meta["row"], req.meta["level"], req.prompt_token_ids, train_ids, res.samples,
-                      res.policy_version, rollout_logprobs_valid=train_ids is req.prompt_token_ids)
+                      res.policy_version, rollout_logprobs_valid=train_ids is req.prompt_token_ids,
+                      videos=list(req.videos))
             )
         self._score(groups)
         return groups

@@ -158,6 +158,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
     rewards = RewardWorkerPool(reward_cfg, where=f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns")
     learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
     pool = RolloutPool.from_config(cfg.rollout, ctx.input_model)
+    pool.listen_for_scaling(cfg.run_dir or ctx.out_dir)  # `python -m rlsys.scale <run dir> --rollout N`
     generator = None
     if cfg.hints.generator:
         from hydra.utils import instantiate
@@ -301,8 +302,9 @@ def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:
 def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any, step: int,
                   credit: TokenCredit | None = None) -> tuple[dict[str, float], float]:
     """GSPO on the step's groups, split (by group) into `rl.mini_batches` optimizer steps. A mini-batch holding
-    a row with `images` carries each sequence's image paths (`make_batch(images=)`), so the learner scores (and
-    recomputes old and reference logprobs from) the pixels the rollout saw; a text-only one has no `images`."""
+    a row with `images` carries each sequence's image paths (`make_batch(images=)`) and one with videos the video
+    items its rollout sent (`make_batch(videos=)`), so the learner scores (and recomputes old and reference
+    logprobs from) the pixels the rollout saw; a text-only one has neither."""
     started = time.perf_counter()
     if not groups:
         return {"train/skipped": 1.0}, 0.0
@@ -315,7 +317,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
     anchored = set(rl.kl_sources)
     for m in range(n_mini):
         chosen = order[m::n_mini]
-        ids, masks, old, adv, kl_weights, images = [], [], [], [], [], []
+        ids, masks, old, adv, kl_weights, images, videos = [], [], [], [], [], [], []
         for gi in chosen:
             g = groups[gi]
             for sample, a in zip(g.samples, advantages[gi]):
@@ -327,6 +329,7 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
                 old.append([0.0] * p + sample.logprobs)
                 kl_weights.append(float(g.row.get("data_source") in anchored))
                 images.append(list(g.row.get("images") or []))
+                videos.append(list(g.videos))
                 if credit is None:
                     adv.append(a)
                     continue
@@ -339,7 +342,8 @@ def update_policy(learners: LearnerGroup, groups: list[Group], cfg: Any, rl: Any
         if not ids:
             continue
         fields = {"old_logprobs": old, "advantages": adv} | ({"kl_weights": kl_weights} if anchored else {})
-        batch = make_batch(ids, masks, fields, images=images if any(images) else None)
+        batch = make_batch(ids, masks, fields, images=images if any(images) else None,
+                           videos=videos if any(videos) else None)
         if rl.recompute_old_logprobs or not all(groups[gi].rollout_logprobs_valid for gi in chosen):
             batch["fields"]["old_logprobs"] = learners.compute_logprobs(batch)
         out = learners.train_step(batch, rl.loss, to_plain(rl.loss_kwargs))

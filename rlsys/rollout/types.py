@@ -16,6 +16,11 @@ class GroupRequest:
     `images` (vision-language models only): image file paths, read by the worker. The prompt holds
     ONE image placeholder per image, in order (`<|vision_start|><|image_pad|><|vision_end|>` for
     Qwen-VL, as the chat template renders an image part); vLLM expands each to the image's tokens.
+
+    `videos` (vision-language models only): video items (`rlsys.data.videos.video_items`: frame files, their
+    indices in the source video, its frame count and fps, the size to send them at), read by the worker and sent
+    with their metadata. The prompt holds ONE video placeholder per item, in order (images and videos each
+    count their own placeholders).
     """
 
     request_id: str
@@ -29,6 +34,7 @@ class GroupRequest:
     seed: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)
+    videos: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -45,8 +51,9 @@ class Sample:
 class GroupResult:
     """The answer to one GroupRequest. `error` is set (and `samples` empty) for a bad request.
 
-    `prompt_token_ids` is the prompt as sent (one placeholder per image, not expanded) and `images`
-    the request's image paths: together they rebuild the model inputs on the learner side.
+    `prompt_token_ids` is the prompt as sent (one placeholder per image / video item, not expanded), `images`
+    the request's image paths and `videos` its video items (a SlowFast plan's frames and sizes included):
+    together they rebuild the model inputs on the learner side.
     """
 
     request_id: str
@@ -57,6 +64,7 @@ class GroupResult:
     error: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     images: list[str] = field(default_factory=list)
+    videos: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,10 @@ engine lock between batches, so every sample is stamped with exactly one policy 
 Vision-language models (an HF config with a `vision_config`) are detected from the model directory:
 requests may then carry image files (`GroupRequest.images`), sent to vLLM as `multi_modal_data`
 beside the prompt ids (one placeholder per image; vLLM expands it), and every in-place weight
-reload also empties the encoder cache (image embeddings of the old vision tower).
+reload also empties the encoder cache (image embeddings of the old vision tower). Requests may likewise carry
+video items (`GroupRequest.videos`: frame files, indices, fps, size), sent as (frames, metadata) pairs: the
+metadata's frame indices and fps give the timestamps the Qwen-VL prompt holds, so the learner, building the
+same pairs (`rlsys.data.videos.load_video_item`), sees the same tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from rlsys.rollout.model_ship import ShippedModel, local_model_dir
 from rlsys.rollout.types import BadRequest, GroupRequest, GroupResult, Sample
 
 log = logging.getLogger(__name__)
@@ -33,9 +37,10 @@ log = logging.getLogger(__name__)
 IN_PROCESS_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 # Longest wait for more concurrent calls before a batch starts (a batch runs for 100s of ms).
 BATCH_WINDOW_S = 0.01
-# Per-prompt multimodal limits for a vision-language model unless the caller gives its own
-# (vLLM profiles the largest allowed input at start-up; no video until rollouts send videos).
-DEFAULT_MM_LIMITS: dict[str, Any] = {"image": 4, "video": 0}
+# Per-prompt multimodal limits for a vision-language model unless the caller gives its own. vLLM profiles the
+# largest allowed input at start-up: the video's dummy frame count and size bound that (an unbounded dummy video
+# costs tens of seconds); 8 items = four videos sent as SlowFast slow + fast streams.
+DEFAULT_MM_LIMITS: dict[str, Any] = {"image": 4, "video": {"count": 8, "num_frames": 16, "width": 128, "height": 128}}
 # HF config keys naming a VLM's vision special tokens (never sampled, see `_vision_logit_bias`).
 VISION_TOKEN_KEYS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
@@ -54,7 +59,7 @@ class RolloutWorker:
 
     def __init__(
         self,
-        model_path: str,
+        model_path: str | ShippedModel,
         *,
         name: str = "rollout",
         dtype: str = "float32",
@@ -75,6 +80,10 @@ class RolloutWorker:
         import torch
         from vllm import LLM
 
+        # A model shipped through the object store is written to this node's disk first.
+        model_path = local_model_dir(model_path)
+        self.model_path = model_path
+
         self.name = name
         self.max_model_len = max_model_len
         self.max_batch_groups = max_batch_groups
@@ -94,12 +103,14 @@ class RolloutWorker:
         vl_config = vision_language_config(model_path)
         self.is_vision_language = vl_config is not None
         self._image_token_id: int | None = None
+        self._video_token_id: int | None = None
         self._vision_bias: dict[int, float] = {}
         self._mm_limits: dict[str, Any] = {}
         if vl_config is not None:
             self._mm_limits = dict(limit_mm_per_prompt if limit_mm_per_prompt is not None else DEFAULT_MM_LIMITS)
             engine_kwargs["limit_mm_per_prompt"] = self._mm_limits
             self._image_token_id = vl_config.get("image_token_id")
+            self._video_token_id = vl_config.get("video_token_id")
             self._vision_bias = _vision_logit_bias(vl_config)
         if torch.cuda.is_available():
             engine_kwargs["gpu_memory_utilization"] = gpu_memory_utilization
@@ -144,30 +155,51 @@ class RolloutWorker:
             raise BadRequest(f"prompt token id out of range [0, {vocab})")
         return ids
 
-    def _multi_modal_data(self, req: GroupRequest, ids: list[int]) -> dict[str, Any] | None:
-        """The request's images read from disk, checked against the prompt and the limits."""
-        if not req.images:
-            return None
+    def _check_items(self, kind: str, count: int, token_id: int | None, ids: list[int]) -> None:
+        """`count` inputs of `kind` ("image" / "video") fit the engine's limit and match the prompt's placeholders."""
         if not self.is_vision_language:
-            raise BadRequest(f"request has {len(req.images)} images but the model is text-only")
-        limit = self._mm_limits.get("image", 0)
+            raise BadRequest(f"request has {count} {kind}s but the model is text-only")
+        limit = self._mm_limits.get(kind, 0)
         limit = limit.get("count", 0) if isinstance(limit, dict) else limit
-        if len(req.images) > limit:
-            raise BadRequest(f"{len(req.images)} images; the engine allows {limit} per prompt")
-        if self._image_token_id is not None and ids.count(self._image_token_id) != len(req.images):
-            raise BadRequest(f"prompt has {ids.count(self._image_token_id)} image placeholders for "
-                             f"{len(req.images)} images (one placeholder per image)")
-        from rlsys.learner.vl_inputs import load_image
+        if count > limit:
+            raise BadRequest(f"{count} {kind}s; the engine allows {limit} per prompt")
+        if token_id is not None and ids.count(token_id) != count:
+            raise BadRequest(f"prompt has {ids.count(token_id)} {kind} placeholders for {count} {kind}s "
+                             f"(one placeholder per {kind})")
 
-        try:
-            images = [load_image(path) for path in req.images]
-        except (OSError, ValueError) as exc:
-            raise BadRequest(str(exc)) from exc
-        length = len(ids) + self._image_tokens(images) - len(images)
+    def _multi_modal_data(self, req: GroupRequest, ids: list[int]) -> dict[str, Any] | None:
+        """The request's images and video items read from disk, checked against the prompt and the limits."""
+        if not req.images and not req.videos:
+            return None
+        data: dict[str, Any] = {}
+        extra = 0
+        if req.images:
+            self._check_items("image", len(req.images), self._image_token_id, ids)
+            from rlsys.learner.vl_inputs import load_image
+
+            try:
+                images = [load_image(path) for path in req.images]
+            except (OSError, ValueError) as exc:
+                raise BadRequest(str(exc)) from exc
+            extra += self._image_tokens(images) - len(images)
+            data["image"] = images
+        if req.videos:
+            self._check_items("video", len(req.videos), self._video_token_id, ids)
+            from rlsys.data.videos import load_video_item
+            from rlsys.learner.vl_inputs import video_token_count
+
+            try:
+                videos = [load_video_item(item) for item in req.videos]
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise BadRequest(f"bad video item: {exc}") from exc
+            extra += sum(video_token_count(self._processor, item) - 1 for item in videos)
+            data["video"] = videos
+        length = len(ids) + extra
         if length >= self.max_model_len:
-            raise BadRequest(f"prompt has {length} tokens with its images expanded; max_model_len is "
+            what = " and ".join(kind for kind, given in (("images", req.images), ("videos", req.videos)) if given)
+            raise BadRequest(f"prompt has {length} tokens with its {what} expanded; max_model_len is "
                              f"{self.max_model_len}")
-        return {"image": images}
+        return data
 
     def _image_tokens(self, images: list[Any]) -> int:
         """How many tokens the images take in the prompt (0 when the processor cannot tell)."""
@@ -212,7 +244,7 @@ class RolloutWorker:
                 sp = self._sampling_params(req)
             except BadRequest as exc:
                 results[i] = GroupResult(req.request_id, [], [], self.version, self.name, str(exc), req.meta,
-                                         list(req.images))
+                                         list(req.images), list(req.videos))
                 continue
             prompt: dict[str, Any] = {"prompt_token_ids": ids}
             if mm_data:
@@ -236,7 +268,7 @@ class RolloutWorker:
                 req = requests[i]
                 results[i] = GroupResult(
                     req.request_id, prompt["prompt_token_ids"], samples, version, self.name, None, req.meta,
-                    list(req.images),
+                    list(req.images), list(req.videos),
                 )
         return [r for r in results if r is not None]
 
@@ -358,18 +390,19 @@ class RolloutWorker:
 
     # ---------------------------------------------------------------- queries
     async def score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int],
-                           images: list[str] | None = None) -> list[float]:
-        """The engine's logprob of each given completion token (teacher forcing); `images` as in
-        GroupRequest (one placeholder per image in the prompt)."""
-        return await asyncio.to_thread(self._score_tokens, prompt_token_ids, completion_token_ids, images)
+                           images: list[str] | None = None, videos: list[dict] | None = None) -> list[float]:
+        """The engine's logprob of each given completion token (teacher forcing); `images` and `videos` as in
+        GroupRequest (one placeholder per image / video item in the prompt)."""
+        return await asyncio.to_thread(self._score_tokens, prompt_token_ids, completion_token_ids, images, videos)
 
     def _score_tokens(self, prompt_token_ids: list[int], completion_token_ids: list[int],
-                      images: list[str] | None = None) -> list[float]:
+                      images: list[str] | None = None, videos: list[dict] | None = None) -> list[float]:
         from vllm import SamplingParams
 
         ids = list(prompt_token_ids) + list(completion_token_ids)
         prompt: dict[str, Any] = {"prompt_token_ids": ids}
-        mm_data = self._multi_modal_data(GroupRequest("score", images=list(images or [])), ids)
+        mm_data = self._multi_modal_data(GroupRequest("score", images=list(images or []), videos=list(videos or [])),
+                                         ids)
         if mm_data:
             prompt["multi_modal_data"] = mm_data
         sp = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=0, detokenize=False)

@@ -2,8 +2,8 @@
 
 Data stages (rft_sample, pass_filter, pref_sample, judge_data) write `data.jsonl` into their artifact; a
 stage with `data_from: <stage>` reads its rows from there. Otherwise a stage reads the user's files for
-its kind, or a split of the embedded task suite (`data.suite`) or of the visual suite (`data.visual`: vl_train,
-vl_eval, ...; rows with `images`).
+its kind, or a split of the embedded task suite (`data.suite`), of the visual suite (`data.visual`: vl_train,
+vl_eval, ...; rows with `images`) or of the video suite (`data.video`: video_train, ...; rows with `videos`).
 """
 
 from __future__ import annotations
@@ -140,16 +140,26 @@ def visual_splits() -> frozenset[str]:
     return frozenset(KINDS)
 
 
+def video_splits() -> frozenset[str]:
+    """Split names of the video suite (`data.video`): video_train, video_eval, video_sft_train."""
+    from rlsys.data.tasks.video.suite import KINDS
+
+    return frozenset(KINDS)
+
+
 def suite_files(cfg: Any, names: Sequence[str]) -> dict[str, str]:
     """Split name -> file of the suites these split names need: the text suite (`data.suite`) unless every
-    name is a visual split, the visual suite (`data.visual`) when any is; each is built only when needed."""
-    from rlsys.data.embedded import ensure_task_suite, ensure_visual_suite
+    name is a visual or video split, the visual suite (`data.visual`) / video suite (`data.video`) when any name
+    is one of theirs; each is built only when needed."""
+    from rlsys.data.embedded import ensure_task_suite, ensure_video_suite, ensure_visual_suite
 
-    visual = visual_splits()
+    visual, video = visual_splits(), video_splits()
     files: dict[str, str] = {}
     if any(name in visual for name in names):
         files |= ensure_visual_suite(cfg.artifacts_dir, cfg.data.visual)
-    if any(name not in visual for name in names):
+    if any(name in video for name in names):
+        files |= ensure_video_suite(cfg.artifacts_dir, cfg.data.video)
+    if any(name not in visual | video for name in names):
         files |= ensure_task_suite(cfg.artifacts_dir, cfg.data.suite)
     return files
 
@@ -166,6 +176,14 @@ def suite_data_identity(cfg: Any, spec: str) -> dict[str, Any]:
         from rlsys.data.tasks.visual.suite import VisualSuiteSpec, visual_identity
 
         out["visual"] = visual_identity(VisualSuiteSpec.from_config(cfg.data.visual))
+    if any(name in video_splits() for name in names):
+        from rlsys.data.tasks.video.suite import VideoSuiteSpec, video_identity
+
+        out["video"] = video_identity(VideoSuiteSpec.from_config(cfg.data.video))
+        # How the frames reach the model shapes a stage's inputs as much as the rows do.
+        sampling = str(cfg.data.get("video_sampling", "uniform"))
+        out["video_sampling"] = {"mode": sampling} | (
+            {"slowfast": dict(cfg.data.slowfast)} if sampling == "slowfast" else {})
     return out
 
 
