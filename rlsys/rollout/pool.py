@@ -22,8 +22,9 @@ from typing import Any
 
 import ray
 
+from rlsys.rollout.model_ship import ship_model
 from rlsys.rollout.pool_core import LIVE, Job, PoolCore, PoolError
-from rlsys.rollout.pool_policy import PoolPolicy, actors_that_fit, desired_size
+from rlsys.rollout.pool_policy import PoolPolicy, actors_that_fit, policy_name
 from rlsys.rollout.settings import worker_kwargs, worker_resources
 from rlsys.rollout.types import GroupRequest, GroupResult
 from rlsys.rollout.weight_sync import PublishedWeights
@@ -76,6 +77,10 @@ class RolloutPool(PoolCore):
         self._low_demand_since: float | None = None
         self._last_autoscale = 0.0
         self._in_nccl_round = False
+        # Scaling by hand (rlsys/rollout/control.py): the poller of the run's control actor, and the size asked
+        # for, which pins the pool (the autoscaler pauses) until a request hands the size back.
+        self._scale_control: Any = None
+        self._manual: int | None = None
         # Totals at the last step_metrics() call, which reports the change since.
         self._metrics_seen: dict[str, float] = {"time": self._ticked_at}
         n = self.policy.min_actors if num_actors is None else num_actors
@@ -93,8 +98,11 @@ class RolloutPool(PoolCore):
         kwargs.setdefault("num_actors", rollout.num_actors)
         policy = PoolPolicy.from_config(rollout.pool)
         kwargs.setdefault("auto_scale", policy.autoscale)
+        kwargs.setdefault("custom_resources", dict(getattr(rollout, "resources", None) or {}))
+        # The model actors start from: its path, or its files in the object store (rlsys/rollout/model_ship.py).
+        model = ship_model(model_path, getattr(rollout, "model_transfer", "path"))
         return cls(
-            model_path,
+            model,
             worker_kwargs=worker_kwargs(rollout, model_path),
             policy=policy,
             resources=worker_resources(rollout),
@@ -270,7 +278,7 @@ class RolloutPool(PoolCore):
         with self._lock:
             return sum(s.state in LIVE for s in self._slots.values())
 
-    def scale_to(self, n: int) -> None:
+    def scale_to(self, n: int, reason: str = "") -> None:
         """Set the number of actors: new ones start (and load the current weights) in the
         background; removed ones take no new work, finish what they hold, then exit."""
         if n < 0:
@@ -278,7 +286,7 @@ class RolloutPool(PoolCore):
         with self._lock:
             if n != self._target:
                 self._counts["scale_events"] += 1
-                log.info("%s: scale %d -> %d", self.name, self._target, n)
+                log.info("%s: scale %d -> %d (%s)", self.name, self._target, n, reason or "scale_to")
             self._target = n
             self._reconcile()
             self._dispatch()
@@ -302,12 +310,57 @@ class RolloutPool(PoolCore):
             unplaced = sum(s.state == "starting" for s in self._slots.values())
             return self.size() + max(0, actors_that_fit(ray.available_resources(), per_actor) - unplaced)
 
+    def scale_by_hand(self, n: int | None, why: str = "by hand") -> int:
+        """Pin the pool at `n` actors (None: hand the size back to the autoscaler); returns the target size.
+
+        A size asked by hand wins over the autoscaler and over min/max_actors (they bound the autoscaler only),
+        but not over the cluster: it is cut to the actors the cluster can hold now, with a warning."""
+        with self._lock:
+            if n is None:
+                if self._manual is not None:
+                    log.info("%s: size back to the %s (%s)", self.name,
+                             "autoscaler" if self.auto_scale else f"pool, kept at {self._target}", why)
+                self._manual = None
+                return self._target
+            if n < 1:
+                raise ValueError(f"a rollout pool size set by hand must be >= 1, got {n}")
+            room = self.cluster_capacity() if n > self._target else n
+            if n > room:
+                log.warning("%s: %d actors asked %s, but the cluster can hold %d now: scaling to %d",
+                            self.name, n, why, room, room)
+            self._manual = min(n, room)
+            self.scale_to(self._manual, f"{why}: {n} asked")
+            return self._manual
+
+    def listen_for_scaling(self, run_dir: Any) -> Any:
+        """Start the run's scale control actor and write `<run_dir>/scale.json`, so `python -m rlsys.scale
+        <run_dir> --rollout N` can resize this pool while it runs (rlsys/rollout/control.py)."""
+        from rlsys.rollout.control import ControlPoller, start_scale_control
+
+        handle = start_scale_control(run_dir)
+        with self._lock:
+            self._scale_control = ControlPoller(handle)
+        return handle
+
+    def _poll_scale_control(self) -> None:
+        with self._lock:
+            report = {"size": self.size(), "target": self._target, "manual": self._manual,
+                      "ready": sum(s.state == "ready" for s in self._slots.values()),
+                      "applied": self._scale_control.applied, "autoscale": self.auto_scale,
+                      "min_actors": self.policy.min_actors, "max_actors": self.policy.max_actors}
+            news = self._scale_control.poll(report)
+            if news is not None:
+                serial, n, who = news
+                self.scale_by_hand(n, f"by hand, request {serial} from {who}")
+
     def autoscale(self) -> int:
-        """Apply the policy to the current backlog; returns the new target size."""
+        """Apply the policy to the current backlog; returns the new target size. A size set by hand pins it."""
         with self._lock:
             backlog = len(self._jobs)
             current = self._target
-            want = desired_size(backlog, current, self.cluster_capacity() if backlog else current, self.policy)
+            if self._manual is not None:
+                return current
+            want = self.policy.decide(backlog, current, self.cluster_capacity() if backlog else current)
             if want < current:
                 # Shrink only after demand stayed low for a while: restarts cost seconds.
                 now = time.monotonic()
@@ -316,7 +369,8 @@ class RolloutPool(PoolCore):
                     return current
             self._low_demand_since = None
             if want != current:
-                self.scale_to(want)
+                self.scale_to(want, f"autoscale: {backlog} group(s) outstanding, "
+                                    f"policy {policy_name(self.policy.autoscale_policy)}")
             return want
 
     # ------------------------------------------------------------------ metrics
@@ -346,6 +400,8 @@ class RolloutPool(PoolCore):
         with self._lock:
             self._tick()
             now = {**self._area, "tokens": float(self._tokens), "time": self._ticked_at,
+                   "scale_events": float(self._counts["scale_events"]), "target": float(self._target),
+                   "submitted": float(self._counts["submitted"]), "delivered": float(self._counts["delivered"]),
                    **{f"busy/{s.name}": s.busy_s for s in self._slots.values() if s.state in LIVE}}
             seen, self._metrics_seen = self._metrics_seen, now
         elapsed = now["time"] - seen["time"]
@@ -355,7 +411,11 @@ class RolloutPool(PoolCore):
         busy = [v / elapsed for k, v in delta.items() if k.startswith("busy/")]
         return {"pool/actors": delta["actors"] / elapsed, "pool/inflight": delta["inflight"] / elapsed,
                 "pool/backlog": delta["queued"] / elapsed, "pool/busy_share": sum(busy) / len(busy) if busy else 0.0,
-                "pool/tokens_per_s": delta["tokens"] / elapsed}
+                "pool/tokens_per_s": delta["tokens"] / elapsed,
+                # Size changes since the last call (by the autoscaler or by hand), and the size aimed at now.
+                "pool/scale_events": delta["scale_events"], "pool/target": now["target"],
+                # Groups taken and handed back since the last call: every group is accounted for once.
+                "pool/submitted": delta["submitted"], "pool/delivered": delta["delivered"]}
 
     def failure_counts(self) -> dict[str, float]:
         """Running totals of the failures in FAILURE_COUNTERS since the pool started."""
@@ -396,6 +456,8 @@ class RolloutPool(PoolCore):
                 and any(s.state == "stale" for s in slots) and not any(s.state == "ready" for s in slots)):
             # Only the learner can send NCCL weights: with no actor able to serve, re-broadcast now.
             self._nccl_round(self._version, self.policy.start_timeout_s)
+        if self._scale_control is not None:
+            self._poll_scale_control()
         if self.auto_scale and time.monotonic() - self._last_autoscale > 1.0:
             # Rate-limited: the capacity check asks the GCS for the cluster's free resources.
             self._last_autoscale = time.monotonic()

@@ -134,7 +134,14 @@ class PoolCore:
             "max_concurrency": self.policy.max_inflight_per_actor + 16,
         }
         if self.custom_resources:
-            options["resources"] = dict(self.custom_resources)
+            # Placement on labelled nodes while one lives: after losing them the pool carries on elsewhere
+            # rather than waiting for a node that may never return (a label back later is used again).
+            labelled = [n for n in ray.nodes() if n.get("Alive")
+                        and all(n.get("Resources", {}).get(k, 0.0) >= v for k, v in self.custom_resources.items())]
+            if labelled:
+                options["resources"] = dict(self.custom_resources)
+            else:
+                log.warning("%s: no live node offers %s; %s placed on any node", self.name, self.custom_resources, name)
         if res.env_vars:
             options["runtime_env"] = {"env_vars": dict(res.env_vars)}
         handle = self._remote_cls.options(**options).remote(model_path=self.model_path, name=name,

@@ -6,9 +6,16 @@ policy) that can be reasoned about and tested without starting actors.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+# The built-in autoscale policy (`desired_size` below) and the config key that names a policy.
+DEFAULT_POLICY = "rlsys.rollout.pool_policy.desired_size"
+POLICY_KEY = "rollout.pool.autoscale_policy"
 
 
 @dataclass
@@ -44,6 +51,9 @@ class PoolPolicy:
     start_timeout_s: float = 600.0
     # Consecutive actor start failures (bad model path, no memory) before the pool gives up.
     max_start_failures: int = 3
+    # The autoscaler's decision, {_target_: dotted.path} of a callable (backlog, current, capacity, policy) -> actors
+    # (other keys are its keyword arguments); the pool keeps the answer within min/max_actors and the cluster's room.
+    autoscale_policy: Any = field(default_factory=lambda: {"_target_": DEFAULT_POLICY})
 
     def __post_init__(self) -> None:
         if self.min_actors < 0 or self.max_actors < max(1, self.min_actors):
@@ -63,6 +73,18 @@ class PoolPolicy:
         for name in ("request_timeout_s", "start_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        # Resolved here, so a policy that does not import fails at start-up, not at the first backlog.
+        self._decide = resolve_policy(self.autoscale_policy)
+
+    def decide(self, backlog: int, current: int, capacity: int) -> int:
+        """The configured policy's size for `backlog` outstanding groups, kept within [min_actors, max_actors]
+        and, when growing, within `capacity` (actors the cluster can hold, counting the current ones)."""
+        want = self._decide(backlog, current, capacity, self)
+        if isinstance(want, bool) or not isinstance(want, int):
+            raise ValueError(f"{POLICY_KEY} ({policy_name(self.autoscale_policy)}) returned {want!r}; "
+                             f"expected a number of actors (int)")
+        want = max(self.min_actors, min(self.max_actors, want))
+        return min(want, max(current, capacity)) if want > current else want
 
     @classmethod
     def from_config(cls, rollout_cfg: Any, **overrides: Any) -> PoolPolicy:
@@ -76,6 +98,38 @@ class PoolPolicy:
                 values[f.name] = getattr(rollout_cfg, f.name)
         values.update(overrides)
         return cls(**values)
+
+
+def policy_name(spec: Any) -> str:
+    """The dotted path a policy spec names (a path alone, or a mapping with `_target_`)."""
+    return str(spec) if isinstance(spec, str) else str(dict(spec.items()).get("_target_")) if hasattr(spec, "items") else repr(spec)
+
+
+def resolve_policy(spec: Any) -> Callable[[int, int, int, PoolPolicy], int]:
+    """The callable `rollout.pool.autoscale_policy` names: a dotted path, or {_target_: path, **kwargs}."""
+    kwargs: dict[str, Any] = {}
+    if hasattr(spec, "items"):
+        kwargs = dict(spec.items())
+        target = kwargs.pop("_target_", None)
+    else:
+        target = spec
+    if not isinstance(target, str) or not target.strip():
+        raise ValueError(f"{POLICY_KEY} needs `_target_`: the dotted path of a callable "
+                         f"(backlog, current, capacity, policy) -> int, got {spec!r}")
+    module, sep, attr = target.replace(":", ".").rpartition(".")
+    if target == DEFAULT_POLICY:
+        fn: Any = desired_size
+    else:
+        try:
+            fn = getattr(importlib.import_module(module), attr) if sep and module else None
+        except Exception as exc:  # any import-time failure of a plug-in is a config error naming the key
+            raise ValueError(f"{POLICY_KEY}._target_ = {target!r} does not import "
+                             f"({exc.__class__.__name__}: {exc})") from None
+        if fn is None:
+            raise ValueError(f"{POLICY_KEY}._target_ = {target!r} is not a dotted path module.function")
+    if not callable(fn):
+        raise ValueError(f"{POLICY_KEY}._target_ = {target!r} is not callable")
+    return functools.partial(fn, **kwargs) if kwargs else fn
 
 
 def actors_that_fit(available: dict[str, float], per_actor: dict[str, float]) -> int:

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -25,6 +26,49 @@ class ActorFailure(RuntimeError):
     """An actor died, raised, or did not answer in time; the message names it and the call."""
 
 
+# Set by init_ray: the address of the cluster this process joined (None: it started a local Ray).
+_JOINED: str | None = None
+
+
+def code_runtime_env(excludes: Sequence[str] | None = None, pythonpath: str | None = None) -> dict[str, Any]:
+    """Ray `runtime_env` that ships this rlsys checkout to every node of a cluster.
+
+    From a source checkout (pyproject.toml beside the package) the whole repository is the job's
+    `working_dir` (so `rewards`, `hints` and test plug-ins come along); Ray makes it each worker's
+    cwd and puts it first on sys.path. An installed rlsys ships as `py_modules`. `pythonpath`
+    entries inside the repository become paths relative to the shipped copy; entries outside
+    it stay as they are and must exist on every node. `excludes`: gitignore-style patterns left out
+    (default: `ray.code_excludes`).
+    """
+    import rlsys
+
+    if excludes is None:
+        from rlsys.config.schema import RayConfig
+
+        excludes = RayConfig().code_excludes
+    package = Path(rlsys.__file__).resolve().parent
+    root = package.parent
+    env: dict[str, Any]
+    if (root / "pyproject.toml").is_file():
+        env = {"working_dir": str(root), "excludes": list(excludes)}
+    else:
+        env = {"py_modules": [str(package)]}
+    entries = []
+    for entry in (pythonpath or "").split(os.pathsep):
+        if not entry:
+            continue
+        path = Path(entry).resolve()
+        if "working_dir" in env and (path == root or root in path.parents):
+            # Relative to the worker's cwd, which is the shipped copy of the repository.
+            entries.append(str(path.relative_to(root)) or ".")
+        else:
+            log.warning("PYTHONPATH entry %s is not shipped to the cluster: it must exist on every node", entry)
+            entries.append(entry)
+    if entries:
+        env["env_vars"] = {"PYTHONPATH": os.pathsep.join(entries)}
+    return env
+
+
 def init_ray(
     address: str | None = None,
     num_cpus: int | None = None,
@@ -33,18 +77,27 @@ def init_ray(
     namespace: str = "rlsys",
     object_store_memory: int | None = None,
     env_vars: dict[str, str] | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Start a local Ray (dashboard off unless asked), or join `address` ("auto" or host:port).
+
+    Joining only connects this process as a driver: rlsys never starts, stops or changes a cluster
+    it was given (`ray.shutdown()` then only disconnects). `runtime_env` (e.g. `code_runtime_env()`)
+    is the job's; `env_vars` are added to it.
 
     Ray 2.60 resolves a loopback node address to the machine's own IP and its gRPC servers
     listen on all interfaces; nothing here can narrow that, so run on a trusted network.
 
     Returns the cluster's total resources. Idempotent within a process.
     """
+    global _JOINED
     if not ray.is_initialized():
-        runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
+        job_env = dict(runtime_env or {})
+        if env_vars:
+            job_env["env_vars"] = {**job_env.get("env_vars", {}), **env_vars}
         if address:
-            ray.init(address=address, namespace=namespace, runtime_env=runtime_env, log_to_driver=True)
+            ray.init(address=address, namespace=namespace, runtime_env=job_env or None, log_to_driver=True)
+            _JOINED = address
         else:
             ray.init(
                 num_cpus=num_cpus,
@@ -52,14 +105,27 @@ def init_ray(
                 include_dashboard=include_dashboard,
                 namespace=namespace,
                 object_store_memory=object_store_memory,
-                runtime_env=runtime_env,
+                runtime_env=job_env or None,
             )
     resources = ray.cluster_resources()
     log.info("ray resources: %s", {k: v for k, v in resources.items() if not k.startswith("node:")})
     return resources
 
 
+def joined_cluster() -> str | None:
+    """The address of the cluster this process joined (actors may run on other machines); None for a local Ray."""
+    return _JOINED
+
+
 def init_ray_from_config(ray_cfg: Any) -> dict[str, float]:
+    pythonpath = os.environ.get("PYTHONPATH")
+    ship = ray_cfg.ship_code if ray_cfg.ship_code is not None else bool(ray_cfg.address)
+    if ship:
+        # Code and plug-in modules reach other nodes through Ray, not a shared file system.
+        runtime_env, env_vars = code_runtime_env(list(ray_cfg.code_excludes), pythonpath), None
+    else:
+        # Plug-in modules outside the package must be importable in every worker.
+        runtime_env, env_vars = None, {"PYTHONPATH": pythonpath} if pythonpath else None
     return init_ray(
         address=ray_cfg.address,
         num_cpus=ray_cfg.num_cpus,
@@ -67,8 +133,8 @@ def init_ray_from_config(ray_cfg: Any) -> dict[str, float]:
         include_dashboard=ray_cfg.include_dashboard,
         namespace=ray_cfg.namespace,
         object_store_memory=ray_cfg.object_store_memory,
-        # Plug-in modules outside the package must be importable in every worker.
-        env_vars={"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else None,
+        env_vars=env_vars,
+        runtime_env=runtime_env,
     )
 
 

@@ -61,11 +61,13 @@ def test_step_metrics_are_time_weighted_means_since_the_last_call(monkeypatch):
     now[0] = 120.0
     # Over 20 s: in flight (2*10 + 1*5)/20, queued 3*10/20, busy shares a 10/20 and b 5/20.
     assert pool.step_metrics() == {"pool/actors": 2.0, "pool/inflight": 1.25, "pool/backlog": 1.5,
-                                   "pool/busy_share": 0.375, "pool/tokens_per_s": 20.0}
+                                   "pool/busy_share": 0.375, "pool/tokens_per_s": 20.0, "pool/scale_events": 0.0,
+                                   "pool/target": 0.0, "pool/submitted": 0.0, "pool/delivered": 0.0}
     now[0] = 130.0
     # Since the last call: two idle actors.
     assert pool.step_metrics() == {"pool/actors": 2.0, "pool/inflight": 0.0, "pool/backlog": 0.0,
-                                   "pool/busy_share": 0.0, "pool/tokens_per_s": 0.0}
+                                   "pool/busy_share": 0.0, "pool/tokens_per_s": 0.0, "pool/scale_events": 0.0,
+                                   "pool/target": 0.0, "pool/submitted": 0.0, "pool/delivered": 0.0}
 
 
 @pytest.mark.slow
