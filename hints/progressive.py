@@ -85,6 +85,10 @@ class LevelSearch:
             self.minimal[problem_id] = None
             del self._todo[problem_id]
 
+    def abandon(self, problem_id: str) -> None:
+        """Stop searching `problem_id` without a verdict (its rollout was lost): no minimal level is recorded."""
+        del self._todo[problem_id]
+
     @property
     def done(self) -> bool:
         return not self._todo

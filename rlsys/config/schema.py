@@ -370,6 +370,9 @@ class EvalConfig:
     max_visual: int = setting(100, ge=0)
     # Score the visual rows with their images removed (no placeholder, no image): the blind baseline.
     drop_images: bool = setting(False)
+    # Run the RL loop's periodic evaluations on a dedicated rollout actor in the background, on a snapshot of
+    # the weights, logged against that policy version (eval/policy_version); the stage's first and last stay inline.
+    background: bool = setting(False)
 
 
 @dataclass

@@ -48,6 +48,9 @@ class RLConfig:
     filter_inclusive: bool = False
     # More problems are drawn until the batch is full, at most this many extra rounds.
     max_refill_rounds: int = setting(3, ge=0)
+    # Share of a step's group requests whose rollout failed (retries used up, no actor left) the step tolerates:
+    # they are dropped, counted (filter/lost) and replaced by fresh problems; past it the stage stops with an error.
+    max_lost_group_share: float = setting(0.25, ge=0.0, le=1.0)
     # Stop with an error (no artifact) once more than this share of the steps so far kept no group (1 = never).
     max_skipped_share: float = setting(0.5, ge=0.0, le=1.0)
     # Evaluate the policy every this many steps (0 = only before the first and after the last).

@@ -55,6 +55,8 @@ def score_eval(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, float
     n_math, n_if, n_format = len(rows["math"]), len(rows["ifeval"]), len(rows.get("format", []))
     out = score_math(rows["math"], texts[:n_math]) | score_ifeval(rows["ifeval"], texts[n_math : n_math + n_if])
     out |= score_format(rows.get("format", []), texts[n_math + n_if : n_math + n_if + n_format])
+    # How long the greedy answers are: length drift shows here before accuracy moves.
+    out["eval/answer_chars"] = sum(map(len, texts)) / max(1, len(texts))
     visual, trap = rows.get("visual", []), rows.get("visual_trap", [])
     if not visual and not trap:
         return out

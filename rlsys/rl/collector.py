@@ -21,6 +21,13 @@ from rlsys.rl.state import ProblemSampler, RLState
 from rlsys.rollout.types import GroupRequest, Sample
 from rlsys.stages.sampling import reward_sample, sample_seed
 
+# Extra collection rounds per step for problems whose groups were lost (beyond `rl.max_refill_rounds`).
+LOSS_ROUNDS = 2
+
+
+class LostGroups(RuntimeError):
+    """More of a step's rollout groups failed than `rl.max_lost_group_share` tolerates."""
+
 
 @dataclass
 class Group:
@@ -69,6 +76,9 @@ class GroupCollector:
         self.cfg = cfg
         self.rl = rl_cfg
         self.timings: Counter = Counter()
+        # This step's group requests and the failures among them (dropped; `check_lost` bounds their share).
+        self.requested = 0
+        self.lost: list[str] = []
         self.reward_metrics: list[dict[str, float]] = []
         # Row -> the video items its requests send: every frame, or SlowFast streams (`data.video_sampling`; the
         # processor's patching is read from the model directory the tokenizer came from).
@@ -118,9 +128,11 @@ class GroupCollector:
         results = self.pool.generate(requests)
         self.timings["rollout_s"] += time.perf_counter() - started
         groups = []
+        self.requested += len(requests)
         for req, res in zip(requests, results):
-            if not res.ok:
-                raise RuntimeError(f"rollout request {req.request_id} failed: {res.error}")
+            if not res.ok:  # dropped and counted; `collect` refills and checks the step's lost share
+                self.lost.append(f"{req.request_id}: {res.error}")
+                continue
             row = self.rows[req.meta["row"]]
             train_ids = req.prompt_token_ids
             if not self.cfg.hints.keep_hint_in_context and req.meta["level"] > 0:
@@ -130,7 +142,8 @@ class GroupCollector:
                       res.policy_version, rollout_logprobs_valid=train_ids is req.prompt_token_ids,
                       videos=list(req.videos))
             )
-        self._score(groups)
+        if groups:
+            self._score(groups)
         return groups
 
     def _score(self, groups: list[Group]) -> None:
@@ -153,12 +166,15 @@ class GroupCollector:
         rl, hints = self.rl, self.cfg.hints
         self.timings = Counter()
         self.reward_metrics = []
+        self.requested, self.lost = 0, []
         counts: Counter = Counter()
         minimal_hist: Counter = Counter()
         first_round: list[Group] = []
         kept: list[Group] = []
-        rnd = 0
-        while len(kept) < rl.batch_groups and rnd <= rl.max_refill_rounds:
+        rnd = loss_rounds = 0
+        # Rounds that lost groups do not use up the refill budget (at most LOSS_ROUNDS more per step).
+        while len(kept) < rl.batch_groups and rnd <= rl.max_refill_rounds + loss_rounds:
+            lost_before = len(self.lost)
             picked = sampler.take(rl.batch_groups - len(kept))
             counts["sampled"] += len(picked)
             todo = [(i, min(state.hint_cache.start_level(str(self.rows[i]["id"]), hints.fade), self.max_level(i))
@@ -192,14 +208,26 @@ class GroupCollector:
             rescued = self._hint_search(step, rnd, needs_hint, state, minimal_hist, counts)
             kept.extend(rescued)
             rnd += 1
+            loss_rounds += len(self.lost) > lost_before and loss_rounds < LOSS_ROUNDS
+        self.check_lost(step)
         counts["refill_rounds"] = rnd - 1
         counts["kept"] = len(kept)
+        counts["lost"] = len(self.lost)
         metrics = {f"filter/{k}": float(v) for k, v in counts.items()}
         metrics.update({f"hints/min_level_{k}": float(v) for k, v in sorted(minimal_hist.items())})
         metrics.update(self._first_round_metrics(first_round))
         metrics.update(self._merge_reward_metrics())
         metrics.update({f"time/{k}": v for k, v in self.timings.items()})
         return kept, metrics
+
+    def check_lost(self, step: int) -> None:
+        """Stop when more of the step's group requests failed than `rl.max_lost_group_share` tolerates."""
+        share = len(self.lost) / max(1, self.requested)
+        if self.lost and share > self.rl.max_lost_group_share:
+            raise LostGroups(
+                f"RL step {step + 1}: {len(self.lost)} of {self.requested} rollout group requests failed "
+                f"({share:.0%}), more than config key 'rl.max_lost_group_share' = {self.rl.max_lost_group_share} "
+                f"tolerates; first failures: {'; '.join(self.lost[:3])}")
 
     def _hint_search(self, step: int, rnd: int, needs_hint: dict[str, tuple[int, int]], state: RLState,
                      minimal_hist: Counter, counts: Counter) -> list[Group]:
@@ -213,6 +241,8 @@ class GroupCollector:
             pending = search.pending()
             todo = [(needs_hint[pid][0], level) for pid, level in pending.items()]
             groups = self._sample_and_score(step, f"{rnd}h{level_round}", todo, hints.rollouts_per_level)
+            for pid in set(pending) - {str(g.row["id"]) for g in groups}:
+                search.abandon(pid)  # its rollout was lost: no verdict, nothing cached
             for g in groups:
                 pid = str(g.row["id"])
                 state.hint_stats.add_tries([(g.level, g.n_correct)])

@@ -34,6 +34,7 @@ from rlsys.eval.scoring import (
 from rlsys.eval.visual import check_visual_model
 from rlsys.learner.batching import make_batch
 from rlsys.learner.group import LearnerGroup
+from rlsys.rl.background_eval import BackgroundEval
 from rlsys.rl.collector import Group, GroupCollector
 from rlsys.rl.overlap import Ahead, Batch, InTurn, check_overlap
 from rlsys.rl.state import (
@@ -75,6 +76,8 @@ class RLSetup:
     eval_rows: dict[str, list[dict]]
     out_dir: Path
     credit: TokenCredit | None = None
+    # `eval.background`: periodic evaluations on their own pool, off the critical path.
+    background_eval: BackgroundEval | None = None
     # The pool's failure totals when last logged (pool_failures() logs the change).
     pool_seen: dict[str, float] = field(default_factory=dict)
     # Counts from checking the rows at load (`data/too_long_dropped`, ...): on a fresh run's first metrics line.
@@ -89,7 +92,10 @@ class RLSetup:
         return delta
 
     def shutdown(self) -> None:
-        for closer in (self.pool.shutdown, self.rewards.close, self.learners.shutdown):
+        closers = [self.pool.shutdown, self.rewards.close, self.learners.shutdown]
+        if self.background_eval is not None:
+            closers.insert(0, self.background_eval.shutdown)
+        for closer in closers:
             try:
                 closer()
             except Exception as exc:  # shutting down a dead actor must not hide the real error
@@ -167,11 +173,16 @@ def build_rl(ctx: StageContext) -> RLSetup:
     hint_sources = None if cfg.hints.data_sources is None else list(cfg.hints.data_sources)
     collector = GroupCollector(rows, tokenizer, pool, rewards, HintSource(generator, hint_sources), cfg, rl,
                                hint_caps=checked.hint_caps)
-    return RLSetup(
+    setup = RLSetup(
         learners=learners, pool=pool, rewards=rewards, collector=collector,
         sampler=ProblemSampler(len(rows), ctx.stage.seed), metrics=None, eval_rows=eval_rows(cfg),
         out_dir=Path(ctx.out_dir), credit=credit, data_metrics=checked.metrics,
     )
+    if cfg.eval.background and rl.eval_every:
+        eval_pool = RolloutPool.from_config(cfg.rollout, ctx.input_model, num_actors=1, name="eval",
+                                            auto_scale=False)
+        setup.background_eval = BackgroundEval(eval_pool, lambda generate: background_scores(setup, cfg, generate))
+    return setup
 
 
 def check_rl_prompts(ctx: StageContext, tokenizer: Any, rows: list[dict]) -> PromptCheck:
@@ -221,8 +232,11 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
             state.step += 1
             step_metrics = batch.metrics | train_metrics | {"time/train_s": t_train, "time/sync_s": t_sync}
             if rl.eval_every and state.step % rl.eval_every == 0:
-                with source.pool_current():
-                    step_metrics |= evaluate(setup, ctx.cfg)
+                step_metrics |= periodic_eval(setup, ctx.cfg, source, state)
+            finished: list[dict[str, float]] = []
+            if setup.background_eval is not None:
+                finished, skipped = setup.background_eval.drain()
+                step_metrics |= skipped
             step_metrics |= setup.pool_failures() | setup.pool.step_metrics() | first_line | source.step_metrics()
             first_line = {}
             step_s = time.perf_counter() - t0
@@ -230,8 +244,9 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
             step_metrics |= cores.sample() | {"async/learner_busy_share": (t_train + t_sync) / max(step_s, 1e-9)}
             state.add_totals({k: v for k, v in step_metrics.items()
                               if k.startswith("filter/") or k in ("train/skipped", "async/dropped_stale")})
-            setup.metrics.log(step_metrics, step=state.step)
-            state.metric_lines += 1
+            for line in [step_metrics, *finished]:
+                setup.metrics.log(line, step=state.step)
+                state.metric_lines += 1
             state.wall_s = time.perf_counter() - started
             log.info("rl step %d: %s", state.step, _brief(step_metrics))
             check_skipped(state, rl, ctx.name)
@@ -241,6 +256,10 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
                     save_checkpoint(setup.out_dir / "checkpoints", state, setup.learners, rl.keep_checkpoints,
                                     pending=in_flight)
         source.close()
+        if setup.background_eval is not None:  # finished after the last step's line
+            finished, skipped = setup.background_eval.close()
+            for line in [*finished, *([skipped] if skipped else [])]:
+                setup.metrics.log(line, step=state.step)
         check_skipped(state, rl, ctx.name, at_end=True)
         return finish(ctx, setup, state)
     finally:
@@ -372,13 +391,32 @@ def step_timing(metrics: dict[str, float], total_s: float) -> dict[str, float]:
     return {"time/step_s": total_s, "time/other_s": max(0.0, total_s - accounted)}
 
 
-def evaluate(setup: RLSetup, cfg: Any) -> dict[str, float]:
+def periodic_eval(setup: RLSetup, cfg: Any, source: InTurn | Ahead, state: RLState) -> dict[str, float]:
+    """The loop's evaluation every `rl.eval_every` steps: inline on the training pool (at the policy just
+    published), or handed to the background evaluator as a weight snapshot of this version."""
+    if setup.background_eval is None:
+        with source.pool_current():
+            return evaluate(setup, cfg)
+    started = time.perf_counter()
+    setup.background_eval.submit(state.version, setup.learners.export_weights(setup.pool.policy.sync_bucket_bytes))
+    return {"time/eval_s": time.perf_counter() - started}
+
+
+def background_scores(setup: RLSetup, cfg: Any, generate: Any) -> dict[str, float]:
+    """A background evaluation's scores; its duration is not a share of the step it lands on."""
+    out = evaluate(setup, cfg, generate)
+    return out | {"eval/took_s": out.pop("time/eval_s")}
+
+
+def evaluate(setup: RLSetup, cfg: Any, generate: Any = None) -> dict[str, float]:
+    """Held-out scores through `generate` (default: the training pool's)."""
     started = time.perf_counter()
     rows = setup.eval_rows
     tokenizer = setup.collector.tokenizer
-    out = score_eval(rows, greedy_texts(cfg, tokenizer, eval_prompts(rows), setup.pool.generate))
+    generate = generate or setup.pool.generate
+    out = score_eval(rows, greedy_texts(cfg, tokenizer, eval_prompts(rows), generate))
     if cfg.eval.sample_k > 0:
-        sampled = sampled_texts(cfg, tokenizer, rows["math"], setup.pool.generate, cfg.eval.sample_k,
+        sampled = sampled_texts(cfg, tokenizer, rows["math"], generate, cfg.eval.sample_k,
                                 cfg.eval.sample_temperature, seed=sample_seed(cfg.seed, "eval"))
         out |= score_math_sampled(rows["math"], sampled)
     return out | {"time/eval_s": time.perf_counter() - started}

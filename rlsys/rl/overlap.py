@@ -226,12 +226,15 @@ class Ahead:
         return {"async/rollout_busy_share": (busy - busy0) / wall, "time/rollout_wait_s": self._wait_s}
 
     def close(self, wait: bool = True) -> None:
-        """Stop the producer; with `wait`, let a batch it is collecting finish (unused, counted)."""
+        """Stop the producer; with `wait`, let a batch it is collecting finish (unused, counted) and load the
+        newest published weights, so the pool serves the final policy (the stage's last evaluation)."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
         if wait:
             self._thread.join()
+            with self._pool_lock:
+                self._load_published()
             if self._ready:
                 log.info("rollout ahead: %d collected batch(es) not trained (the run stopped first)",
                          len(self._ready))

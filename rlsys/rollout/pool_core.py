@@ -285,9 +285,13 @@ class PoolCore:
                 self._retry(job, f"actor {slot.name} died: {reason}", death=True)
         self._kill(slot)
         if was_live:
-            if self.policy.replace_dead:
+            cap = self.policy.max_replacements
+            if self.policy.replace_dead and (cap is None or self._counts["restarts"] < cap):
                 self._counts["restarts"] += 1
             else:
+                if self.policy.replace_dead:
+                    log.warning("%s: %d dead actor(s) replaced already (rollout.pool.max_replacements); %s is not "
+                                "replaced, the pool goes on with one actor fewer", self.name, cap, slot.name)
                 self._target -= 1
         self._reconcile()
 

@@ -32,6 +32,8 @@ class PoolPolicy:
     target_backlog: int = 8
     # Start a new actor in place of one that died.
     replace_dead: bool = True
+    # Dead actors replaced over the pool's life; past it a dead actor leaves the pool smaller (null: no limit).
+    max_replacements: int | None = None
     # Seconds from dispatch to result; past it the group is re-dispatched (or fails after max_attempts).
     request_timeout_s: float = 600.0
     # Dispatches per group before it comes back as an error (a group that kills every actor
@@ -70,6 +72,8 @@ class PoolPolicy:
         for name, low in at_least.items():
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.max_replacements is not None and self.max_replacements < 0:
+            raise ValueError(f"max_replacements must be >= 0 or null, got {self.max_replacements}")
         for name in ("request_timeout_s", "start_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -163,3 +163,14 @@ def test_a_late_joiner_loads_the_published_version_before_taking_work(ray_sessio
         assert sorted(loaded) == [[4, 4], [4, 4]]
         with pytest.raises(ValueError, match="older"):
             pool.sync_weights([], version=3)
+
+
+def test_dead_actors_are_replaced_up_to_max_replacements(ray_session):
+    with make_pool(1, max_replacements=1, max_attempts=3) as pool:
+        pool.submit([req("poison", die=True)])
+        got = collect(pool)
+        # The first death is replaced (the cap), the second is not: the third try has nowhere to go.
+        assert got["poison"].error == "no rollout actors left to serve this group"
+        m = pool.metrics()
+        assert m["rollout_pool/deaths"] == 2 and m["rollout_pool/restarts"] == 1
+        assert pool.size() == 0
