@@ -167,6 +167,12 @@ class RolloutConfig:
     stop: list[str] = field(default_factory=list)
     # Engine seed (per-request seeds come from the run's seed).
     seed: int = 0
+    # A generation running when new weights arrive: "finish" it under the weights it started with, or
+    # "continue" it under the new ones from the next chunk on (per-token versions recorded; rlsys/rollout/partial.py).
+    partial_rollout: str = setting("finish", choices="rlsys.rollout.partial:PARTIAL_MODES")
+    # Tokens per engine call with partial_rollout "continue": how long a sync waits at most, and how often
+    # unfinished sequences are re-prefilled.
+    partial_chunk_tokens: int = setting(64, ge=1)
     # Ray custom resources each rollout actor needs, e.g. {rollout_node: 1} for nodes started with
     # `ray start --resources='{"rollout_node": 1}'`; when no live node offers them (node lost), actors go anywhere.
     resources: dict[str, float] = field(default_factory=dict)

@@ -222,7 +222,7 @@ def run_rl(ctx: StageContext) -> dict[str, Any]:
                               step=0)
             first_line = {}
         started = time.perf_counter() - state.wall_s
-        source = batch_source(setup, state, rl, pending)
+        source = batch_source(setup, state, rl, pending, ctx.cfg.rollout.partial_rollout)
         cores = CoreBusy()
         while state.step < rl.steps and not (rl.max_wall_s and time.perf_counter() - started > rl.max_wall_s):
             t0 = time.perf_counter()
@@ -301,11 +301,12 @@ def _start_state(ctx: StageContext, setup: RLSetup, resume_dir: Path | None) -> 
     return state, pending
 
 
-def batch_source(setup: RLSetup, state: RLState, rl: Any, pending: list[Batch]) -> InTurn | Ahead:
+def batch_source(setup: RLSetup, state: RLState, rl: Any, pending: list[Batch],
+                 partial_rollout: str = "finish") -> InTurn | Ahead:
     """Where the loop's batches come from: collected in turn, or ahead of training (`rl.max_staleness`)."""
     if rl.max_staleness == 0:
         return InTurn(setup, state)
-    return Ahead(setup, state, rl.max_staleness, rl.steps, pending)
+    return Ahead(setup, state, rl.max_staleness, rl.steps, pending, push_now=partial_rollout == "continue")
 
 
 def group_advantages(groups: list[Group], estimator: str) -> list[list[float]]:

@@ -4,8 +4,11 @@
 last: the synchronous loop. With k >= 1 (`Ahead`) a producer thread collects the batches of the next steps
 while the learner trains on the current one. The batch of step t is sampled with a policy version of at
 least t - k: before starting it the producer loads the newest weights the learner published and, when even
-those are older than t - k, waits for the next. Weights reach the rollout pool only between generation
-batches, so every group of a batch has one policy version, recorded with it. A group older than the bound
+those are older than t - k, waits for the next. Weights reach the rollout pool between generation
+batches, so every group of a batch has one policy version, recorded with it; with partial rollouts
+(`rollout.partial_rollout: continue`) they go in as soon as the learner publishes them and enter the generation
+in progress at its next chunk: a group then records the version it started with (its oldest tokens') and each
+sample the versions of its token spans. A group older than the bound
 when trained is dropped and counted (it cannot happen with this producer; the check guards the contract).
 
 The loss takes the rollout's logprobs as the behaviour policy (GSPO's ratio is against the sampling
@@ -71,6 +74,9 @@ def staleness_metrics(groups: list[Group], step: int, bound: int) -> tuple[list[
     if groups:
         out["async/staleness_mean"] = sum((step - g.version) for g in groups) / len(groups)
         out["async/staleness_max"] = float(max(hist))
+        # Partial rollouts: the share of samples whose tokens more than one policy version drew.
+        samples = [smp for g in groups for smp in g.samples]
+        out["async/mixed_version_share"] = sum(len(smp.version_spans) > 1 for smp in samples) / max(1, len(samples))
     return kept, out
 
 
@@ -110,8 +116,11 @@ class Ahead:
     """`rl.max_staleness` >= 1: a producer thread collects later steps' batches while the learner trains."""
 
     def __init__(self, setup: Any, state: RLState, max_staleness: int, steps: int,
-                 pending: list[Batch] | None = None) -> None:
+                 pending: list[Batch] | None = None, push_now: bool = False) -> None:
         self.setup, self.state, self.bound, self.steps = setup, state, max_staleness, steps
+        # Partial rollouts (`rollout.partial_rollout: continue`): new weights go into the pool at once, entering
+        # the generation in progress at its next chunk, instead of waiting for the producer's next batch.
+        self.push_now = push_now
         self._cond = threading.Condition()
         # Held by the producer for a whole batch, and by evaluation: one user of the pool at a time.
         self._pool_lock = threading.Lock()
@@ -188,8 +197,10 @@ class Ahead:
         started = time.perf_counter()
         self.state.version += 1
         refs = self.setup.learners.export_weights(self.setup.pool.policy.sync_bucket_bytes)
+        if self.push_now:
+            self.setup.pool.sync_weights(refs, self.state.version)
         with self._cond:
-            self._published = (self.state.version, refs)
+            self._published = None if self.push_now else (self.state.version, refs)
             self._version = self.state.version
             self._cond.notify_all()
         return time.perf_counter() - started

@@ -21,6 +21,7 @@ def worker_kwargs(rollout: Any, model_path: str) -> dict[str, Any]:
         "seed": rollout.seed,
         "chunked_prefill": rollout.chunked_prefill,
         "max_num_batched_tokens": rollout.max_num_batched_tokens,
+        "partial_chunk_tokens": rollout.partial_chunk_tokens if rollout.partial_rollout == "continue" else 0,
     }
 
 

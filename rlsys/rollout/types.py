@@ -45,6 +45,9 @@ class Sample:
     text: str
     logprobs: list[float]
     finish_reason: str
+    # (first token index, policy version) of each run of tokens one weight version drew, with partial rollouts
+    # (rlsys/rollout/partial.py); empty: every token by the result's `policy_version`.
+    version_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass

@@ -24,10 +24,12 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rlsys.rollout.model_ship import ShippedModel, local_model_dir
+from rlsys.rollout.partial import Draw, generate_in_spans
 from rlsys.rollout.types import BadRequest, GroupRequest, GroupResult, Sample
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class RolloutWorker:
         chunked_prefill: bool = False,
         max_num_batched_tokens: int = 8192,
         limit_mm_per_prompt: dict[str, Any] | None = None,
+        partial_chunk_tokens: int = 0,
     ) -> None:
         if in_process:
             os.environ.update(IN_PROCESS_ENV)
@@ -87,6 +90,8 @@ class RolloutWorker:
         self.name = name
         self.max_model_len = max_model_len
         self.max_batch_groups = max_batch_groups
+        # > 0: partial rollouts, generated this many tokens per engine call so weights can change in between.
+        self.partial_chunk_tokens = partial_chunk_tokens
         engine_kwargs: dict[str, Any] = {
             "model": model_path,
             "dtype": dtype,
@@ -129,6 +134,9 @@ class RolloutWorker:
             self._processor = AutoProcessor.from_pretrained(model_path)
         self.version = policy_version
         self._engine_lock = threading.Lock()
+        # Weight loads waiting for the engine: a partial rollout lets them in before its next chunk (the lock
+        # is not fair, so the generating thread would otherwise take it straight back).
+        self._syncs_waiting = 0
         self._pending: list[tuple[GroupRequest, asyncio.Future]] = []
         self._draining = False
         self._busy_s = 0.0
@@ -253,24 +261,46 @@ class RolloutWorker:
             params.append(sp)
             index.append(i)
         if prompts:
-            with self._engine_lock:
-                version = self.version
-                started = time.perf_counter()
-                try:
-                    outputs = self.llm.generate(prompts, params, use_tqdm=False)
-                except Exception:
-                    self._abort_unfinished()
-                    raise
-                self._busy_s += time.perf_counter() - started
-            for i, prompt, out in zip(index, prompts, outputs):
-                samples = [self._to_sample(c) for c in out.outputs]
+            if self.partial_chunk_tokens:
+                draws = [Draw(i, prompt, requests[i].n, requests[i].max_tokens, requests[i].seed)
+                         for i, prompt in zip(index, prompts)]
+                per_prompt = generate_in_spans(lambda chunk: self._run_chunk(chunk, requests), draws,
+                                               self.partial_chunk_tokens, self.max_model_len)
+                versions = [s[0].version_spans[0][1] if s and s[0].version_spans else self.version
+                            for s in per_prompt]
+            else:
+                per_prompt, version = self._run_engine(prompts, params)
+                versions = [version] * len(prompts)
+            for i, prompt, samples, version in zip(index, prompts, per_prompt, versions):
                 self._generated_tokens += sum(len(s.token_ids) for s in samples)
                 req = requests[i]
+                # A partial rollout's result carries the version it started with (its oldest tokens').
                 results[i] = GroupResult(
                     req.request_id, prompt["prompt_token_ids"], samples, version, self.name, None, req.meta,
                     list(req.images), list(req.videos),
                 )
         return [r for r in results if r is not None]
+
+    def _run_engine(self, prompts: list[dict], params: list[Any]) -> tuple[list[list[Sample]], int]:
+        """One engine batch under the engine lock: each prompt's samples and the policy version used."""
+        with self._engine_lock:
+            version = self.version
+            started = time.perf_counter()
+            try:
+                outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            except Exception:
+                self._abort_unfinished()
+                raise
+            self._busy_s += time.perf_counter() - started
+        return [[self._to_sample(c) for c in out.outputs] for out in outputs], version
+
+    def _run_chunk(self, draws: list[Draw], requests: list[GroupRequest]) -> tuple[list[list[Sample]], int]:
+        """One chunk of partial rollouts; the lock is free between chunks, so a weight sync can enter."""
+        while self._syncs_waiting:
+            time.sleep(0.001)
+        params = [self._sampling_params(replace(requests[d.source], n=d.n, max_tokens=d.max_tokens, seed=d.seed))
+                  for d in draws]
+        return self._run_engine([d.prompt for d in draws], params)
 
     def _abort_unfinished(self) -> None:
         """Drop the requests a failed `generate` left in the engine, so later batches still run."""
@@ -338,7 +368,9 @@ class RolloutWorker:
     def _load_weights(self, named_tensors: Iterable[tuple[str, Any]], version: int) -> float:
         """Load new weights in place (no engine restart); returns seconds spent."""
         started = time.perf_counter()
+        self._syncs_waiting += 1
         with self._engine_lock:
+            self._syncs_waiting -= 1
             self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named_tensors)})
             # Cached prefixes were computed with the old weights.
             self.llm.reset_prefix_cache()

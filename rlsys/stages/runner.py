@@ -203,12 +203,16 @@ def stage_spec(cfg: Any, stage: Any, deps: dict[str, StageResult], base_cfg: Any
 
 # Eval settings read only by the RL controller's periodic evaluation (rl.evaluate).
 _RL_ONLY_EVAL_KEYS = ("sample_k", "sample_temperature")
+# Where evaluations run, not what they measure: no stage's results depend on it.
+_PLACEMENT_EVAL_KEYS = ("background",)
 
 
 def _eval_identity(cfg: Any, stage: Any) -> dict[str, Any]:
     """Eval settings that shape the stage's recorded results: an exp that turns on RL-only eval
     options (gspo_hints: avg@k) must still reuse the pretrain and SFT stages `+exp=sft` built."""
     settings = non_default(cfg.eval)
+    for key in _PLACEMENT_EVAL_KEYS:
+        settings.pop(key, None)
     if stage.kind != "rl":
         for key in _RL_ONLY_EVAL_KEYS:
             settings.pop(key, None)

@@ -149,6 +149,16 @@ def test_staleness_metrics_counts_and_drops_by_hand():
     assert m["async/staleness_mean"] == (0 + 1 + 1 + 3) / 4 and m["async/staleness_max"] == 3
 
 
+def test_mixed_version_share_counts_samples_of_partial_rollouts():
+    from rlsys.rollout.types import Sample
+
+    groups = [_group(4), _group(4)]
+    groups[0].samples = [Sample([1, 2], "ab", [0.0, 0.0], "stop", [(0, 3), (1, 4)]), Sample([1], "a", [0.0], "stop")]
+    groups[1].samples = [Sample([1], "a", [0.0], "stop", [(0, 4)]), Sample([1], "a", [0.0], "stop")]
+    _, m = staleness_metrics(groups, step=5, bound=2)
+    assert m["async/mixed_version_share"] == 1 / 4
+
+
 def test_check_overlap_refuses_settings_that_need_the_sampling_policy():
     rl = SimpleNamespace(max_staleness=1, recompute_old_logprobs=True)
     with pytest.raises(ConfigError, match="stages.rl.rl.recompute_old_logprobs"):

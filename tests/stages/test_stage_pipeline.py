@@ -191,6 +191,13 @@ def test_rl_only_eval_settings_do_not_change_upstream_cache_keys(make_cfg):
     assert stages.stage_spec(cfg, cfg.stages.a, {}) != plain["a"]
 
 
+def test_evaluating_in_the_background_changes_no_cache_key(make_cfg):
+    cfg = OmegaConf.merge(make_cfg("run", GOOD), {"stages": {"r": {"kind": "rl", "input": "a"}}})
+    plain = {name: stages.stage_spec(cfg, cfg.stages[name], {}) for name in ("a", "r")}
+    cfg.eval.background = True
+    assert {name: stages.stage_spec(cfg, cfg.stages[name], {}) for name in ("a", "r")} == plain
+
+
 def test_suite_splits_join_and_a_row_count_takes_a_seeded_subset(tmp_path, monkeypatch):
     from rlsys.config.schema import StageConfig
     from rlsys.config.validate import ConfigError
