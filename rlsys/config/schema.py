@@ -376,6 +376,10 @@ class EvalConfig:
     max_visual: int = setting(100, ge=0)
     # Score the visual rows with their images removed (no placeholder, no image): the blind baseline.
     drop_images: bool = setting(False)
+    # Also score held-out video questions (video_eval; a vision-language model): eval/video_acc*.
+    video: bool = setting(False)
+    # Held-out video rows scored (video_eval spread over its tasks).
+    max_video: int = setting(100, ge=0)
     # Run the RL loop's periodic evaluations on a dedicated rollout actor in the background, on a snapshot of
     # the weights, logged against that policy version (eval/policy_version); the stage's first and last stay inline.
     background: bool = setting(False)

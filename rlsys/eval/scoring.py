@@ -10,6 +10,8 @@ from collections import defaultdict
 from typing import Any
 
 from rlsys.data.encode import encode_prompt, encode_vl_prompt
+from rlsys.data.videos import RowVideoItems
+from rlsys.eval.video import VIDEO_PARTS, score_video, video_eval_rows
 from rlsys.eval.visual import VISUAL_PARTS, check_visual_model, score_visual, visual_eval_rows
 from rlsys.rollout.types import GroupRequest
 from rlsys.stages.builders import build_rollout_group
@@ -20,16 +22,17 @@ log = logging.getLogger(__name__)
 def eval_rows(cfg: Any) -> dict[str, list[dict]]:
     """Held-out rows: the user's eval files, else the suite's math/IF/format eval splits (math and IF
     capped; the format split is small and taken whole); with `eval.visual` also the visual rows
-    (`visual_eval_rows`). Rows of the user's files that carry `images` are only scored by `eval.visual`."""
+    (`visual_eval_rows`), with `eval.video` the video rows (`video_eval_rows`). Rows of the user's files that
+    carry `images` / `videos` are only scored by `eval.visual` / `eval.video`."""
     from rlsys.data.loading import load_rows
 
     if cfg.data.eval_files:
         loaded, _ = load_rows(list(cfg.data.eval_files), "rl", cfg.data.on_bad_row)
-        rows = [r for r in loaded if not r.get("images")]
-        if len(rows) < len(loaded) and not cfg.eval.visual:
-            log.warning("data.eval_files: %d rows with images are not scored (set eval.visual=true)",
-                        len(loaded) - len(rows))
-        visual = visual_eval_rows(cfg, loaded)
+        rows = [r for r in loaded if not r.get("images") and not r.get("videos")]
+        if len(rows) < len(loaded) and not (cfg.eval.visual or cfg.eval.video):
+            log.warning("data.eval_files: %d rows with images or videos are not scored (set eval.visual=true / "
+                        "eval.video=true)", len(loaded) - len(rows))
+        visual = visual_eval_rows(cfg, loaded) | video_eval_rows(cfg, loaded)
         math_rows = [r for r in rows if r.get("answer") is not None]
         if_rows = [r for r in rows if r.get("constraints")]
         format_rows = [r for r in rows if r.get("format") and r.get("answer") is None and not r.get("constraints")]
@@ -40,14 +43,15 @@ def eval_rows(cfg: Any) -> dict[str, list[dict]]:
         math_rows, _ = load_rows(files["math_eval"], "rl")
         if_rows, _ = load_rows(files["ifeval_eval"], "rl")
         format_rows, _ = load_rows(files["format_eval"], "rl") if "format_eval" in files else ([], {})
-        visual = visual_eval_rows(cfg)
+        visual = visual_eval_rows(cfg) | video_eval_rows(cfg)
     return {"math": _spread(math_rows, cfg.eval.max_math), "ifeval": if_rows[: cfg.eval.max_ifeval],
             "format": format_rows} | visual
 
 
 def eval_prompts(rows: dict[str, list[dict]]) -> list[dict]:
     """All held-out rows in the order `score_eval` expects their answers."""
-    return rows["math"] + rows["ifeval"] + rows.get("format", []) + [r for part in VISUAL_PARTS for r in rows.get(part, [])]
+    return (rows["math"] + rows["ifeval"] + rows.get("format", [])
+            + [r for part in (*VISUAL_PARTS, *VIDEO_PARTS) for r in rows.get(part, [])])
 
 
 def score_eval(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, float]:
@@ -57,13 +61,16 @@ def score_eval(rows: dict[str, list[dict]], texts: list[str]) -> dict[str, float
     out |= score_format(rows.get("format", []), texts[n_math + n_if : n_math + n_if + n_format])
     # How long the greedy answers are: length drift shows here before accuracy moves.
     out["eval/answer_chars"] = sum(map(len, texts)) / max(1, len(texts))
-    visual, trap = rows.get("visual", []), rows.get("visual_trap", [])
-    if not visual and not trap:
-        return out
+    visual, trap, video = rows.get("visual", []), rows.get("visual_trap", []), rows.get("video", [])
     start = n_math + n_if + n_format
-    # Visual rows always carry images, unless `eval.drop_images` took them away.
-    blind = not any(r.get("images") for r in visual + trap)
-    return out | score_visual(visual, texts[start : start + len(visual)], trap, texts[start + len(visual) :], blind)
+    if visual or trap:
+        # Visual rows always carry images, unless `eval.drop_images` took them away.
+        blind = not any(r.get("images") for r in visual + trap)
+        out |= score_visual(visual, texts[start : start + len(visual)], trap,
+                            texts[start + len(visual) : start + len(visual) + len(trap)], blind)
+    if video:
+        out |= score_video(video, texts[start + len(visual) + len(trap) :])
+    return out
 
 
 def _spread(rows: list[dict], limit: int) -> list[dict]:
@@ -139,22 +146,32 @@ def greedy_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any) -> l
 def sampled_texts(cfg: Any, tokenizer: Any, rows: list[dict], generate: Any, n: int, temperature: float,
                   seed: int | None = None) -> list[list[str]]:
     """`n` answers per row (seeded, so evaluations of different policies see the same noise). A row with
-    `images` is asked through its VL prompt (one placeholder per image) with its images sent along."""
+    `images` is asked through its VL prompt (one placeholder per image) with its images sent along; one with
+    `videos` with its video items (`data.video_sampling`, as the training rows are sent)."""
     system = cfg.data.system_prompt
-    requests = [
-        GroupRequest(
+    items_of = (RowVideoItems.from_config(cfg.data, tokenizer.name_or_path) if any(r.get("videos") for r in rows)
+                else None)
+    requests = []
+    for i, row in enumerate(rows):
+        videos = items_of(row) if items_of is not None and row.get("videos") else []
+        vl = row.get("images") or videos
+        requests.append(GroupRequest(
             f"eval-{i}",
-            prompt_token_ids=(encode_vl_prompt(tokenizer, row, system) if row.get("images")
+            prompt_token_ids=(encode_vl_prompt(tokenizer, row, system, None, len(videos)) if vl
                               else encode_prompt(tokenizer, row, system)),
             n=n,
             temperature=temperature,
             max_tokens=cfg.eval.max_tokens,
             seed=None if seed is None else seed + i,
             images=list(row.get("images") or []),
-        )
-        for i, row in enumerate(rows)
-    ]
-    return [[s.text for s in r.samples] if r.ok else [] for r in generate(requests)]
+            videos=videos,
+        ))
+    results = generate(requests)
+    failed = [r for r in results if not r.ok]
+    if failed:  # scored as wrong answers; said here so a broken input does not pass for a weak model
+        log.warning("%d of %d evaluation requests failed and count as wrong answers; first: %s: %s", len(failed),
+                    len(results), failed[0].request_id, failed[0].error)
+    return [[s.text for s in r.samples] if r.ok else [] for r in results]
 
 
 def score_math_sampled(rows: list[dict], texts: list[list[str]]) -> dict[str, float]:

@@ -69,9 +69,13 @@ def without_images(row: dict) -> dict:
 
 
 def check_visual_model(cfg: Any, model_path: str) -> None:
-    """`eval.visual` sends images, which a text-only model cannot take (unless `eval.drop_images`)."""
+    """`eval.visual` sends images and `eval.video` videos, which a text-only model cannot take (images unless
+    `eval.drop_images`)."""
     from rlsys.rollout.worker import vision_language_config
 
+    if getattr(cfg.eval, "video", False) and vision_language_config(model_path) is None:
+        raise ConfigError(f"config key 'eval.video' = true needs a vision-language model (a vision_config in "
+                          f"config.json), but {model_path} is text-only; set eval.video=false")
     if cfg.eval.visual and not cfg.eval.drop_images and vision_language_config(model_path) is None:
         raise ConfigError(
             f"config key 'eval.visual' = true needs a vision-language model (a vision_config in config.json), but "

@@ -221,6 +221,10 @@ def _eval_identity(cfg: Any, stage: Any) -> dict[str, Any]:
         from rlsys.data.tasks.visual.suite import VisualSuiteSpec, visual_identity
 
         settings["visual_suite"] = visual_identity(VisualSuiteSpec.from_config(cfg.data.visual))
+    if settings.get("video"):
+        from rlsys.eval.video import video_identity_settings
+
+        settings |= video_identity_settings(cfg)
     return settings
 
 

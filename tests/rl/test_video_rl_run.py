@@ -69,10 +69,16 @@ def test_gspo_hints_video_exp_runs_sft_then_rl_on_slowfast_streams(tmp_path: Pat
         "stages.video_rl.rl.eval_every=0", "stages.video_rl.rl.max_refill_rounds=4", "rollout.group_size=2",
         "rollout.max_tokens=8", "rollout.max_model_len=512", "hints.max_level=2", "reward.correct_threshold=0.5",
         "stages.video_rl.reward_fns=[{_target_: rl_test_rewards.even_length, weight: 1.0}]",
-        "eval.max_math=1", "eval.max_ifeval=1", "eval.max_tokens=4", "eval.sample_k=0",
+        "eval.max_math=1", "eval.max_ifeval=1", "eval.max_tokens=4", "eval.sample_k=0", "eval.video=true",
     ]
     proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    # Held-out video questions (one per task) asked with their SlowFast streams, before and after the RL stage.
+    records = [json.loads(line) for line in (run / "stages" / "video_rl" / "metrics.jsonl").read_text().splitlines()]
+    assert "evaluation requests failed" not in proc.stdout + proc.stderr
+    scored = [r for r in records if "eval/video_acc" in r]
+    assert len(scored) == 2 and all({"eval/video_acc_video_count", "eval/video_acc_video_when"} <= set(r)
+                                    for r in scored)
     sft = json.loads((run / "stages" / "video_sft" / "summary.json").read_text())
     assert sft["sequences"] == 8  # every video SFT row (4 per task), each with its SlowFast video items
     # The RL stage planned its rows' videos (one log line per video) and sent them as slow + fast streams.
