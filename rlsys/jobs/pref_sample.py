@@ -35,7 +35,7 @@ def preference_pairs(
 ) -> list[dict]:
     """Preference rows from scored samples: per row, up to `pairs_per_prompt` (correct, wrong) pairs.
 
-    rows:    [N] problems (id, prompt, data_source; `images` are carried into their pairs)
+    rows:    [N] problems (id, prompt, data_source; `images`, `videos` and `fps` are carried into their pairs)
     texts:   [N][k_i] finished sampled answers of each problem
     correct: [N][k_i] whether each answer was judged correct
     Distinct answers only; each chosen and each rejected answer is used at most once per problem.
@@ -54,8 +54,9 @@ def preference_pairs(
                 break
             pair = {"id": f"{row['id']}-pair{n}", "task": "preference", "data_source": row.get("data_source", ""),
                     "prompt": row["prompt"], "chosen": chosen, "rejected": rejected}
-            # The loaded rows' absolute image paths: the pairs file loads from any directory.
-            out.append(pair | ({"images": list(row["images"])} if row.get("images") else {}))
+            # The loaded rows' absolute image and frame paths: the pairs file loads from any directory.
+            out.append(pair | ({"images": list(row["images"])} if row.get("images") else {})
+                       | ({"videos": row["videos"], "fps": row.get("fps")} if row.get("videos") else {}))
     return out
 
 

@@ -86,10 +86,25 @@ def sampling_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
     answer_key = f"stages.{ctx.name}.sample.max_tokens" if not max_tokens and sample.max_tokens else "rollout.max_tokens"
     checked = check_stage_prompts(ctx, tokenizer, rows, max_tokens or sample.max_tokens or None, answer_key)
     prompts: list[list[int] | None] = [None] * len(rows)
+    items_of = video_items_of(ctx, tokenizer, rows)
     for i, ids in zip(checked.kept, checked.prompt_ids):
-        # A row with `images` has its VL prompt here (one placeholder per image), sent with the images (`sample_rows`).
+        # A row with `images` has its VL prompt here (one placeholder per image), sent with the images (`sample_rows`);
+        # one with `videos` one placeholder per video item. The engine checks a video row's expanded length.
+        if items_of is not None and rows[i].get("videos"):
+            from rlsys.data.encode import encode_vl_prompt
+
+            ids = encode_vl_prompt(tokenizer, rows[i], ctx.cfg.data.system_prompt, None, len(items_of(rows[i])))
         prompts[i] = ids
     return prompts
+
+
+def video_items_of(ctx: StageContext, tokenizer: Any, rows: Sequence[dict]) -> Any:
+    """Row -> the video items its requests send (`data.video_sampling`, as RL sends them); None without videos."""
+    if not any(r.get("videos") for r in rows):
+        return None
+    from rlsys.data.videos import RowVideoItems
+
+    return RowVideoItems.from_config(ctx.cfg.data, getattr(tokenizer, "name_or_path", ctx.input_model))
 
 
 def sample_rows(ctx: StageContext, pool: Any, tokenizer: Any, rows: Sequence[dict], n: int,
@@ -104,11 +119,13 @@ def sample_rows(ctx: StageContext, pool: Any, tokenizer: Any, rows: Sequence[dic
     if prompts is None:
         prompts = sampling_prompts(ctx, tokenizer, rows, max_tokens)
     max_tokens = max_tokens or sample.max_tokens or cfg.rollout.max_tokens
+    items_of = video_items_of(ctx, tokenizer, rows)
     requests = [
         GroupRequest(
             f"{ctx.name}-{i}", prompt_token_ids=ids, n=n,
             temperature=temperature, top_p=cfg.rollout.top_p, max_tokens=max_tokens, stop=list(cfg.rollout.stop),
             seed=sample_seed(cfg.seed, ctx.name, ctx.stage.seed, i), images=list(rows[i].get("images") or []),
+            videos=items_of(rows[i]) if items_of is not None and rows[i].get("videos") else [],
         )
         for i, ids in enumerate(prompts) if ids is not None
     ]
