@@ -1,4 +1,4 @@
-"""Shared fixtures: one local Ray per test session, and the tiny model built once."""
+"""Shared fixtures: one local Ray per test session, the tiny models built once, and a small video suite."""
 
 from __future__ import annotations
 
@@ -42,3 +42,22 @@ def tiny_vl_dir(tiny_model_dir, tmp_path_factory) -> str:
     from rlsys.model.tiny_vl import TinyVLSpec, build_tiny_vl
 
     return build_tiny_vl(tiny_model_dir, str(tmp_path_factory.mktemp("tiny-vl") / "model"), TinyVLSpec(), seed=0)
+
+
+@pytest.fixture(scope="session")
+def video_suite_files(tmp_path_factory) -> dict[str, str]:
+    """A small video suite: two tasks, one train and one SFT row each, 6 frames of 64 px."""
+    from rlsys.data.tasks.video.suite import VideoSuiteSpec, build_video_suite
+
+    spec = VideoSuiteSpec(tasks=["video_count", "video_related"], n_train_per_task=1, n_eval_per_task=0,
+                          n_sft_per_task=1, frame_size=64, n_frames=6)
+    return build_video_suite(str(tmp_path_factory.mktemp("video")), spec)
+
+
+@pytest.fixture(scope="session")
+def video_rows(video_suite_files, tmp_path_factory) -> list[dict]:
+    """The small video suite's train rows, loaded (absolute frame paths)."""
+    from rlsys.data.loading import load_rows
+
+    rows, _ = load_rows(video_suite_files["video_train"], "rl", cache_dir=str(tmp_path_factory.mktemp("cache")))
+    return rows

@@ -9,21 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlsys.data.tasks.video.suite import VideoSuiteSpec, build_video_suite
 from rlsys.data.video.slowfast import SlowFastConfig
 from rlsys.data.videos import check_video_item, hf_video_metadata, load_video_item, plan_row, video_items
-
-SPEC = VideoSuiteSpec(tasks=["video_count", "video_related"], n_train_per_task=1, n_eval_per_task=0,
-                      n_sft_per_task=1, frame_size=64, n_frames=6)
-
-
-@pytest.fixture(scope="module")
-def video_rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    from rlsys.data.loading import load_rows
-
-    files = build_video_suite(str(tmp_path_factory.mktemp("video")), SPEC)
-    rows, _ = load_rows(files["video_train"], "rl", cache_dir=str(tmp_path_factory.mktemp("cache")))
-    return rows
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +123,8 @@ def test_mixed_batch_collates_and_scores_like_single_rows(tiny_vl_dir: str, proc
             assert torch.allclose(got, alone, atol=1e-5), row
 
 
-def test_sft_rows_with_videos_encode_and_batch(processor, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_sft_rows_with_videos_encode_and_batch(processor, video_suite_files: dict[str, str],
+                                                tmp_path_factory: pytest.TempPathFactory) -> None:
     """Video SFT rows give (ids, mask, {}, images, video items) with one placeholder per item, the trained span on
     the answer only; the SFT job's batch carries them (`seq_batch`) and collates through the processor."""
     from rlsys.data.encode import encode_sft_rows
@@ -144,8 +132,8 @@ def test_sft_rows_with_videos_encode_and_batch(processor, tmp_path_factory: pyte
     from rlsys.jobs.train import seq_batch
     from rlsys.learner.batching import collate
 
-    files = build_video_suite(str(tmp_path_factory.mktemp("video-sft")), SPEC)
-    rows, _ = load_rows(files["video_sft_train"], "sft", cache_dir=str(tmp_path_factory.mktemp("cache-sft")))
+    rows, _ = load_rows(video_suite_files["video_sft_train"], "sft",
+                        cache_dir=str(tmp_path_factory.mktemp("cache-sft")))
     text_row = {"id": "t", "prompt": "What is 2 + 3?", "response": "5"}
     encoded = encode_sft_rows(processor.tokenizer, rows + [text_row], 1024, processor=processor)
     assert len(encoded) == len(rows) + 1 and len(encoded[-1]) == 2

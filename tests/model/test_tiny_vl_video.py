@@ -9,21 +9,8 @@ import json
 import pytest
 import torch
 
-from rlsys.data.tasks.video.suite import VideoSuiteSpec, build_video_suite
 from rlsys.data.video.slowfast import SlowFastConfig
 from rlsys.data.videos import plan_row, video_items
-
-SPEC = VideoSuiteSpec(tasks=["video_count", "video_related"], n_train_per_task=1, n_eval_per_task=0,
-                      n_sft_per_task=0, frame_size=64, n_frames=6)
-
-
-@pytest.fixture(scope="module")
-def video_rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
-    from rlsys.data.loading import load_rows
-
-    files = build_video_suite(str(tmp_path_factory.mktemp("video")), SPEC)
-    rows, _ = load_rows(files["video_train"], "rl", cache_dir=str(tmp_path_factory.mktemp("cache")))
-    return rows
 
 
 @pytest.mark.slow
