@@ -1,11 +1,12 @@
-"""A real short `+exp=gspo_hints` run scaled by hand 1 -> 3 -> 1 rollout actors mid-run with `python -m rlsys.scale`
-(its own process, joining the run's Ray through `scale.json`): every step completes and every group the steps
-sampled went through the pool exactly once."""
+"""A real short `+exp=gspo_hints` run scaled 1 -> 3 -> 1 rollout actors mid-run, by hand with `python -m rlsys.scale`
+(its own process, joining the run's Ray through `scale.json`) and by the autoscale policy: every step completes and
+every group the steps sampled went through the pool exactly once."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,12 +26,15 @@ SCALED = ["hints.enabled=false", "stages.rl.rl.eval_before=false", "stages.rl.rl
           f"stages.rl.rl.steps={STEPS}", "stages.rl.rl.save_every=0", "ray.num_cpus=8", "rollout.cpus_per_actor=0.5"]
 
 
-def start(tmp: Path, run_dir: Path, log: Path) -> subprocess.Popen:
-    """The run as `test_gspo_hints_run._run` starts it, its output in a file: nobody reads a pipe while it runs."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
+def start(tmp: Path, run_dir: Path, log: Path, args: list[str] = SCALED) -> subprocess.Popen:
+    """The run as `test_gspo_hints_run._run` starts it, its output in a file: nobody reads a pipe while it runs.
+    tests/rollout is on the path for its autoscale policies (`scale_policies.*`)."""
+    tests = Path(__file__).parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests), str(tests / "rollout"),
+                                                       os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen(
         [sys.executable, "-m", "rlsys.run", "+exp=gspo_hints", f"artifacts_dir={tmp / 'artifacts'}",
-         f"hydra.run.dir={run_dir}", *TINY_RL, *SCALED], cwd=REPO, env=env, stdout=log.open("w"),
+         f"hydra.run.dir={run_dir}", *TINY_RL, *args], cwd=REPO, env=env, stdout=log.open("w"),
         stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -90,3 +94,45 @@ def test_a_run_scaled_by_hand_1_3_1_completes_with_every_group_once(tmp_path):
         assert r["filter/sampled"] == r["pool/submitted"] == r["pool/delivered"], r
         assert r["pool/failed_groups"] == 0.0 and r["pool/redispatched"] == 0.0, r
     assert "scale 1 -> 3 (by hand, request 1" in out and "scale 3 -> 1 (by hand, request 2" in out
+
+
+# The policy wants 3 actors for BURST_S seconds from the first groups outstanding, then none (the pool keeps
+# min_actors = 1): demand that rises and falls away once (tests/rollout/scale_policies.py:burst). The run trains for a
+# wall budget rather than a step count, so that on any machine speed it spans both the burst and the time after it;
+# steps take a fraction of a second with one engine, so the tiny model soon solves every prompt and later steps keep
+# no group to train on (skipped steps still sample, and go through the pool, in full).
+BURST_S, WALL_S = 25.0, 45.0
+AUTOSCALED = [a for a in SCALED if not a.startswith("stages.rl.rl.steps=")] + [
+    "stages.rl.rl.steps=100000", f"stages.rl.rl.max_wall_s={WALL_S}", "stages.rl.rl.max_skipped_share=1.0",
+    "rollout.num_actors=1",
+    "rollout.pool.autoscale=true", "rollout.pool.min_actors=1", "rollout.pool.max_actors=3",
+    "rollout.pool.scale_down_delay_s=2",
+    "rollout.pool.autoscale_policy._target_=scale_policies.burst", "+rollout.pool.autoscale_policy.size=3",
+    f"+rollout.pool.autoscale_policy.for_s={BURST_S}"]
+
+
+def test_a_run_autoscaled_1_3_1_completes_with_every_group_once(tmp_path):
+    run = tmp_path / "run"
+    log = tmp_path / "run.log"
+    proc = start(tmp_path, run, log, AUTOSCALED)
+    try:
+        assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = log.read_text()
+    steps = steps_done(run / "stages" / "rl")
+    # Every step the wall budget allowed completed, in order (several of them after the pool shrank back).
+    assert [r["step"] for r in steps] == list(range(1, len(steps) + 1)) and len(steps) >= 6, out[-3000:]
+    assert all("train/loss" in r or "train/skipped" in r for r in steps)
+    targets = [r["pool/target"] for r in steps]
+    grown = targets.index(3.0)
+    assert 1.0 in targets[grown:] and targets[-1] == 1.0, targets
+    assert sum(r["pool/scale_events"] for r in steps) == 2.0, targets
+    assert max(r["pool/actors"] for r in steps) > 1.5
+    for r in steps:
+        assert r["filter/sampled"] == r["pool/submitted"] == r["pool/delivered"], r
+        assert r["pool/failed_groups"] == 0.0 and r["pool/redispatched"] == 0.0, r
+    # The log says why the pool changed: the policy's decision and the groups outstanding when it took it.
+    assert re.search(r"scale 1 -> 3 \(autoscale: [1-9]\d* group\(s\) outstanding, policy scale_policies\.burst\)", out)
+    assert re.search(r"scale 3 -> 1 \(autoscale: \d+ group\(s\) outstanding, policy scale_policies\.burst\)", out)
