@@ -46,7 +46,8 @@ class RLConfig:
     filter_high: float = setting(1.0, ge=0.0, le=1.0)
     # Whether the filter's range includes its ends (false: a group at exactly filter_low/high is dropped).
     filter_inclusive: bool = False
-    # More problems are drawn until the batch is full, at most this many extra rounds.
+    # Refill budget: a group the filter drops (or left unsolved by hints) is replaced by a fresh problem, at most
+    # this × batch_groups per step; refills go out as groups finish (rlsys/rl/inflight.py), not in rounds.
     max_refill_rounds: int = setting(3, ge=0)
     # Share of a step's group requests whose rollout failed (retries used up, no actor left) the step tolerates:
     # they are dropped, counted (filter/lost) and replaced by fresh problems; past it the stage stops with an error.

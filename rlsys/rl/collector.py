@@ -1,7 +1,7 @@
 """One RL step's data: sample groups, score them, guide or rescue all-fail groups, filter by difficulty.
 
-Rollout and reward calls are batched per round (all problems of a round in one pool call, all
-their answers in one reward call), so the pools stay busy however many groups need hints.
+The step runs in flight (rlsys/rl/inflight.py): hint levels and refills are submitted as groups finish, and the
+results ready at once share one reward call, so the pools stay busy however many groups need hints.
 """
 
 from __future__ import annotations
@@ -11,18 +11,17 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from hints.progressive import HintSource, LevelSearch
-from rlsys.algorithms.filtering import classify_group
+from hints.progressive import HintSource
 from rlsys.data.encode import encode_completion, encode_prompt, encode_vl_prompt, row_video_items
 from rlsys.data.videos import RowVideoItems
 from rlsys.reward.workers import is_count_metric
 from rlsys.rl.guide import reference_sample, wants_guide, with_reference
+from rlsys.rl.inflight import LOSS_ROUNDS, InflightStep
 from rlsys.rl.state import ProblemSampler, RLState
-from rlsys.rollout.types import GroupRequest, Sample
+from rlsys.rollout.types import GroupRequest, GroupResult, Sample
 from rlsys.stages.sampling import reward_sample, sample_seed
 
-# Extra collection rounds per step for problems whose groups were lost (beyond `rl.max_refill_rounds`).
-LOSS_ROUNDS = 2
+__all__ = ["LOSS_ROUNDS", "Group", "GroupCollector", "LostGroups", "merge_round_metrics"]
 
 
 class LostGroups(RuntimeError):
@@ -130,21 +129,23 @@ class GroupCollector:
         groups = []
         self.requested += len(requests)
         for req, res in zip(requests, results):
-            if not res.ok:  # dropped and counted; `collect` refills and checks the step's lost share
+            if not res.ok:  # dropped and counted
                 self.lost.append(f"{req.request_id}: {res.error}")
                 continue
-            row = self.rows[req.meta["row"]]
-            train_ids = req.prompt_token_ids
-            if not self.cfg.hints.keep_hint_in_context and req.meta["level"] > 0:
-                train_ids = self.prompt_ids(row, n_videos=len(req.videos))
-            groups.append(
-                Group(row, req.meta["row"], req.meta["level"], req.prompt_token_ids, train_ids, res.samples,
-                      res.policy_version, rollout_logprobs_valid=train_ids is req.prompt_token_ids,
-                      videos=list(req.videos))
-            )
+            groups.append(self._group(req, res))
         if groups:
             self._score(groups)
         return groups
+
+    def _group(self, req: GroupRequest, res: GroupResult) -> Group:
+        """A finished request's group (not scored yet)."""
+        row = self.rows[req.meta["row"]]
+        train_ids = req.prompt_token_ids
+        if not self.cfg.hints.keep_hint_in_context and req.meta["level"] > 0:
+            train_ids = self.prompt_ids(row, n_videos=len(req.videos))
+        return Group(row, req.meta["row"], req.meta["level"], req.prompt_token_ids, train_ids, res.samples,
+                     res.policy_version, rollout_logprobs_valid=train_ids is req.prompt_token_ids,
+                     videos=list(req.videos))
 
     def _score(self, groups: list[Group]) -> None:
         # finish_reason lets a reward fail a completion the length limit cut off (rewards.math does).
@@ -163,62 +164,12 @@ class GroupCollector:
 
     # ------------------------------------------------------------------ one step
     def collect(self, step: int, state: RLState, sampler: ProblemSampler) -> tuple[list[Group], dict[str, float]]:
-        rl, hints = self.rl, self.cfg.hints
+        """The step's kept groups (at most `rl.batch_groups`, in chain order) and its filter/hints/rollout/reward
+        metrics; hint levels and refills go out as groups finish (InflightStep)."""
         self.timings = Counter()
         self.reward_metrics = []
         self.requested, self.lost = 0, []
-        counts: Counter = Counter()
-        minimal_hist: Counter = Counter()
-        first_round: list[Group] = []
-        kept: list[Group] = []
-        rnd = loss_rounds = 0
-        # Rounds that lost groups do not use up the refill budget (at most LOSS_ROUNDS more per step).
-        while len(kept) < rl.batch_groups and rnd <= rl.max_refill_rounds + loss_rounds:
-            lost_before = len(self.lost)
-            picked = sampler.take(rl.batch_groups - len(kept))
-            counts["sampled"] += len(picked)
-            todo = [(i, min(state.hint_cache.start_level(str(self.rows[i]["id"]), hints.fade), self.max_level(i))
-                     if hints.enabled else 0) for i in picked]
-            groups = self._sample_and_score(step, rnd, todo, self.cfg.rollout.group_size)
-            if rnd == 0:
-                first_round = groups
-            groups = self._guide(groups, counts)
-            needs_hint: dict[str, tuple[int, int]] = {}
-            for g in groups:
-                pid = str(g.row["id"])
-                state.hint_stats.add_tries([(g.level, g.n_correct)])
-                all_failed = g.pass_rate <= hints.hard_pass_rate
-                if all_failed and self.hintable(g.row_index) and g.level < self.max_level(g.row_index):
-                    needs_hint[pid] = (g.row_index, g.level + 1)
-                    continue
-                if g.level > 0:
-                    state.hint_cache.record(pid, g.level if g.n_correct else None, self.max_level(g.row_index))
-                    minimal_hist[str(g.level) if g.n_correct else "unsolved"] += 1
-                    if g.n_correct:
-                        counts["rescued"] += 1
-                        kept.append(g)
-                    else:
-                        counts["unsolved"] += 1
-                    continue
-                state.hint_cache.record(pid, 0, hints.max_level)
-                verdict = classify_group(g.pass_rate, rl.filter_low, rl.filter_high, rl.filter_inclusive)
-                counts["in_range" if verdict == "keep" else verdict] += 1
-                if verdict == "keep":
-                    kept.append(g)
-            rescued = self._hint_search(step, rnd, needs_hint, state, minimal_hist, counts)
-            kept.extend(rescued)
-            rnd += 1
-            loss_rounds += len(self.lost) > lost_before and loss_rounds < LOSS_ROUNDS
-        self.check_lost(step)
-        counts["refill_rounds"] = rnd - 1
-        counts["kept"] = len(kept)
-        counts["lost"] = len(self.lost)
-        metrics = {f"filter/{k}": float(v) for k, v in counts.items()}
-        metrics.update({f"hints/min_level_{k}": float(v) for k, v in sorted(minimal_hist.items())})
-        metrics.update(self._first_round_metrics(first_round))
-        metrics.update(self._merge_reward_metrics())
-        metrics.update({f"time/{k}": v for k, v in self.timings.items()})
-        return kept, metrics
+        return InflightStep(self, step, state, sampler).run()
 
     def check_lost(self, step: int) -> None:
         """Stop when more of the step's group requests failed than `rl.max_lost_group_share` tolerates."""
@@ -228,38 +179,6 @@ class GroupCollector:
                 f"RL step {step + 1}: {len(self.lost)} of {self.requested} rollout group requests failed "
                 f"({share:.0%}), more than config key 'rl.max_lost_group_share' = {self.rl.max_lost_group_share} "
                 f"tolerates; first failures: {'; '.join(self.lost[:3])}")
-
-    def _hint_search(self, step: int, rnd: int, needs_hint: dict[str, tuple[int, int]], state: RLState,
-                     minimal_hist: Counter, counts: Counter) -> list[Group]:
-        """Minimal-level search for all-fail groups, one batched rollout per level round."""
-        hints = self.cfg.hints
-        search = LevelSearch({pid: start for pid, (_, start) in needs_hint.items()}, hints.max_level,
-                             {pid: self.max_level(i) for pid, (i, _) in needs_hint.items()})
-        found: dict[str, Group] = {}
-        level_round = 0
-        while not search.done:
-            pending = search.pending()
-            todo = [(needs_hint[pid][0], level) for pid, level in pending.items()]
-            groups = self._sample_and_score(step, f"{rnd}h{level_round}", todo, hints.rollouts_per_level)
-            for pid in set(pending) - {str(g.row["id"]) for g in groups}:
-                search.abandon(pid)  # its rollout was lost: no verdict, nothing cached
-            for g in groups:
-                pid = str(g.row["id"])
-                state.hint_stats.add_tries([(g.level, g.n_correct)])
-                search.report(pid, g.level, g.n_correct)
-                if g.n_correct:
-                    found[pid] = g
-            level_round += 1
-        rescued = []
-        for pid, level in search.minimal.items():
-            state.hint_cache.record(pid, level, self.max_level(needs_hint[pid][0]))
-            minimal_hist[str(level) if level is not None else "unsolved"] += 1
-            if level is None:
-                counts["unsolved"] += 1
-            else:
-                counts["rescued"] += 1
-                rescued.append(found[pid])
-        return rescued
 
     def _guide(self, groups: list[Group], counts: Counter) -> list[Group]:
         """All-fail fresh groups that hints will not rescue get the row's reference answer (rl_guide.py)."""
@@ -312,9 +231,6 @@ class GroupCollector:
             "rollout/response_length": sum(lengths) / len(lengths),
             "rollout/truncated_share": sum(s.finish_reason == "length" for g in plain for s in g.samples) / len(lengths),
         }
-
-    def _merge_reward_metrics(self) -> dict[str, float]:
-        return merge_round_metrics(self.reward_metrics)
 
 
 def merge_round_metrics(rounds: list[dict[str, float]]) -> dict[str, float]:

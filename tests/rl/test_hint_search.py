@@ -3,6 +3,7 @@ when its prompt carries a hint of at least the problem's level, and scored by th
 
 from __future__ import annotations
 
+import random
 import re
 
 from omegaconf import OmegaConf
@@ -34,31 +35,69 @@ class CharTokenizer:
 
 
 class ScriptedPool:
-    """Answers a problem correctly (half of the group) only from hint level `needs[id]` on (None: never)."""
+    """Answers a problem correctly (half of the group) only from hint level `needs[id]` on (None: never; a negative
+    level: every answer right, too easy for the filter).
 
-    def __init__(self, rows: list[dict], needs: dict[str, int | None]) -> None:
+    Both pool interfaces: `generate` (one call, results in request order) and `submit` / `iter_results` / `ready`,
+    which deliver one queued result at a time in `order` ("fifo", "lifo" or "shuffle" with `seed`), the results of
+    the problems in `hold` only once nothing else is queued. With `batch`, `ready` reports every queued result
+    (so they share a reward call); else none (one call per result). `log` records ("submit" | "deliver", id, level).
+    """
+
+    def __init__(self, rows: list[dict], needs: dict[str, int | None], order: str = "fifo", seed: int = 0,
+                 hold: tuple[str, ...] = (), batch: bool = False) -> None:
         self.rows, self.needs = rows, needs
         self.calls: list[list[tuple[str, int]]] = []
         self.prompts: dict[tuple[str, int], str] = {}
+        self.order, self.rng, self.hold, self.batch = order, random.Random(seed), set(hold), batch
+        self.queue: list[tuple[tuple[str, int], GroupResult]] = []
+        self.log: list[tuple[str, str, int]] = []
+
+    def _key(self, req) -> tuple[str, int]:
+        row = self.rows[req.meta["row"]]
+        prompt = "".join(chr(t) for t in req.prompt_token_ids)
+        # The level is read from the prompt text, not from the request's metadata.
+        found = re.search(re.escape(HINT_PREFIX) + r"level (\d) of", prompt)
+        level = int(found.group(1)) if found else 0
+        assert level == req.meta["level"]
+        self.prompts[(row["id"], level)] = prompt
+        return row["id"], level
+
+    def _answer(self, req) -> GroupResult:
+        pid, level = self._key(req)
+        row = self.rows[req.meta["row"]]
+        need = self.needs[pid]
+        good = need is not None and level >= need
+        texts = [f"So \\boxed{{{row['answer'] if good and (i % 2 == 0 or need < 0) else 'nope'}}}."
+                 for i in range(req.n)]
+        samples = [Sample([ord(c) for c in t], t, [0.0] * len(t), "stop") for t in texts]
+        return GroupResult(req.request_id, req.prompt_token_ids, samples, 0)
 
     def generate(self, requests: list) -> list[GroupResult]:
-        call, out = [], []
-        for req in requests:
-            row = self.rows[req.meta["row"]]
-            prompt = "".join(chr(t) for t in req.prompt_token_ids)
-            # The level is read from the prompt text, not from the request's metadata.
-            found = re.search(re.escape(HINT_PREFIX) + r"level (\d) of", prompt)
-            level = int(found.group(1)) if found else 0
-            assert level == req.meta["level"]
-            call.append((row["id"], level))
-            self.prompts[(row["id"], level)] = prompt
-            need = self.needs[row["id"]]
-            good = need is not None and level >= need
-            texts = [f"So \\boxed{{{row['answer'] if good and i % 2 == 0 else 'nope'}}}." for i in range(req.n)]
-            samples = [Sample([ord(c) for c in t], t, [0.0] * len(t), "stop") for t in texts]
-            out.append(GroupResult(req.request_id, req.prompt_token_ids, samples, 0))
-        self.calls.append(call)
+        out = [self._answer(req) for req in requests]
+        self.calls.append([self._key(req) for req in requests])
         return out
+
+    def submit(self, requests: list) -> None:
+        keys = [self._key(req) for req in requests]
+        self.calls.append(keys)
+        self.queue += [(key, self._answer(req)) for key, req in zip(keys, requests)]
+        self.log += [("submit", *key) for key in keys]
+
+    def _free(self) -> list[int]:
+        free = [i for i, (key, _) in enumerate(self.queue) if key[0] not in self.hold]
+        return free or list(range(len(self.queue)))
+
+    def ready(self) -> int:
+        return len(self._free()) if self.batch and self.queue else 0
+
+    def iter_results(self):
+        while self.queue:
+            free = self._free()
+            pick = free[0] if self.order == "fifo" else free[-1] if self.order == "lifo" else self.rng.choice(free)
+            key, res = self.queue.pop(pick)
+            self.log.append(("deliver", *key))
+            yield res
 
 
 class MathScorer:
@@ -71,13 +110,14 @@ class MathScorer:
         return scores, extras, {"reward/correct": sum(scores) / len(scores)}
 
 
-def _rows() -> list[dict]:
+def _rows(n: int = 4) -> list[dict]:
     return [{"id": f"p{i}", "prompt": f"What is {i} + {i}?", "answer": str(2 * i), "data_source": "rlsys/math",
-             "hints": [f"level {k} of p{i}" for k in range(1, 6)]} for i in range(4)]
+             "hints": [f"level {k} of p{i}" for k in range(1, 6)]} for i in range(n)]
 
 
-def _collector(needs: dict[str, int | None], fade: int = 1, **hints) -> tuple[GroupCollector, ScriptedPool]:
-    rows = _rows()
+def _collector(needs: dict[str, int | None], fade: int = 1, pool: dict | None = None, n_rows: int = 4,
+               batch_groups: int | None = None, refill_rounds: int = 0, **hints) -> tuple[GroupCollector, ScriptedPool]:
+    rows = _rows(n_rows)
     cfg = OmegaConf.structured(Config)
     cfg.rollout.group_size = GROUP
     cfg.hints.rollouts_per_level = GROUP
@@ -85,9 +125,9 @@ def _collector(needs: dict[str, int | None], fade: int = 1, **hints) -> tuple[Gr
     for key, value in hints.items():
         cfg.hints[key] = value
     rl = OmegaConf.structured(RLConfig)
-    rl.batch_groups, rl.max_refill_rounds = len(rows), 0
-    pool = ScriptedPool(rows, needs)
-    return GroupCollector(rows, CharTokenizer(), pool, MathScorer(), HintSource(), cfg, rl), pool
+    rl.batch_groups, rl.max_refill_rounds = batch_groups or len(rows), refill_rounds
+    scripted = ScriptedPool(rows, needs, **(pool or {}))
+    return GroupCollector(rows, CharTokenizer(), scripted, MathScorer(), HintSource(), cfg, rl), scripted
 
 
 def _levels(pool: ScriptedPool, pid: str) -> list[int]:
@@ -107,9 +147,8 @@ def test_search_finds_the_minimal_level_and_leaves_solved_problems_alone() -> No
     assert _levels(pool, "p1") == [0, 1, 2, 3]
     assert _levels(pool, "p2") == [0, 1, 2, 3, 4, 5]
     assert _levels(pool, "p3") == [0, 1]
-    # One batched rollout per round: all four problems, then the unresolved ones at their next level
-    # (p1, p2, p3 at 1; p1, p2 at 2 and 3; p2 alone at 4 and 5).
-    assert [len(c) for c in pool.calls] == [4, 3, 2, 2, 1, 1]
+    # The four problems go out together; each next hint level goes out alone, as soon as the last one failed.
+    assert [len(c) for c in pool.calls] == [4] + [1] * 9
     # The hint goes after the query, in the user turn; the solved-without-hint problem never saw one.
     assert "What is 1 + 1?" + HINT_PREFIX + "level 3 of p1</user>" in pool.prompts[("p1", 3)]
     assert HINT_PREFIX not in pool.prompts[("p0", 0)]

@@ -20,15 +20,13 @@ class FailingPool(ScriptedPool):
         super().__init__(inner.rows, inner.needs)
         self.fail, self.left = fail, {key: times for key in fail}
 
-    def generate(self, requests: list) -> list[GroupResult]:
-        out = super().generate(requests)
-        for i, req in enumerate(requests):
-            key = (self.rows[req.meta["row"]]["id"], req.meta["level"])
-            if key in self.fail and self.left[key] != 0:
-                self.left[key] = None if self.left[key] is None else self.left[key] - 1
-                out[i] = GroupResult(req.request_id, req.prompt_token_ids, [], 0, "a1",
-                                     "failed on 3 actor(s) that died", req.meta)
-        return out
+    def _answer(self, req) -> GroupResult:
+        key = (self.rows[req.meta["row"]]["id"], req.meta["level"])
+        if key in self.fail and self.left[key] != 0:
+            self.left[key] = None if self.left[key] is None else self.left[key] - 1
+            return GroupResult(req.request_id, req.prompt_token_ids, [], 0, "a1",
+                               "failed on 3 actor(s) that died", req.meta)
+        return super()._answer(req)
 
 
 def _failing(needs: dict, fail: set, times: int | None = 1, **rl):
@@ -42,7 +40,7 @@ def _failing(needs: dict, fail: set, times: int | None = 1, **rl):
 def test_a_lost_group_is_dropped_counted_and_replaced_by_a_fresh_problem() -> None:
     collector, pool = _failing({f"p{i}": 0 for i in range(4)}, {("p2", 0)})
     kept, metrics = _step(collector, RLState(), 0)
-    # rl.max_refill_rounds is 0, yet the lost group's place is filled in one more round.
+    # rl.max_refill_rounds is 0, yet the lost group's place is filled by one more problem.
     assert metrics["filter/lost"] == 1.0 and metrics["filter/sampled"] == 5.0
     assert len(kept) == 4 and all(g.samples for g in kept)
     assert [len(c) for c in pool.calls] == [4, 1]
