@@ -54,10 +54,11 @@ def level_sequence(start: int, max_level: int) -> list[int]:
 
 
 class LevelSearch:
-    """Minimal-level search for many problems at once, one level round at a time.
+    """Minimal-level search for many problems at once, one level at a time per problem.
 
-    Each round the controller samples every unresolved problem at its `pending()` level in one
-    batch and `report`s the number of correct answers; a problem resolves at the first level
+    The controller samples each unresolved problem at its `pending()` level (all together, or each as soon as
+    its previous level came back: rlsys/rl/inflight.py) and `report`s the number of correct answers; a problem
+    resolves at the first level
     with a correct answer, or as unsolved after `max_level` (or its own lower level in `caps`: a problem
     whose higher hinted prompts do not fit the engine).
     """

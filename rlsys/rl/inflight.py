@@ -202,10 +202,8 @@ def _ready_batches(pool: Any) -> Iterator[list[GroupResult]]:
 
 
 def _ready(pool: Any) -> int:
-    """Results the pool holds, finished and not yet handed out (RolloutPool keeps them in `_results`)."""
-    if hasattr(pool, "ready"):
-        return int(pool.ready())
-    return len(getattr(pool, "_results", ()))
+    """Results the pool holds, finished and not yet handed out (`RolloutPool.ready`)."""
+    return int(pool.ready())
 
 
 def merge_weighted(calls: list[tuple[dict[str, float], int]]) -> dict[str, float]:

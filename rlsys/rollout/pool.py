@@ -130,6 +130,11 @@ class RolloutPool(PoolCore):
         with self._lock:
             return len(self._jobs) + len(self._results)
 
+    def ready(self) -> int:
+        """Results finished and not yet handed out: what `iter_results` yields without waiting."""
+        with self._lock:
+            return len(self._results)
+
     def iter_results(self, timeout: float | None = None, poll_s: float = 0.05) -> Iterator[GroupResult]:
         """Yield results as groups finish until nothing is pending.
 

@@ -156,7 +156,15 @@ class TwoNodeCluster:
         out = subprocess.run([sys.executable, "-c", code], env=self.env(), cwd=self.base, capture_output=True,
                              text=True, timeout=timeout)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
+        # Ray forwards the actors' log lines to the driver's stdout, also after the JSON line: take the last line
+        # that is JSON.
+        for line in reversed(out.stdout.strip().splitlines()):
+            if line.startswith(("{", "[")):
+                try:
+                    return json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+        raise AssertionError(f"no JSON line in the driver's output: {out.stdout[-3000:]}")
 
     def nodes(self) -> list[dict]:
         """The cluster's node table as the GCS sees it (alive flag, resources), read by a separate driver."""
