@@ -89,6 +89,35 @@ class RLConfig:
 
 
 @dataclass
+class LongContextConfig:
+    """The long-context annealing stage (`kind: long_context`; Keye-VL 1.5's last pretraining stage, scaled down).
+
+    The stage raises the model's RoPE base and context length, then trains on long rows packed from the
+    stage's data parts (`data` + `mix_weights`, e.g. video:image:text 24:50:26) in `phases` of growing length:
+    each phase packs every row of its parts into long rows of `items` rows each (rlsys/data/long_context.py)
+    and trains its `share` of `max_steps` at its `seq_len`. Held-out long rows of `eval_items` rows each
+    measure accuracy by input length before and after (rlsys/eval/long_context.py).
+    """
+
+    # RoPE base multiplier (Keye: 1M -> 8M, x8); 1 keeps the base.
+    rope_theta_scale: float = setting(8.0, gt=0.0)
+    # The model's new context (max_position_embeddings); 0 = the longest phase's seq_len.
+    max_position_embeddings: int = setting(0, ge=0)
+    # Curriculum, in order: [{seq_len: 1024, items: [2, 4], share: 0.5}, ...]; shares sum to 1.
+    phases: list[Any] = field(default_factory=list)
+    # Share of each part's rows also trained unpacked in every phase (keeps short inputs in the mix).
+    keep_short: float = setting(0.2, ge=0.0, le=1.0)
+    # Held-out long rows are packed from these splits (each measured alone; missing suites are built).
+    eval_splits: list[str] = field(default_factory=lambda: ["math_eval", "vl_eval", "video_eval"])
+    # Rows packed per held-out long row, one bucket each (1 = the short input).
+    eval_items: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
+    # Held-out long rows per split and bucket.
+    eval_rows: int = setting(16, gt=0)
+    # Also score the input model on the held-out long rows (its context raised, its RoPE base kept).
+    eval_before: bool = True
+
+
+@dataclass
 class OfflineSampleConfig:
     """Offline sampling stages: `rft_sample`, `pass_filter`, `pref_sample`, and the pairwise judge's data and eval.
 
@@ -254,3 +283,5 @@ class StageConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     # Offline sampling settings (rft_sample, pass_filter, pref_sample, judge stages).
     sample: OfflineSampleConfig = field(default_factory=OfflineSampleConfig)
+    # Long-context annealing settings (long_context stages).
+    long_context: LongContextConfig = field(default_factory=LongContextConfig)

@@ -132,7 +132,7 @@ def input_processor(ctx: StageContext, rows: list[dict], allow: bool = True) -> 
     return AutoProcessor.from_pretrained(ctx.input_model)
 
 
-def _stage_parts(ctx: StageContext, kind: str) -> list[tuple[str, list[dict]]]:
+def stage_parts(ctx: StageContext, kind: str) -> list[tuple[str, list[dict]]]:
     """The stage's rows as one part, or with `mix_weights` its checked data parts."""
     if not ctx.stage.mix_weights:
         return [("", stage_rows(ctx, kind))]
@@ -188,7 +188,7 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
-    parts = _stage_parts(ctx, "sft")
+    parts = stage_parts(ctx, "sft")
     rows = [r for _, part in parts for r in part]
     processor = input_processor(ctx, rows)
 
@@ -265,7 +265,7 @@ def _ranked(margins: list[float]) -> float:
 
 
 def run_mpo(ctx: StageContext) -> dict[str, Any]:
-    parts = _stage_parts(ctx, "preference")
+    parts = stage_parts(ctx, "preference")
     units, sizes = _part_units(ctx, parts, lambda rows: _pair_units(ctx, rows, ctx.stage.pair_scope))
     eval_units = _pair_units(ctx, stage_rows(ctx, "preference", ctx.stage.eval_data or "pref_eval"))[: ctx.cfg.eval.max_pairs]
     steps = total_steps(ctx.stage, len(units))

@@ -54,6 +54,7 @@ STAGE_KINDS = {
     "judge_rl": "rlsys.rl.judge:run_judge_rl",
     "contrastive": "rlsys.jobs.vision:run_contrastive",
     "vision_init": "rlsys.jobs.vl_init:run_vision_init",
+    "long_context": "rlsys.jobs.long_context:run_long_context",
 }
 
 def _file_identity(paths: list[str]) -> list[tuple[str, int, int]]:

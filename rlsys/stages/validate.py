@@ -47,7 +47,7 @@ REWARD_KINDS = frozenset({"rl", "judge_rl", "rft_sample", "pass_filter", "pref_s
 RL_KINDS = frozenset({"rl", "judge_rl"})
 FILE_KEYS = tuple(name for name in DataConfig.__dataclass_fields__ if name.endswith("_files"))
 # Stage kinds that train their `loss` on sequences (a contrastive loss needs the `contrastive` kind).
-SEQUENCE_LOSS_KINDS = frozenset({"pretrain", "sft", "mpo", "rm"})
+SEQUENCE_LOSS_KINDS = frozenset({"pretrain", "sft", "mpo", "rm", "long_context"})
 # Stage kinds whose model is a vision-language one built from their input's text LM (rlsys/jobs/vl_init.py).
 VISION_INIT_KINDS = frozenset({"vision_init"})
 
@@ -72,6 +72,7 @@ def validate_chain(cfg: Any, names: list[str] | None = None) -> None:
         check_can_train(run_cfg, name, stage)
         check_contrastive(cfg, run_cfg, name, stage)
         check_visual_eval(cfg, run_cfg, name, stage)
+        check_long_context(name, stage)
         return StageResult(name, stage.kind, "", "", False, 0.0, {})
 
     try:
@@ -184,6 +185,22 @@ def check_can_train(run_cfg: Any, name: str, stage: Any) -> None:
     )
 
 
+def check_long_context(name: str, stage: Any) -> None:
+    """A long_context stage's curriculum, step count and context, checked before anything is built."""
+    if stage.kind != "long_context":
+        return
+    from rlsys.data.long_context import check_phases
+
+    phases = check_phases(stage.long_context.phases, f"stages.{name}.long_context.phases")
+    if stage.max_steps < len(phases):
+        raise ConfigError(f"config key 'stages.{name}.max_steps' = {stage.max_steps}: a long_context stage trains "
+                          f"a fixed number of steps, at least one per phase ({len(phases)})")
+    positions, longest = int(stage.long_context.max_position_embeddings), max(p.seq_len for p in phases)
+    if positions and positions < longest:
+        raise ConfigError(f"config key 'stages.{name}.long_context.max_position_embeddings' = {positions}: shorter "
+                          f"than the longest phase's seq_len {longest}")
+
+
 def check_contrastive(cfg: Any, run_cfg: Any, name: str, stage: Any) -> None:
     """A contrastive stage trains a contrastive loss on ZeRO 0-2 from a vision-language model; a contrastive
     loss trains only there."""
@@ -234,7 +251,7 @@ def model_source(cfg: Any, name: str) -> tuple[str, bool | None]:
 
 
 # Stage kinds that evaluate their model on the held-out rows (`evaluate`, or the RL loop's own evaluation).
-EVALUATING_KINDS = frozenset({"pretrain", "sft", "mpo", "vision_init", "rl"})
+EVALUATING_KINDS = frozenset({"pretrain", "sft", "mpo", "vision_init", "rl", "long_context"})
 
 
 def check_visual_eval(cfg: Any, run_cfg: Any, name: str, stage: Any) -> None:

@@ -171,3 +171,16 @@ def test_visual_eval_by_stage_overrides_names_that_stage(tmp_path: Path) -> None
     cfg = _compose(tmp_path, "vl_pipeline")
     assert cfg.stages.vl_init.overrides.eval.visual and not cfg.eval.visual
     validate_chain(cfg)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("stages.vl_long.max_steps=2", "config key 'stages.vl_long.max_steps' = 2: a long_context stage trains a fixed "
+                                   "number of steps, at least one per phase (3)"),
+    ("stages.vl_long.long_context.max_position_embeddings=2048",
+     "config key 'stages.vl_long.long_context.max_position_embeddings' = 2048: shorter than the longest phase's "
+     "seq_len 4096"),
+    ("stages.vl_long.long_context.phases=[{seq_len: 512, items: [1, 2], share: 0.5}]",
+     "config key 'stages.vl_long.long_context.phases': phase shares sum to 0.5, not 1"),
+])
+def test_long_context_curriculum_is_checked_at_start_up(tmp_path: Path, override: str, message: str) -> None:
+    assert message in _error(tmp_path, "long_context", override)
