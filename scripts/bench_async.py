@@ -30,6 +30,7 @@ VARIANTS = {
     "sync_1thread": ["stages.rl.rl.max_staleness=0", "learner.num_threads=1"],
     # Periodic evaluations on their own rollout actor, on a weight snapshot (`eval.background`).
     "async1_bg": ["stages.rl.rl.max_staleness=1", "eval.background=true"],
+    "async2_bg": ["stages.rl.rl.max_staleness=2", "eval.background=true"],
 }
 
 

@@ -204,6 +204,8 @@ class LearnerConfig:
 
     # Data-parallel learner actors (one DeepSpeed rank each).
     num_actors: int = setting(1, gt=0)
+    # Ranks sharing each sequence (Ulysses sequence parallelism; 1 = off); must divide num_actors.
+    sequence_parallel: int = setting(1, gt=0)
     # CPUs Ray reserves per learner actor.
     cpus_per_actor: float = setting(1.0, ge=0.0)
     # GPUs Ray reserves per learner actor (0 on CPU).

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from rlsys.learner.batching import batch_size, shard_batch
+from rlsys.learner.ulysses import check_layout, rank_shards
 from rlsys.learner.worker import LearnerWorker
 from rlsys.runtime.ray_utils import ActorGroup, ActorResources
 
@@ -31,6 +32,9 @@ class LearnerGroup:
         )
         threads = learner_cfg.get("num_threads") or max(1, int(res.num_cpus))
         self.world_size = n
+        # `learner.sequence_parallel`: S ranks share each sequence, so the batch splits over n / S groups.
+        self.sp_size = int(learner_cfg.get("sequence_parallel", 1))
+        check_layout(n, self.sp_size)
         self.model_path = model_path
         self.cfg = learner_cfg
         self.group = ActorGroup(
@@ -68,7 +72,7 @@ class LearnerGroup:
 
     def train_step(self, batch: dict[str, Any], loss_name: str, loss_kwargs: dict[str, Any] | None = None) -> dict[str, float]:
         """One optimizer step on the global batch; metrics are already reduced over ranks."""
-        shards = shard_batch(batch, self.world_size)
+        shards = rank_shards(shard_batch(batch, self.world_size // self.sp_size), self.sp_size)
         results = self.group.call_each("train_step", [(s, loss_name, loss_kwargs or {}) for s in shards])
         return results[0]
 

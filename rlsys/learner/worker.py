@@ -30,6 +30,7 @@ from rlsys.learner.engine import deepspeed_config, pick_backend, set_dist_env
 from rlsys.learner.freeze import freeze_parameters
 from rlsys.learner.objectives import ForwardOut, Objective, make_objective
 from rlsys.learner.schedule import lr_lambda
+from rlsys.learner.ulysses import check_objective, sp_setup
 from rlsys.learner.vl_passes import ImageTokens, VisionSync, engine_logits, padding_pass
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,8 @@ class LearnerWorker:
             attach_head(model)
         if cfg.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable()
+        # `learner.sequence_parallel` > 1: S ranks share each sequence (rlsys/learner/ulysses.py).
+        self.sp = sp_setup(model, self.rank, self.world_size, model_path, model_kind, cfg.get("sequence_parallel", 1))
         optim = cfg["optim"]
         schedule = dict(
             warmup_steps=optim["warmup_steps"],
@@ -188,6 +191,9 @@ class LearnerWorker:
         if obj is not None and obj.needs_embeddings:
             with torch.set_grad_enabled(with_grad):
                 return contrastive_forward(self.engine, mb), None
+        if self.sp is not None:  # a micro-batch `localize`d by train_step: this rank's positions and tokens
+            with torch.set_grad_enabled(with_grad):
+                return ForwardOut(logprobs=self.sp.logprobs(self.engine, mb)), None
         out = ForwardOut()
         with torch.set_grad_enabled(with_grad):
             logits, anchor = engine_logits(self.engine, self.vision_sync, mb)
@@ -238,6 +244,9 @@ class LearnerWorker:
         self.engine.train()
         groups = self._micro(batch, expanded=not obj.needs_embeddings) if batch["input_ids"] else []
         mbs = [self._collate(batch, idx, obj) for idx in groups]
+        if self.sp is not None:
+            check_objective(obj, self.sp.size)
+            mbs = [self.sp.localize(mb, self.pad_id) for mb in mbs]
         local_den = sum(obj.denominator(mb) for mb in mbs)
         n_micro_max, _ = self._all_reduce([float(len(mbs)), 0.0], op="max")
         (global_den,) = self._all_reduce([local_den])
