@@ -114,7 +114,8 @@ def long_rows(rows: list[dict], items: tuple[int, int], seed: int, name: str) ->
 
 def long_eval_rows(rows: list[dict], k: int, count: int, seed: int, name: str) -> list[dict]:
     """`count` held-out long rows of exactly `k` rows each, drawn from `rows` (one kind): the targets are `count`
-    distinct rows where there are enough (spread over the split), the distractors other rows of the split."""
+    distinct rows where there are enough (spread over the split), the distractors other rows of the split. k = 1
+    gives the target rows as they are (the short question, no packing text), marked like the packed ones."""
     if k < 1 or count < 1:
         raise ValueError(f"long eval rows of {name!r}: k and count must be >= 1, got k={k}, count={count}")
     if len(rows) < k:
@@ -122,6 +123,9 @@ def long_eval_rows(rows: list[dict], k: int, count: int, seed: int, name: str) -
     rng = random.Random(f"long-eval|{name}|{k}|{seed}")
     targets = rng.sample(range(len(rows)), min(count, len(rows)))
     targets += [rng.randrange(len(rows)) for _ in range(count - len(targets))]
+    if k == 1:
+        return [rows[t] | {"long_items": 1, "long_target": 1, "long_kind": row_kind(rows[t]),
+                           "long_source": rows[t].get("id")} for t in targets]
     out = []
     for n, t in enumerate(targets):
         others = rng.sample([i for i in range(len(rows)) if i != t], k - 1)

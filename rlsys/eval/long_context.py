@@ -117,7 +117,8 @@ def long_context_eval(cfg: Any, lc: Any, model_dir: str, context: int, seed: int
 
 def long_table(before: dict[str, float], after: dict[str, float]) -> str:
     """A markdown table of every bucket: mean prompt tokens, accuracy before and after."""
-    names = sorted({k[len("eval/long/"):] for k in after if not k.endswith(("_tokens", "_too_long"))},
+    names = sorted({k[len("eval/long/"):] for k in after
+                    if k.startswith("eval/long/") and not k.endswith(("_tokens", "_too_long"))},
                    key=lambda n: (n.rsplit("_k", 1)[0], int(n.rsplit("_k", 1)[1])))
     lines = ["| split | items | prompt tokens | before | after | left out (too long) |", "|---|---|---|---|---|---|"]
     for name in names:

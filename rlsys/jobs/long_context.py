@@ -56,16 +56,24 @@ def scaled_config(config: dict[str, Any], rope_scale: float, positions: int) -> 
 
 
 def write_scaled_model(src: str, dst: Path, rope_scale: float, positions: int) -> str:
-    """`src` with `scaled_config` at `dst`: config.json rewritten, every other file linked (a real model's
-    weights are not copied). Returns `dst`."""
+    """`src` with `scaled_config` at `dst`: config.json rewritten (and the tokenizer's model_max_length raised to
+    the context), every other file linked (a real model's weights are not copied). Returns `dst`."""
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
+    rewritten = ("config.json", "tokenizer_config.json")
     for path in Path(src).iterdir():
-        if path.name != "config.json":
+        if path.name not in rewritten:
             (dst / path.name).symlink_to(path.resolve())
     config = json.loads((Path(src) / "config.json").read_text())
     (dst / "config.json").write_text(json.dumps(scaled_config(config, rope_scale, positions), indent=2))
+    tok = Path(src) / "tokenizer_config.json"
+    if tok.is_file():
+        # The tokenizer warns about (and some callers cut at) its own model_max_length: keep it with the context.
+        tok_cfg = json.loads(tok.read_text())
+        if isinstance(tok_cfg.get("model_max_length"), int) and tok_cfg["model_max_length"] < positions:
+            tok_cfg["model_max_length"] = int(positions)
+        (dst / tok.name).write_text(json.dumps(tok_cfg, indent=2))
     return str(dst)
 
 

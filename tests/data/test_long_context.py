@@ -84,6 +84,9 @@ def test_long_eval_rows_have_exactly_k_items_and_distinct_targets() -> None:
     assert len(out) == 12 and all(r["long_items"] == 8 for r in out)
     assert len({r["long_source"] for r in out}) == 12
     assert {r["long_target"] for r in out} != {1}  # the target's position varies
+    short = long_eval_rows(rows, 1, 3, seed=0, name="math_eval")
+    assert [r["prompt"] for r in short] == [rows[int(r["long_source"][1:])]["prompt"] for r in short]
+    assert all(r["long_items"] == 1 and r["answer"] == rows[int(r["long_source"][1:])]["answer"] for r in short)
     with pytest.raises(ValueError, match="needs at least 31 rows"):
         long_eval_rows(rows, 31, 2, seed=0, name="math_eval")
 

@@ -40,7 +40,20 @@ def test_write_scaled_model_links_weights_and_rewrites_config(tmp_path: Path) ->
     src.mkdir()
     (src / "model.safetensors").write_bytes(b"weights")
     (src / "config.json").write_text(json.dumps({"rope_theta": 10.0, "max_position_embeddings": 4}))
+    (src / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4, "pad_token": "<pad>"}))
     dst = Path(write_scaled_model(str(src), tmp_path / "dst", 8.0, 32))
+    assert json.loads((dst / "tokenizer_config.json").read_text()) == {"model_max_length": 32, "pad_token": "<pad>"}
     assert (dst / "model.safetensors").is_symlink() and (dst / "model.safetensors").read_bytes() == b"weights"
     assert json.loads((dst / "config.json").read_text()) == {"rope_theta": 80.0, "max_position_embeddings": 32}
     assert json.loads((src / "config.json").read_text())["rope_theta"] == 10.0
+
+
+def test_long_table_lists_only_the_long_buckets_in_length_order() -> None:
+    from rlsys.eval.long_context import long_table
+
+    after = {"eval/long/math_eval_k16": 0.25, "eval/long/math_eval_k16_tokens": 900.0,
+             "eval/long/math_eval_k16_too_long": 1.0, "eval/long/math_eval_k4": 0.5,
+             "eval/long/math_eval_k4_tokens": 300.0, "eval/math_acc": 0.7, "eval/answer_chars": 80.0}
+    table = long_table({"eval/long/math_eval_k4": 0.125}, after)
+    assert table.splitlines()[2:] == ["| math_eval | 4 | 300 | 0.125 | 0.500 | 0 |",
+                                      "| math_eval | 16 | 900 | nan | 0.250 | 1 |"]

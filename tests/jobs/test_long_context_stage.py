@@ -30,7 +30,7 @@ def test_long_context_stage_on_video_image_and_text(tmp_path: Path, tiny_vl_dir:
     args = [
         "job=pipeline", "pipeline=[long]", "+stage@stages.long=blank", f"{s}kind=long_context", f"{s}input=null",
         f"{s}loss=sft", f"{s}data=video_sft_train+vl_sft_train+sft_train:12", f"{s}mix_weights=[24,50,26]",
-        f"{s}max_steps=2", f"{s}batch_size=3", f"{s}lr=0.001", f"{s}warmup_ratio=0", f"{s}evaluate=false",
+        f"{s}max_steps=2", f"{s}batch_size=3", f"{s}lr=0.001", f"{s}warmup_ratio=0",
         f"{s}long_context.phases={phases}", f"{s}long_context.max_position_embeddings=1024",
         f"{s}long_context.eval_splits=[math_eval,vl_eval,video_eval]", f"{s}long_context.eval_items=[1,3]",
         f"{s}long_context.eval_rows=2", "eval.max_tokens=8", *VISUAL, *VIDEO, *SMALL, f"model.path={tiny_vl_dir}",
@@ -58,6 +58,8 @@ def test_long_context_stage_on_video_image_and_text(tmp_path: Path, tiny_vl_dir:
             # Two more tasks, each with its "Task i:" line and prompt (and pictures / videos).
             assert got[f"eval/long/{split}_k3_tokens"] > got[f"eval/long/{split}_k1_tokens"] + 60
     assert "| vl_eval | 3 |" in (stage / "eval_table.md").read_text()
+    # The short evaluation ran on both models too.
+    assert 0.0 <= summary["eval_before"]["eval/math_acc"] <= 1.0 and 0.0 <= summary["eval"]["eval/math_acc"] <= 1.0
     # The vision tower and the LM both trained.
     before = load_file(str(Path(tiny_vl_dir) / "model.safetensors"))
     after = load_file(str(stage / "model" / "model.safetensors"))
