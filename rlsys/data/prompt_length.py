@@ -14,7 +14,9 @@ holds are measured: a hint generator's text is not known before the run.
 
 A row with `images` is measured as the engine sees it: its VL prompt (`encode_vl_prompt`, one placeholder per
 image) with each placeholder counted as the tokens its image expands to (`image_tokens`, from the model's
-processor: rlsys.learner.vl_inputs.image_token_count).
+processor: rlsys.learner.vl_inputs.image_token_count); a row with `videos` likewise, each video item as the
+rollout sends it (`data.video_sampling`: every frame, or the SlowFast streams) counted with its timestamps
+(`video_tokens`: rlsys.learner.vl_inputs.video_token_count).
 
 Rows carry no field saying where they came from (rewards get the row's fields and stages write rows out
 again); `RowOrigins` maps a loaded row, by identity, to its "path line N".
@@ -41,6 +43,9 @@ _MAX_REPORTED = 5
 HintText = Callable[[dict, int], str | None]
 # image path -> the number of tokens its placeholder expands to in the engine.
 ImageTokens = Callable[[str], int]
+# Row -> its video items as the rollout sends them (`rlsys.data.videos.RowVideoItems`) and the tokens each
+# item's placeholder expands to; rows with `videos` need one (`VideoTokens`).
+VideoTokens = Callable[[dict], list[int]]
 
 
 class RowOrigins:
@@ -86,6 +91,7 @@ def check_prompt_lengths(
     tokenizer: Any, rows: Sequence[dict], limit: int, limit_text: str, on_bad_row: str, *,
     system_prompt: str | None = None, origins: RowOrigins | None = None, hint_text: HintText | None = None,
     max_level: int = 0, where: str = "data", image_tokens: ImageTokens | None = None,
+    video_tokens: VideoTokens | None = None,
 ) -> PromptCheck:
     """Check every row's prompt against `limit` tokens (`limit_text` says where the limit comes from).
 
@@ -93,21 +99,25 @@ def check_prompt_lengths(
     1..max_level is checked too; when it does not fit, every level is measured and the row's hints are
     capped below the first level that does not fit. Over-long plain prompts: a DataError naming the first
     (`on_bad_row="error"`), or dropped and counted ("skip"). Every row dropped is a DataError either way.
-    Rows with `images` need `image_tokens` (a ValueError naming the row otherwise).
+    Rows with `images` need `image_tokens`, rows with `videos` `video_tokens` (a ValueError naming the row
+    otherwise).
     """
     if on_bad_row not in ON_BAD_ROW:
         raise ValueError(f"on_bad_row must be one of {ON_BAD_ROW}, got {on_bad_row!r}")
     out = PromptCheck([], [], [])
     capped: list[str] = []
+    media = _Media(image_tokens, video_tokens)
     for i, row in enumerate(rows):
         label = _label(row, i, origins, where)
         if row.get("images") and image_tokens is None:
             raise ValueError(f"{label}: the row has images but no image token counter was given")
-        ids, size = _measure(tokenizer, row, system_prompt, None, image_tokens)
+        if row.get("videos") and video_tokens is None:
+            raise ValueError(f"{label}: the row has videos but no video token counter was given")
+        ids, size = _measure(tokenizer, row, system_prompt, None, media)
         if size > limit:
             out.dropped.append(f"{label}: prompt has {size} tokens, more than the {limit} allowed ({limit_text})")
             continue
-        cap = _hint_cap(tokenizer, row, limit, system_prompt, hint_text, max_level, image_tokens) if hint_text else None
+        cap = _hint_cap(tokenizer, row, limit, system_prompt, hint_text, max_level, media) if hint_text else None
         if cap is not None:
             level, tokens = cap
             out.hint_caps[len(out.rows)] = level
@@ -137,19 +147,29 @@ def _label(row: dict, index: int, origins: RowOrigins | None, where: str) -> str
     return f"{origin or f'{where} row {index + 1}'} (row id {row.get('id')!r})"
 
 
+@dataclass
+class _Media:
+    """The counters a row's pictures and video items are measured with."""
+
+    image_tokens: ImageTokens | None = None
+    video_tokens: VideoTokens | None = None
+
+
 def _measure(tokenizer: Any, row: dict, system_prompt: str | None, hint: str | None,
-             image_tokens: ImageTokens | None) -> tuple[list[int], int]:
-    """The row's prompt ids as sent to the engine and its length there (image placeholders expanded)."""
+             media: _Media) -> tuple[list[int], int]:
+    """The row's prompt ids as sent to the engine and its length there (image and video placeholders expanded)."""
     images = row.get("images") or []
-    if not images:
+    videos = media.video_tokens(row) if row.get("videos") and media.video_tokens is not None else []
+    if not images and not videos:
         ids = encode_prompt(tokenizer, row, system_prompt, hint)
         return ids, len(ids)
-    ids = encode_vl_prompt(tokenizer, row, system_prompt, hint)
-    return ids, len(ids) + sum(image_tokens(str(p)) - 1 for p in images)
+    ids = encode_vl_prompt(tokenizer, row, system_prompt, hint, len(videos))
+    extra = sum(media.image_tokens(str(p)) - 1 for p in images) if images and media.image_tokens else 0
+    return ids, len(ids) + extra + sum(n - 1 for n in videos)
 
 
 def _hint_cap(tokenizer: Any, row: dict, limit: int, system_prompt: str | None, hint_text: HintText,
-              max_level: int, image_tokens: ImageTokens | None = None) -> tuple[int, int] | None:
+              max_level: int, media: _Media) -> tuple[int, int] | None:
     """None when the longest hinted prompt fits; else (highest level whose prompts all fit, the token
     count of the first level that does not)."""
     texts = {level: hint_text(row, level) for level in range(1, max_level + 1)}
@@ -160,7 +180,7 @@ def _hint_cap(tokenizer: Any, row: dict, limit: int, system_prompt: str | None, 
 
     def size(text: str) -> int:
         if text not in sizes:
-            sizes[text] = _measure(tokenizer, row, system_prompt, text, image_tokens)[1]
+            sizes[text] = _measure(tokenizer, row, system_prompt, text, media)[1]
         return sizes[text]
 
     longest = max(texts, key=lambda level: (len(texts[level]), level))

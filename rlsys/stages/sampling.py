@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlsys.config.validate import ConfigError
-from rlsys.data.prompt_length import HintText, ImageTokens, PromptCheck, check_prompt_lengths
+from rlsys.data.prompt_length import HintText, ImageTokens, PromptCheck, VideoTokens, check_prompt_lengths
 from rlsys.rollout.types import GroupRequest, GroupResult
 from rlsys.stages.builders import build_reward_pool
 from rlsys.stages.context import StageContext
@@ -52,17 +52,36 @@ def check_stage_prompts(ctx: StageContext, tokenizer: Any, rows: Sequence[dict],
     """The stage's rows checked against `prompt_limit` (rlsys/data/prompt_length.py) by `data.on_bad_row`, before
     any rollout: the first over-long prompt is an error naming its file, line and row id, or over-long rows are
     dropped; the counts are added to `ctx.data_metrics` (the stage's summary.json). Rows with `images` count each
-    image's tokens as the stage's model expands them (`image_token_counter`)."""
+    image's tokens as the stage's model expands them (`image_token_counter`), rows with `videos` each video item's
+    (`video_token_counter`)."""
     cfg = ctx.cfg
     limit, limit_text = prompt_limit(cfg, max_tokens, answer_key)
     counter = image_token_counter(ctx.input_model, ctx.name) if any(r.get("images") for r in rows) else None
+    videos = video_token_counter(cfg, ctx.input_model, ctx.name) if any(r.get("videos") for r in rows) else None
     checked = check_prompt_lengths(tokenizer, rows, limit, limit_text, cfg.data.on_bad_row,
                                    system_prompt=cfg.data.system_prompt, origins=ctx.row_origins,
                                    hint_text=hint_text, max_level=max_level, where=f"stage '{ctx.name}'",
-                                   image_tokens=counter)
+                                   image_tokens=counter, video_tokens=videos)
     for key, value in checked.metrics.items():
         ctx.data_metrics[key] = ctx.data_metrics.get(key, 0.0) + value
     return checked
+
+
+def video_token_counter(cfg: Any, model_path: str, stage: str) -> VideoTokens:
+    """Row -> the tokens each of its video items expands to under `model_path`'s processor, the items made as the
+    rollout makes them (`data.video_sampling`, `data.slowfast`); a text-only model is an error naming the stage."""
+    from transformers import AutoProcessor
+
+    from rlsys.data.videos import RowVideoItems
+    from rlsys.learner.vl_passes import ImageTokens as ItemTokens
+    from rlsys.rollout.worker import vision_language_config
+
+    if vision_language_config(model_path) is None:
+        raise ConfigError(f"stage '{stage}' reads rows with videos, but its model {model_path} is not a "
+                          "vision-language model (no vision_config in its config.json)")
+    items_of = RowVideoItems.from_config(cfg.data, model_path)
+    counts = ItemTokens(AutoProcessor.from_pretrained(model_path))
+    return lambda row: [counts.video_count(item) for item in items_of(row)]
 
 
 def image_token_counter(model_path: str, stage: str) -> ImageTokens:
@@ -168,6 +187,12 @@ def sample_and_judge(ctx: StageContext, rows: Sequence[dict], k: int) -> tuple[l
     Returns the indices of the rows whose request succeeded and, for each of them, its samples and
     whether each was correct (the reward's `correct` extra).
     """
+    ok, kept, extras = sample_and_score(ctx, rows, k)
+    return ok, kept, [[bool(e.get("correct")) for e in ex] for ex in extras]
+
+
+def sample_and_score(ctx: StageContext, rows: Sequence[dict], k: int) -> tuple[list[int], list[list[Any]], list[list[dict]]]:
+    """`sample_and_judge` with each sample's reward extras (`correct`, `<entry>/<extra>`) instead of its verdict."""
     from transformers import AutoTokenizer
 
     from rlsys.rollout.pool import RolloutPool
@@ -187,8 +212,8 @@ def sample_and_judge(ctx: StageContext, rows: Sequence[dict], k: int) -> tuple[l
     finally:
         pool.shutdown()
         rewards.close()
-    correct, pos = [], 0
+    grouped, pos = [], 0
     for ss in kept:
-        correct.append([bool(e.get("correct")) for e in extras[pos : pos + len(ss)]])
+        grouped.append(extras[pos : pos + len(ss)])
         pos += len(ss)
-    return ok, kept, correct
+    return ok, kept, grouped

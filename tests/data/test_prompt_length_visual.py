@@ -85,3 +85,31 @@ def test_stage_check_counts_image_tokens_and_refuses_a_text_model(vl, tiny_model
     # Text rows never need the processor (the model path is not even read).
     text_ctx = StageContext(cfg, "rl", stage, "unused", tmp_path / "out")
     assert check_stage_prompts(text_ctx, tok, [TEXT_ROW]).prompt_ids == [encode_prompt(tok, TEXT_ROW)]
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "slowfast"])
+def test_stage_check_counts_video_tokens_as_sent(vl, video_rows, tiny_model_dir, tmp_path, sampling) -> None:
+    from rlsys.data.videos import RowVideoItems
+    from rlsys.learner.vl_inputs import build_vl_inputs
+
+    model_dir, tok, processor, _ = vl
+    row = video_rows[0]
+    cfg = OmegaConf.structured(Config)
+    cfg.data.video_sampling = sampling
+    cfg.data.slowfast.token_budget = 24
+    items = RowVideoItems.from_config(cfg.data, model_dir)(row)
+    # The length the learner (and the engine) expand the prompt to, with the items the rollout sends.
+    ids = encode_vl_prompt(tok, row, cfg.data.system_prompt, None, len(items))
+    expanded = build_vl_inputs(processor, ids, [], videos=items)["input_ids"].shape[1]
+    assert expanded > len(ids) + 10  # the video items are much of the prompt
+    cfg.rollout.max_model_len, cfg.rollout.max_tokens = expanded + 16, 16
+    stage = OmegaConf.merge(cfg.stages, {"rl": {"kind": "rl"}}).rl
+    ok = check_stage_prompts(StageContext(cfg, "rl", stage, model_dir, tmp_path / "out"), tok, [row])
+    assert ok.rows == [row] and ok.prompt_ids == [ids]
+    cfg.rollout.max_model_len -= 1
+    with pytest.raises(DataError, match=rf"prompt has {expanded} tokens, more than the {expanded - 1}"):
+        check_stage_prompts(StageContext(cfg, "rl", stage, model_dir, tmp_path / "out"), tok, [row])
+    with pytest.raises(ConfigError, match=r"stage 'rl' reads rows with videos.*not a vision-language model"):
+        check_stage_prompts(StageContext(cfg, "rl", stage, tiny_model_dir, tmp_path / "out"), tok, [row])
+    with pytest.raises(ValueError, match="no video token counter"):
+        check_prompt_lengths(tok, [row], 10_000, "test", "error")
