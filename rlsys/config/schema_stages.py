@@ -119,18 +119,21 @@ class LongContextConfig:
 
 @dataclass
 class OfflineSampleConfig:
-    """Offline sampling stages: `rft_sample`, `pass_filter`, `pref_sample`, and the pairwise judge's data and eval.
+    """Offline sampling stages: `rft_sample`, `pass_filter`, `pref_sample`, `sft_pass_filter`, `cold_start`, and
+    the pairwise judge's data and eval.
 
     `rft_sample` draws `num_samples` answers per SFT prompt from its input model, scores them and
     the stored answer with the stage's reward workers, and keeps a sampled answer only when it
     ranks strictly higher (see rlsys/jobs/rft.py). `pass_filter` draws `num_samples` per RL
     problem and keeps those whose pass rate lies in the keep range (Keye: (0, 1) exclusive).
+    `sft_pass_filter` and `cold_start` are rlsys/jobs/reasoning_data.py (pass-rate filtered SFT;
+    multi-path cold-start data with answer and process checks and up-sampling by quality).
     """
 
     # Answers sampled per prompt (per problem for pass_filter; tries per request for judge_solve).
     num_samples: int = setting(4, gt=0)
-    # Rows taken from the stage's data (seeded choice; 0 = all). rft_sample keeps the other rows as
-    # they are; pass_filter and judge_data only look at the chosen ones.
+    # Rows taken from the stage's data (seeded choice; 0 = all). rft_sample and sft_pass_filter keep the other
+    # rows as they are; pass_filter, cold_start and judge_data only look at the chosen ones.
     max_rows: int = setting(0, ge=0)
     # Sampling temperature of these answers.
     temperature: float = setting(1.0, ge=0.0)
@@ -145,6 +148,18 @@ class OfflineSampleConfig:
     keep_high: float = setting(1.0, ge=0.0, le=1.0)
     # pass_filter: whether the keep range includes its ends.
     keep_inclusive: bool = False
+    # sft_pass_filter: drop the SFT rows whose pass rate is at or above this (Keye §4.1; 1.0 = only rows solved every time).
+    drop_pass_rate: float = setting(1.0, gt=0.0, le=1.0)
+    # cold_start: a path passes the process check with no false statement and at least this many checked ones.
+    min_steps: int = setting(1, ge=0)
+    # cold_start: quality's length term, quality x (1 - length_weight x tokens / max tokens): shorter paths rank higher.
+    length_weight: float = setting(0.1, ge=0.0, le=1.0)
+    # cold_start: paths written per problem, best quality first (distinct texts; 0 = every path that passes).
+    keep_paths: int = setting(1, ge=0)
+    # cold_start: rows with quality >= up_sample_quality are written this many times (1 = no up-sampling).
+    up_sample: int = setting(2, ge=1)
+    # cold_start: the quality at and above which a row is up-sampled (the top band).
+    up_sample_quality: float = setting(0.8, ge=0.0, le=1.0)
     # pref_sample: (correct, wrong) answer pairs written per problem (see rlsys/jobs/pref_sample.py).
     pairs_per_prompt: int = setting(1, gt=0)
     # pref_sample: leave answers cut at max_tokens out of the pairs.

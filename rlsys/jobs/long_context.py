@@ -135,7 +135,9 @@ def run_long_context(ctx: StageContext) -> dict[str, Any]:
             batches = epoch_batches(lengths, ctx.stage.batch_size, n_steps, ctx.stage.seed + i)
         log.info("%s phase %d: seq_len %d, items %s, %d sequences (%d too long dropped), %d steps", ctx.name, i,
                  phase.seq_len, list(phase.items), len(units), dropped, n_steps)
-        kwargs = {"reduction": "square"} | dict(ctx.stage.loss_kwargs)
+        # The loss's own defaults (sft: a mean over tokens, as pretraining takes it, which sequence parallelism
+        # can split), not the SFT stages' square-root weighting.
+        kwargs = dict(ctx.stage.loss_kwargs)
         last = train_loop(train_ctx, learners, units, ctx.stage.loss, kwargs, n_steps, metrics, step_offset=offset,
                           batches=batches)
         summary[f"phase{i}"] = {"seq_len": phase.seq_len, "sequences": len(units), "too_long": dropped,

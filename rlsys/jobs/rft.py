@@ -110,7 +110,7 @@ def attach_gold(rows: list[dict], index: dict[str, dict]) -> Counter:
 
 
 # ----------------------------------------------------------------------------------- stages
-def _suite_gold_index(ctx: StageContext) -> dict[str, dict]:
+def suite_gold_index(ctx: StageContext) -> dict[str, dict]:
     """Gold rows of the suite by id and by prompt (empty when the rows come from elsewhere)."""
     from rlsys.data.embedded import ensure_task_suite
     from rlsys.data.loading import load_rows
@@ -138,7 +138,7 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
 
     stage, k = ctx.stage, ctx.stage.sample.num_samples
     rows = stage_rows(ctx, "sft")
-    gold = attach_gold(rows, _suite_gold_index(ctx))
+    gold = attach_gold(rows, suite_gold_index(ctx))
     single_turn = [i for i, r in enumerate(rows) if r.get("prompt") and r.get("response") and not r.get("messages")]
     chosen = [single_turn[i] for i in pick_rows(len(single_turn), stage.sample.max_rows, stage.seed)]
     picked = [rows[i] for i in chosen]

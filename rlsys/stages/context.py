@@ -12,6 +12,7 @@ from rlsys.data.prompt_length import RowOrigins
 USER_FILES = {
     "pretrain": "pretrain_files", "sft": "sft_files", "mpo": "pref_files", "rm": "pref_files", "rl": "train_files",
     "rft_sample": "sft_files", "pass_filter": "train_files", "pref_sample": "train_files", "judge_data": "pref_files",
+    "sft_pass_filter": "sft_files", "cold_start": "train_files",
 }
 
 

@@ -47,7 +47,7 @@ def input_data_file(ctx: StageContext, name: str = DATA_FILE) -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"config key 'stages.{ctx.name}.data_from' = {src!r}: that stage wrote no {name} "
-            "(stage kinds that write one: rft_sample, pass_filter, pref_sample, judge_data)"
+            "(stage kinds that write one: rft_sample, pass_filter, pref_sample, judge_data, sft_pass_filter, cold_start)"
         )
     return path
 

@@ -55,6 +55,8 @@ STAGE_KINDS = {
     "contrastive": "rlsys.jobs.vision:run_contrastive",
     "vision_init": "rlsys.jobs.vl_init:run_vision_init",
     "long_context": "rlsys.jobs.long_context:run_long_context",
+    "sft_pass_filter": "rlsys.jobs.reasoning_data:run_sft_pass_filter",
+    "cold_start": "rlsys.jobs.reasoning_data:run_cold_start",
 }
 
 def _file_identity(paths: list[str]) -> list[tuple[str, int, int]]:

@@ -43,7 +43,7 @@ from rlsys.stages.refs import stage_refs
 from rlsys.stages.runner import walk_stage_chain
 
 # Stage kinds that score with reward workers; judge_data does when `sample.judge_solve` is set.
-REWARD_KINDS = frozenset({"rl", "judge_rl", "rft_sample", "pass_filter", "pref_sample"})
+REWARD_KINDS = frozenset({"rl", "judge_rl", "rft_sample", "pass_filter", "pref_sample", "sft_pass_filter", "cold_start"})
 RL_KINDS = frozenset({"rl", "judge_rl"})
 FILE_KEYS = tuple(name for name in DataConfig.__dataclass_fields__ if name.endswith("_files"))
 # Stage kinds that train their `loss` on sequences (a contrastive loss needs the `contrastive` kind).
