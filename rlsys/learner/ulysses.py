@@ -26,6 +26,10 @@ means, sequence ratios, preference pairs) would need the whole sequence on one r
 Micro-batch budgets (`learner.max_tokens_per_micro`) still count whole padded sequences, so with S ranks
 each forward holds about budget / S positions per rank.
 
+Vision-language models (Qwen3-VL): every rank runs the multimodal front end (embeddings, vision tower, mRoPE
+position ids) on the whole micro-batch and only the language model's decoder on its slice (ulysses_vl.py,
+which also explains why the ranks' gradients still add up); ZeRO-3 with a VLM is refused.
+
 Inference (`compute_logprobs`) does not use the groups: the attention function falls back to plain SDPA
 whenever it is called without a group, so each rank scores whole sequences as without SP.
 """
@@ -38,6 +42,13 @@ import torch
 import torch.nn.functional as F
 
 from rlsys.learner.batching import MicroBatch
+from rlsys.learner.ulysses_vl import (
+    PER_POSITION_INPUTS,
+    check_vl_model,
+    is_vision_language_config,
+    language_model_of,
+    local_logits,
+)
 
 ATTENTION_NAME = "ulysses_sdpa"
 KEY = "learner.sequence_parallel"
@@ -200,20 +211,25 @@ def check_layout(world_size: int, size: int) -> None:
                          "is that many consecutive ranks)")
 
 
-def check_model(config: Any, model_kind: str, model_path: str, size: int) -> None:
+def check_model(config: Any, model_kind: str, model_path: str, size: int, zero_stage: int = 0) -> None:
     """Refuse models the SP path cannot split exactly (named by `learner.sequence_parallel`)."""
     where = f"{KEY}={size} with model {model_path}"
     if model_kind != "causal_lm":
         raise ValueError(f"{where}: only causal LMs are supported, not model_kind={model_kind!r}")
-    if getattr(config, "vision_config", None) is not None:
-        raise ValueError(f"{where}: vision-language models are not supported yet (their image tokens would need "
-                         "to be split across ranks with the vision tower)")
+    if is_vision_language_config(config):
+        check_vl_model(config, where, zero_stage)
+        config = config.text_config  # the decoder that is split
     heads = int(config.num_attention_heads)
     if heads % size:
         raise ValueError(f"{where}: num_attention_heads={heads} is not divisible by {size}")
     if getattr(config, "use_sliding_window", False) and "sliding_attention" in (getattr(config, "layer_types", None)
                                                                                or []):
         raise ValueError(f"{where}: sliding-window attention layers are not supported")
+    rope = getattr(config, "rope_parameters", None) or {}
+    rope_type = str(rope.get("rope_type", "default")) if isinstance(rope, dict) else "default"
+    if "dynamic" in rope_type or rope_type == "longrope":
+        raise ValueError(f"{where}: rope_type={rope_type!r} rescales its frequencies by the largest position a "
+                         "forward sees, which differs between the ranks' slices")
 
 
 def check_objective(obj: Any, size: int) -> None:
@@ -231,11 +247,13 @@ def check_objective(obj: Any, size: int) -> None:
 class SequenceParallel:
     """This rank's SP group (created collectively: every rank must construct it) and its share of the work."""
 
-    def __init__(self, size: int, rank: int, world_size: int) -> None:
+    def __init__(self, size: int, rank: int, world_size: int, decoder: torch.nn.Module | None = None) -> None:
         import torch.distributed as dist
 
         check_layout(world_size, size)
         self.size, self.index = size, rank % size
+        # A VLM's language model: the front end then runs on the whole sequence, the decoder on the slice.
+        self.decoder = decoder
         self.group: Any = None
         # new_group is collective over the whole world: every rank creates every group, in the same order.
         for first in range(0, world_size, size):
@@ -260,16 +278,22 @@ class SequenceParallel:
         attention = torch.zeros_like(pad(mb.attention_mask))
         attention[:, start:end] = pad(mb.attention_mask)[:, start:end]
         fields = {k: pad(v) if isinstance(v, torch.Tensor) else v for k, v in mb.fields.items()}
-        return MicroBatch(ids, attention, loss_mask, fields, mb.unit_size, dict(mb.model_inputs), mb.positions)
+        # Per-position VLM inputs (mm_token_type_ids) pad as text; pixel tensors and grids are not per position.
+        inputs = {k: pad(v) if k in PER_POSITION_INPUTS else v for k, v in mb.model_inputs.items()}
+        return MicroBatch(ids, attention, loss_mask, fields, mb.unit_size, inputs, mb.positions)
 
     def logprobs(self, engine: Any, mb: MicroBatch) -> torch.Tensor:
         """[B, T] logprobs of a `localize`d micro-batch: this rank's scored tokens filled, 0 elsewhere."""
         b, t = mb.input_ids.shape
         start, end = local_span(t, self.size, self.index)
         lo, hi = scored_span(t, self.size, self.index)
-        positions = torch.arange(start, end, device=mb.input_ids.device).unsqueeze(0).expand(b, -1)
-        logits = engine(input_ids=mb.input_ids[:, start:end], position_ids=positions, ulysses_group=self.group,
-                        ulysses_size=self.size).logits
+        if self.decoder is not None:
+            logits = local_logits(engine, self.decoder, mb.input_ids, mb.model_inputs, start, end, self.group,
+                                  self.size)
+        else:
+            positions = torch.arange(start, end, device=mb.input_ids.device).unsqueeze(0).expand(b, -1)
+            logits = engine(input_ids=mb.input_ids[:, start:end], position_ids=positions, ulysses_group=self.group,
+                            ulysses_size=self.size).logits
         shifted = logits[:, : hi - lo].float()
         targets = mb.input_ids[:, lo:hi]
         picked = shifted.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(shifted, dim=-1)
@@ -277,16 +301,21 @@ class SequenceParallel:
 
 
 def sp_setup(model: torch.nn.Module, rank: int, world_size: int, model_path: str, model_kind: str,
-             size: int) -> SequenceParallel | None:
+             size: int, zero_stage: int = 0) -> SequenceParallel | None:
     """For `learner.sequence_parallel` > 1: check the model, switch its attention to `ulysses_sdpa` and join
     the SP groups (collective); None when sequence parallelism is off."""
     if int(size) == 1:
         return None
     check_layout(world_size, size)
-    check_model(model.config, model_kind, model_path, size)
+    check_model(model.config, model_kind, model_path, size, zero_stage)
     register_attention()
+    # A VLM's vision tower gets it too; called without a group (the hook adds it to the decoder only) it is
+    # plain SDPA with the tower's own is_causal=False.
     model.set_attn_implementation(ATTENTION_NAME)
-    return SequenceParallel(size, rank, world_size)
+    decoder = None
+    if is_vision_language_config(model.config):
+        decoder = language_model_of(model, f"{KEY}={size} with model {model_path}")
+    return SequenceParallel(size, rank, world_size, decoder)
 
 
 def rank_shards(shards: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:

@@ -138,7 +138,8 @@ class LearnerWorker:
         if cfg.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable()
         # `learner.sequence_parallel` > 1: S ranks share each sequence (rlsys/learner/ulysses.py).
-        self.sp = sp_setup(model, self.rank, self.world_size, model_path, model_kind, cfg.get("sequence_parallel", 1))
+        self.sp = sp_setup(model, self.rank, self.world_size, model_path, model_kind, cfg.get("sequence_parallel", 1),
+                           cfg["zero_stage"])
         optim = cfg["optim"]
         schedule = dict(
             warmup_steps=optim["warmup_steps"],

@@ -109,8 +109,9 @@ def test_layout_and_model_errors_name_the_key(tiny_model_dir):
         check_model(config, "causal_lm", tiny_model_dir, 4)
     with pytest.raises(ValueError, match=r"learner\.sequence_parallel=2 .*model_kind='reward_model'"):
         check_model(config, "reward_model", tiny_model_dir, 2)
+    # Vision-language models: Qwen3-VL only (tests/learner/test_ulysses_vl.py); others are refused by type.
     config.vision_config = {"depth": 1}
-    with pytest.raises(ValueError, match=r"learner\.sequence_parallel=2 .*vision-language"):
+    with pytest.raises(ValueError, match=r"learner\.sequence_parallel=2 .*vision-language model_type 'qwen3'"):
         check_model(config, "causal_lm", tiny_model_dir, 2)
     check_objective(make_objective("sft", {}), 2)
     check_objective(make_objective("ntp", {}), 2)
