@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,9 @@ def build_rl(ctx: StageContext) -> RLSetup:
     check_kl_sources(rl, f"stages.{ctx.name}.rl")
     check_overlap(rl, cfg.rollout.pool.get("sync_backend", "object_store"), f"stages.{ctx.name}.rl")
     reward_cfg = to_plain(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
-    rewards = RewardWorkerPool(reward_cfg, where=f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns")
+    where = f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns"
+    check_reward_coverage(reward_cfg, where, rows)
+    rewards = RewardWorkerPool(reward_cfg, where=where)
     learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
     pool = RolloutPool.from_config(cfg.rollout, ctx.input_model)
     pool.listen_for_scaling(cfg.run_dir or ctx.out_dir)  # `python -m rlsys.scale <run dir> --rollout N`
@@ -183,6 +186,20 @@ def build_rl(ctx: StageContext) -> RLSetup:
                                             auto_scale=False)
         setup.background_eval = BackgroundEval(eval_pool, lambda generate: background_scores(setup, cfg, generate))
     return setup
+
+
+def check_reward_coverage(reward_cfg: dict, where: str, rows: list[dict]) -> None:
+    """Every row's data_source has a reward entry: a row none applies to would score 0 in every sample, so its
+    groups could never be kept and the run would train on nothing while looking merely unsolved."""
+    from rlsys.reward.workers import check_reward_config
+
+    specs, _ = check_reward_config(reward_cfg, where)
+    counts = Counter(r.get("data_source") for r in rows)
+    missing = [s for s in counts if not any(spec.applies_to(s) for spec in specs)]
+    if missing:
+        raise ConfigError(f"config key '{where}': no reward entry applies to data_source {missing[0]!r} "
+                          f"({counts[missing[0]]} of the stage's {len(rows)} rows); add it to an entry's "
+                          "data_sources (or add an entry for it)")
 
 
 def check_rl_prompts(ctx: StageContext, tokenizer: Any, rows: list[dict]) -> PromptCheck:
