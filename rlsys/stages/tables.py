@@ -122,15 +122,17 @@ def markdown_table(rows: list[dict[str, Any]], run_wall_s: float) -> str:
 
 def heldout_rows(before: dict[str, float], after: dict[str, float]) -> list[dict[str, Any]]:
     """Before/after rows of the held-out accuracies: math per tier and overall, then (eval.visual) visual
-    accuracy per tier, per task, overall and on the trap questions. A metric missing on one side is None."""
+    accuracy per tier, per task, overall and on the trap questions, then (eval.video) video accuracy per tier,
+    per task and overall. A metric missing on one side is None."""
     keys = set(before) | set(after)
 
     def pick(prefix: str) -> list[str]:
         return sorted(k for k in keys if k.startswith(prefix))
 
-    vl_tiers = pick("eval/vl_acc_tier")
+    vl_tiers, video_tiers = pick("eval/vl_acc_tier"), pick("eval/video_acc_tier")
     order = [*pick("eval/math_acc_tier"), "eval/math_acc", *vl_tiers,
-             *(k for k in pick("eval/vl_acc_") if k not in vl_tiers), "eval/vl_acc", "eval/vl_trap_acc"]
+             *(k for k in pick("eval/vl_acc_") if k not in vl_tiers), "eval/vl_acc", "eval/vl_trap_acc",
+             *video_tiers, *(k for k in pick("eval/video_acc_") if k not in video_tiers), "eval/video_acc"]
     rows = []
     for key in (k for k in order if k in keys):
         a, b = before.get(key), after.get(key)
@@ -141,7 +143,7 @@ def heldout_rows(before: dict[str, float], after: dict[str, float]) -> list[dict
 
 def heldout_table(before: dict[str, float], after: dict[str, float]) -> str:
     """`heldout_rows` as markdown."""
-    lines = ["Held-out greedy accuracy before and after the stage, per tier (and per visual task).", "",
+    lines = ["Held-out greedy accuracy before and after the stage, per tier (and per visual / video task).", "",
              "| metric | before | after | change |", "|---|---|---|---|"]
     for row in heldout_rows(before, after):
         change = "-" if row["change"] is None else f"{row['change']:+.3f}"

@@ -31,6 +31,14 @@ def test_rows_per_tier_then_task_with_the_change() -> None:
     assert [r["metric"] for r in heldout_rows(text_before, text_after)] == ["math_acc_tier1", "math_acc_tier2", "math_acc"]
 
 
+def test_video_rows_follow_the_visual_ones() -> None:
+    video = {"eval/video_acc": 0.25, "eval/video_acc_tier2": 0.5, "eval/video_acc_video_when": 0.75}
+    after = {**AFTER, "eval/video_acc": 0.125, "eval/video_acc_tier2": 0.25, "eval/video_acc_video_when": 0.25}
+    rows = heldout_rows({**BEFORE, **video}, after)
+    assert [r["metric"] for r in rows][-4:] == ["vl_trap_acc", "video_acc_tier2", "video_acc_video_when", "video_acc"]
+    assert rows[-1] == {"metric": "video_acc", "before": 0.25, "after": 0.125, "change": -0.125}
+
+
 def _result(kind: str, ev: dict, **summary) -> SimpleNamespace:
     return SimpleNamespace(kind=kind, reused=False, wall_s=1.0, path="/x", summary={"eval": ev, **summary})
 
