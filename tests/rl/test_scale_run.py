@@ -101,7 +101,7 @@ def test_a_run_scaled_by_hand_1_3_1_completes_with_every_group_once(tmp_path):
 # wall budget rather than a step count, so that on any machine speed it spans both the burst and the time after it;
 # steps take a fraction of a second with one engine, so the tiny model soon solves every prompt and later steps keep
 # no group to train on (skipped steps still sample, and go through the pool, in full).
-BURST_S, WALL_S = 25.0, 45.0
+BURST_S, WALL_S = 20.0, 35.0
 AUTOSCALED = [a for a in SCALED if not a.startswith("stages.rl.rl.steps=")] + [
     "stages.rl.rl.steps=100000", f"stages.rl.rl.max_wall_s={WALL_S}", "stages.rl.rl.max_skipped_share=1.0",
     "rollout.num_actors=1",
