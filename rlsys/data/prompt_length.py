@@ -155,6 +155,12 @@ class _Media:
     video_tokens: VideoTokens | None = None
 
 
+def prompt_size(tokenizer: Any, row: dict, system_prompt: str | None = None, *,
+                image_tokens: ImageTokens | None = None, video_tokens: VideoTokens | None = None) -> int:
+    """The row's prompt length as the engine sees it (`check_prompt_lengths` measures rows the same way)."""
+    return _measure(tokenizer, row, system_prompt, None, _Media(image_tokens, video_tokens))[1]
+
+
 def _measure(tokenizer: Any, row: dict, system_prompt: str | None, hint: str | None,
              media: _Media) -> tuple[list[int], int]:
     """The row's prompt ids as sent to the engine and its length there (image and video placeholders expanded)."""

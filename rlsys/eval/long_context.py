@@ -33,33 +33,25 @@ def _one_fps(rows: list[dict]) -> list[dict]:
 
 
 class PromptTokens:
-    """A row's prompt length as the engine sees it: chat-templated text, each image and video item expanded."""
+    """A row's prompt length as the engine sees it: chat-templated text, each image and video item expanded (the
+    stages' prompt-length check, rlsys/data/prompt_length.py, with the same counters)."""
 
     def __init__(self, model_dir: str, cfg: Any) -> None:
-        from transformers import AutoProcessor, AutoTokenizer
+        from transformers import AutoTokenizer
 
-        from rlsys.data.videos import RowVideoItems
-        from rlsys.learner.vl_inputs import ImageTokenCounter
         from rlsys.learner.worker import is_vision_language
+        from rlsys.stages.sampling import image_token_counter, video_token_counter
 
         self.system = cfg.data.system_prompt
-        self.vl = is_vision_language(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.processor = AutoProcessor.from_pretrained(model_dir) if self.vl else None
-        self.images = ImageTokenCounter(self.processor) if self.vl else None
-        self.video_items = RowVideoItems.from_config(cfg.data, model_dir) if self.vl else None
+        vl = is_vision_language(model_dir)
+        self.images = image_token_counter(model_dir, "long-context eval") if vl else None
+        self.videos = video_token_counter(cfg, model_dir, "long-context eval") if vl else None
 
     def __call__(self, row: dict) -> int:
-        from rlsys.data.encode import encode_prompt, encode_vl_prompt
-        from rlsys.learner.vl_inputs import video_token_count
+        from rlsys.data.prompt_length import prompt_size
 
-        if row_kind(row) == "text":
-            return len(encode_prompt(self.tokenizer, row, self.system))
-        assert self.images is not None and self.video_items is not None
-        items = self.video_items(row) if row.get("videos") else []
-        size = len(encode_vl_prompt(self.tokenizer, row, self.system, None, len(items)))
-        size += sum(self.images(str(p)) - 1 for p in row.get("images") or [])
-        return size + sum(video_token_count(self.processor, item) - 1 for item in items)
+        return prompt_size(self.tokenizer, row, self.system, image_tokens=self.images, video_tokens=self.videos)
 
 
 def long_eval_buckets(cfg: Any, lc: Any, model_dir: str, seed: int) -> dict[str, list[dict]]:

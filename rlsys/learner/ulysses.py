@@ -131,30 +131,23 @@ def _exchange(packed: torch.Tensor, group: Any) -> torch.Tensor:
     return received
 
 
-class _SeqToHead(torch.autograd.Function):
-    """Sequence-sharded -> head-sharded; the backward is the head -> sequence exchange of the gradient."""
+class _Exchange(torch.autograd.Function):
+    """Sequence-sharded -> head-sharded (`to_heads`) or back; the backward is the opposite exchange of the gradient."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, group: Any, size: int) -> torch.Tensor:
-        ctx.group, ctx.size = group, size
+    def forward(ctx: Any, x: torch.Tensor, group: Any, size: int, to_heads: bool) -> torch.Tensor:
+        ctx.group, ctx.size, ctx.to_heads = group, size, to_heads
+        return _exchange_as(x, group, size, to_heads)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        return _exchange_as(grad, ctx.group, ctx.size, not ctx.to_heads), None, None, None
+
+
+def _exchange_as(x: torch.Tensor, group: Any, size: int, to_heads: bool) -> torch.Tensor:
+    if to_heads:
         return unpack_seq_to_head(_exchange(pack_seq_to_head(x, size), group))
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return unpack_head_to_seq(_exchange(pack_head_to_seq(grad, ctx.size), ctx.group)), None, None
-
-
-class _HeadToSeq(torch.autograd.Function):
-    """Head-sharded -> sequence-sharded; the backward is the sequence -> head exchange of the gradient."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, group: Any, size: int) -> torch.Tensor:
-        ctx.group, ctx.size = group, size
-        return unpack_head_to_seq(_exchange(pack_head_to_seq(x, size), group))
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        return unpack_seq_to_head(_exchange(pack_seq_to_head(grad, ctx.size), ctx.group)), None, None
+    return unpack_head_to_seq(_exchange(pack_head_to_seq(x, size), group))
 
 
 def head_sharded_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None,
@@ -189,10 +182,10 @@ def ulysses_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     # chunk r); otherwise they are repeated to one per query head first (more traffic, same result).
     if key.shape[1] % ulysses_size:
         key, value = expand_kv(key, heads), expand_kv(value, heads)
-    q, k, v = (_SeqToHead.apply(t, ulysses_group, ulysses_size) for t in (query, key, value))
+    q, k, v = (_Exchange.apply(t, ulysses_group, ulysses_size, True) for t in (query, key, value))
     out = head_sharded_attention(q, expand_kv(k, q.shape[1]), expand_kv(v, q.shape[1]), scaling,
                                  dropout if module.training else 0.0)
-    return _HeadToSeq.apply(out, ulysses_group, ulysses_size).transpose(1, 2).contiguous(), None
+    return _Exchange.apply(out, ulysses_group, ulysses_size, False).transpose(1, 2).contiguous(), None
 
 
 def register_attention() -> None:
