@@ -29,6 +29,9 @@ class CoreBusy:
         out = {}
         for i, ((busy, total), (busy0, total0)) in enumerate(zip(now, self._last)):
             span = total - total0
-            out[f"cpu/core{i}_busy"] = (busy - busy0) / span if span > 0 else 0.0
+            share = (busy - busy0) / span if span > 0 else 0.0
+            # busy = total - idle is a difference of large floats, and the kernel's idle counter can
+            # step back a tick: an idle core then reads as -1e-11, which is not a share.
+            out[f"cpu/core{i}_busy"] = min(max(share, 0.0), 1.0)
         self._last = now
         return out
