@@ -270,6 +270,36 @@ def with_hint(query: str, hint: str) -> str:
     return query + HINT_PREFIX + hint
 
 
+def hint_sft_rows(rows: list[dict], share: float, seed: int) -> tuple[list[dict], int]:
+    """SFT rows, a `share` of those with `hints` carrying one of them (uniform level) after the query, exactly
+    as progressive hint sampling writes an RL prompt: the model learns to read a hint before RL relies on it.
+    Which rows and levels is decided per row id and `seed`, so it does not depend on row order. The chosen
+    level is kept as `hint_level`; `hints` is dropped from every row. Returns (rows, rows hinted)."""
+    import random
+
+    out, hinted = [], 0
+    for row in rows:
+        hints = row.get("hints")
+        if not hints:
+            out.append(row)
+            continue
+        row = {k: v for k, v in row.items() if k != "hints"}
+        rng = random.Random(f"sft-hint|{seed}|{row.get('id')}")
+        if rng.random() < share:
+            level = rng.randrange(len(hints)) + 1
+            if row.get("messages"):
+                messages = [dict(m) for m in row["messages"]]
+                last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+                messages[last_user]["content"] = with_hint(messages[last_user]["content"], hints[level - 1])
+                row["messages"] = messages
+            else:
+                row["prompt"] = with_hint(row["prompt"], hints[level - 1])
+            row["hint_level"] = level
+            hinted += 1
+        out.append(row)
+    return out, hinted
+
+
 def sft_messages(row: dict, system_prompt: str | None = None) -> list[dict]:
     """Full conversation of an SFT row (loss goes on the assistant turns)."""
     if row.get("messages"):

@@ -12,6 +12,7 @@ from typing import Any
 
 from rlsys.config.validate import ConfigError
 from rlsys.data.encode import encode_pairs, encode_sft_rows, pack_documents
+from rlsys.data.loading import hint_sft_rows
 from rlsys.data.mixture import check_mix_weights, mixture_batches
 from rlsys.data.videos import RowVideoItems
 from rlsys.eval.scoring import evaluate_model
@@ -188,7 +189,11 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(ctx.input_model)
-    parts = stage_parts(ctx, "sft")
+    parts, hinted = [], 0
+    for name, part in stage_parts(ctx, "sft"):
+        part, n = hint_sft_rows(part, ctx.cfg.data.sft_hint_share, ctx.stage.seed)
+        parts.append((name, part))
+        hinted += n
     rows = [r for _, part in parts for r in part]
     processor = input_processor(ctx, rows)
 
@@ -203,12 +208,13 @@ def run_sft(ctx: StageContext) -> dict[str, Any]:
     steps = total_steps(ctx.stage, len(units))
     batches, mix = _mix_plan(ctx, sizes, steps)
     with_images = sum(len(u[0]) > 3 for u in units)
-    log.info("sft: %d rows -> %d sequences (%d with images), %d steps", len(rows), len(units), with_images, steps)
+    log.info("sft: %d rows (%d hinted) -> %d sequences (%d with images), %d steps", len(rows), hinted, len(units),
+             with_images, steps)
     metrics = build_metrics_at(ctx.cfg, ctx.out_dir, ctx.name)
     learners = build_stage_learners(ctx, steps)
     kwargs = {"reduction": "square"} | dict(ctx.stage.loss_kwargs)
     summary = train_loop(ctx, learners, units, ctx.stage.loss, kwargs, steps, metrics, batches=batches)
-    extra = {"sequences": len(units)} | ({"image_sequences": with_images} if with_images else {}) | mix
+    extra = {"sequences": len(units), "hinted_rows": hinted} | ({"image_sequences": with_images} if with_images else {}) | mix
     return _finish(ctx, learners, summary | extra, metrics)
 
 

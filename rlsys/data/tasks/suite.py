@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from rlsys.data.loading import load_rows, with_hint, write_rows
+from rlsys.data.loading import load_rows, write_rows
 from rlsys.data.tasks.corpus import pretrain_rows
 from rlsys.data.tasks.format_tasks import format_rows
 from rlsys.data.tasks.ifeval_soft import align_rows
@@ -36,9 +36,6 @@ GENERATOR_VERSION = "1"
 MANIFEST = "manifest.json"
 FILE_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
 EVAL_FILES = ("math_eval", "ifeval_eval", "align_eval", "format_eval", "pref_eval")
-# Share of math SFT rows whose prompt carries one hint (uniform level 1-5): teaches the model to use a
-# hint, which progressive hint sampling relies on.
-HINTED_SFT_SHARE = 0.15
 # Words of the chat format and the hint protocol the model reads outside the rows' own text.
 CHAT_WORDS = (
     "system user assistant <think> </think> Hint: Question: Answer: Problem: Solution: Request: Response:"
@@ -134,16 +131,16 @@ def sft_rows(spec: SuiteSpec, if_train: list[dict], fmt_train: list[dict]) -> li
     # A separate stream of train-split problems, so RL does not start on problems the model has
     # memorised word for word during SFT (tier 3's problem space is large enough to keep overlap small).
     for r in math_rows(spec.n_train_per_tier, "train", spec.seed, stream="sft"):
-        prompt = r["prompt"]
-        if rng.random() < HINTED_SFT_SHARE:
-            prompt = with_hint(prompt, rng.choice(r["hints"]))
+        # The hints travel with the row; the SFT stage puts one after a share of the queries
+        # (`data.sft_hint_share`), so the share is a setting and not baked into the suite.
         rows.append(
             {
                 "id": "sft-" + r["id"],
                 "data_source": r["data_source"],
                 "task": "math",
-                "prompt": prompt,
+                "prompt": r["prompt"],
                 "response": r["solution"],
+                "hints": r["hints"],
             }
         )
     for r in [*if_train, *fmt_train]:

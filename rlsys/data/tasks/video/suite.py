@@ -26,8 +26,6 @@ from rlsys.data.tasks.visual.suite import visual_fingerprint
 GENERATOR_VERSION = "1"
 MANIFEST = "manifest.json"
 FRAME_NAME = "frame_{:03d}.png"
-# Share of SFT rows whose prompt carries one hint (uniform level 1-5), as in the text and visual suites.
-HINTED_SFT_SHARE = 0.15
 KINDS = {"video_train": "rl", "video_eval": "rl", "video_sft_train": "sft"}
 
 
@@ -98,15 +96,11 @@ def generate_video_suite(spec: VideoSuiteSpec) -> tuple[dict[str, list[dict]], l
 
 
 def sft_rows(base: list[dict], rng: random.Random) -> list[dict]:
-    """Task prompt (some with one hint after it, as the hint sampler writes it) -> worked solution."""
-    from rlsys.data.loading import with_hint
-
+    """Task prompt -> worked solution; the hints travel with the row for the SFT stage (`data.sft_hint_share`)."""
     out = []
     for r in base:
-        hinted = rng.random() < HINTED_SFT_SHARE
-        prompt = with_hint(r["prompt"], rng.choice(r["hints"])) if hinted else r["prompt"]
-        keep = ("data_source", "task", "tier", "answer", "videos", "fps", "scene", "query")
-        out.append({"id": "sft-" + r["id"], "prompt": prompt, "response": r["solution"]}
+        keep = ("data_source", "task", "tier", "answer", "videos", "fps", "scene", "query", "hints")
+        out.append({"id": "sft-" + r["id"], "prompt": r["prompt"], "response": r["solution"]}
                    | {k: r[k] for k in keep})
     rng.shuffle(out)
     return out

@@ -32,8 +32,6 @@ from rlsys.data.tasks.visual.tasks import TASKS, task_rows
 GENERATOR_VERSION = "1"
 MANIFEST = "manifest.json"
 IMAGE_DIR = "images"
-# Share of SFT rows whose prompt carries one hint (uniform level 1-5), as in the text suite.
-HINTED_SFT_SHARE = 0.15
 KINDS = {
     "vl_train": "rl",
     "vl_eval": "rl",
@@ -119,22 +117,18 @@ def generate_visual_suite(spec: VisualSuiteSpec) -> dict[str, list[dict]]:
 
 
 def sft_rows(base: list[dict], rng: random.Random) -> list[dict]:
-    """Task prompt (some with one hint after it, as the hint sampler writes it) -> worked solution."""
-    from rlsys.data.loading import with_hint
-
+    """Task prompt -> worked solution; the hints travel with the row for the SFT stage (`data.sft_hint_share`)."""
     out = []
     for r in base:
-        prompt = (
-            with_hint(r["prompt"], rng.choice(r["hints"])) if rng.random() < HINTED_SFT_SHARE else r["prompt"]
-        )
         out.append(
             {
                 "id": "sft-" + r["id"],
                 "data_source": r["data_source"],
                 "task": r["task"],
                 "tier": r["tier"],
-                "prompt": prompt,
+                "prompt": r["prompt"],
                 "response": r["solution"],
+                "hints": r["hints"],
                 "answer": r["answer"],
                 "images": r["images"],
                 "scene": r["scene"],
