@@ -76,15 +76,19 @@ def base_model_identity(cfg: Any) -> Any:
 
 
 def data_identity(cfg: Any, stage: Any) -> Any:
+    # How the rows are rendered, where it is set: the SFT stage's hint share and a system turn.
+    rendering = {"sft_hint_share": cfg.data.sft_hint_share} if stage.kind == "sft" else {}
+    if cfg.data.get("system_prompt") is not None:
+        rendering["system_prompt"] = cfg.data.system_prompt
     if stage.data_from:
         # The producing stage's hash (in the spec's inputs) identifies the file's content.
-        return {"from": stage.data_from}
+        return {"from": stage.data_from} | rendering
     files_key = USER_FILES.get(stage.kind)
     user_files = list(cfg.data[files_key]) if files_key else []
     if user_files:
-        return {"files": _file_identity(user_files)}
+        return {"files": _file_identity(user_files)} | rendering
     # The text suite and the split; plus the visual suite's identity for a vl_* split (rlsys/stages/io.py).
-    return suite_data_identity(cfg, stage.data)
+    return suite_data_identity(cfg, stage.data) | rendering
 
 
 def stage_config(cfg: Any, name: str) -> Any:

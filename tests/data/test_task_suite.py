@@ -32,6 +32,8 @@ TINY = SuiteSpec(
 NAMES = {
     "math_train",
     "math_eval",
+    "math_chain_train",
+    "math_chain_eval",
     "ifeval_train",
     "ifeval_eval",
     "align_train",
@@ -63,6 +65,8 @@ def test_every_file_loads_with_its_schema(small_suite: dict[str, str]) -> None:
     kinds = {
         "math_train": "rl",
         "math_eval": "rl",
+        "math_chain_train": "rl",
+        "math_chain_eval": "rl",
         "ifeval_train": "ifeval",
         "ifeval_eval": "ifeval",
         "align_train": "ifeval",

@@ -42,6 +42,15 @@ def test_a_stage_setting_moves_its_key_and_every_key_downstream_only(tmp_path: P
     assert threads == base
 
 
+def test_row_rendering_settings_move_the_keys_of_the_stages_that_read_them(tmp_path: Path) -> None:
+    base = {n: p.path.name for n, p in _plan(tmp_path).items()}
+    hinted = {n: p.path.name for n, p in _plan(tmp_path, "data.sft_hint_share=0.5").items()}
+    # Pretraining reads no SFT rows: its artifact is shared; the SFT stages and what follows rebuild.
+    assert [n for n in base if base[n] != hinted[n]] == ["sft", "sft_more", "rl"]
+    system = {n: p.path.name for n, p in _plan(tmp_path, "data.system_prompt=Be brief.").items()}
+    assert [n for n in base if base[n] != system[n]] == ["pretrain", "sft", "sft_more", "rl"]
+
+
 def test_main_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["+exp=gspo_hints", f"artifacts_dir={tmp_path}"]) == 0
     out = capsys.readouterr().out

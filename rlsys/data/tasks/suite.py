@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsys.data.loading import load_rows, write_rows
+from rlsys.data.tasks.compose import chain_rows
 from rlsys.data.tasks.corpus import pretrain_rows
 from rlsys.data.tasks.format_tasks import format_rows
 from rlsys.data.tasks.ifeval_soft import align_rows
@@ -35,7 +36,7 @@ from rlsys.data.tasks.preference import preference_rows
 GENERATOR_VERSION = "1"
 MANIFEST = "manifest.json"
 FILE_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
-EVAL_FILES = ("math_eval", "ifeval_eval", "align_eval", "format_eval", "pref_eval")
+EVAL_FILES = ("math_eval", "math_chain_eval", "ifeval_eval", "align_eval", "format_eval", "pref_eval")
 # Words of the chat format and the hint protocol the model reads outside the rows' own text.
 CHAT_WORDS = (
     "system user assistant <think> </think> Hint: Question: Answer: Problem: Solution: Request: Response:"
@@ -55,6 +56,8 @@ class SuiteSpec:
     n_pretrain_docs: plain-text documents in `pretrain`.
     format: file format, "jsonl" or "parquet".
     n_format_train / n_format_eval: format-adherence rows (json / markdown / code / think).
+    n_chain_train / n_chain_eval: composed math problems (tier 4, rlsys/data/tasks/compose.py) in
+        math_chain_train / math_chain_eval; no default stage trains on them.
     """
 
     seed: int = 1234
@@ -70,6 +73,8 @@ class SuiteSpec:
     format: str = "jsonl"
     n_format_train: int = 200
     n_format_eval: int = 40
+    n_chain_train: int = 1000
+    n_chain_eval: int = 100
 
     def __post_init__(self) -> None:
         if self.format not in FILE_FORMATS:
@@ -102,6 +107,8 @@ def generate_suite(spec: SuiteSpec) -> tuple[dict[str, list[dict]], dict[str, An
     rows = {
         "math_train": math_rows(spec.n_train_per_tier, "train", seed),
         "math_eval": math_rows(spec.n_eval_per_tier, "eval", seed),
+        "math_chain_train": chain_rows(spec.n_chain_train, "train", seed),
+        "math_chain_eval": chain_rows(spec.n_chain_eval, "eval", seed),
         "ifeval_train": if_train,
         "ifeval_eval": if_eval,
         "align_train": align_train,
