@@ -365,6 +365,8 @@ class EvalConfig:
     max_math: int = setting(300, ge=0)
     # Held-out instruction-following prompts scored.
     max_ifeval: int = setting(100, ge=0)
+    # Held-out composed problems (math_chain_eval, tier 4) scored besides max_math; 0 = none.
+    max_chain: int = setting(0, ge=0)
     # Held-out preference pairs scored.
     max_pairs: int = setting(200, ge=0)
     # Longest evaluated answer, in tokens.

@@ -26,6 +26,7 @@ def eval_rows(cfg: Any) -> dict[str, list[dict]]:
     carry `images` / `videos` are only scored by `eval.visual` / `eval.video`."""
     from rlsys.data.loading import load_rows
 
+    chains: list[dict] = []
     if cfg.data.eval_files:
         loaded, _ = load_rows(list(cfg.data.eval_files), "rl", cfg.data.on_bad_row)
         rows = [r for r in loaded if not r.get("images") and not r.get("videos")]
@@ -44,7 +45,10 @@ def eval_rows(cfg: Any) -> dict[str, list[dict]]:
         if_rows, _ = load_rows(files["ifeval_eval"], "rl")
         format_rows, _ = load_rows(files["format_eval"], "rl") if "format_eval" in files else ([], {})
         visual = visual_eval_rows(cfg) | video_eval_rows(cfg)
-    return {"math": _spread(math_rows, cfg.eval.max_math), "ifeval": if_rows[: cfg.eval.max_ifeval],
+        if cfg.eval.max_chain:
+            # Tier 4 on top of the spread tiers 1-3, so turning it on leaves their rows as they were.
+            chains = load_rows(files["math_chain_eval"], "rl")[0][: cfg.eval.max_chain]
+    return {"math": _spread(math_rows, cfg.eval.max_math) + chains, "ifeval": if_rows[: cfg.eval.max_ifeval],
             "format": format_rows} | visual
 
 

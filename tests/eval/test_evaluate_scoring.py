@@ -55,3 +55,23 @@ def test_paired_difference_by_hand():
 
     assert paired_difference([0.0, 0.0], [0.1, 0.3]) == "+0.200 ± 0.100"
     assert paired_difference([1.0], [0.5]) == "-0.500 ± nan"
+
+
+def test_eval_max_chain_adds_tier_4_rows_after_the_spread_tiers(tmp_path):
+    from omegaconf import OmegaConf
+
+    from rlsys.config.schema import Config
+    from rlsys.eval.scoring import eval_rows
+
+    cfg = OmegaConf.structured(Config)
+    cfg.artifacts_dir = str(tmp_path)
+    cfg.data.suite = OmegaConf.merge(cfg.data.suite, {
+        "n_train_per_tier": 4, "n_eval_per_tier": 4, "n_if_train": 4, "n_if_eval": 2, "n_align_train": 4,
+        "n_align_eval": 2, "n_pref_train": 4, "n_pref_eval": 2, "n_pretrain_docs": 10, "n_format_train": 4,
+        "n_format_eval": 2, "n_chain_train": 4, "n_chain_eval": 5})
+    cfg.eval.max_math = 6
+    plain = eval_rows(cfg)["math"]
+    assert [r["tier"] for r in plain] == [1, 1, 2, 2, 3, 3]
+    cfg.eval.max_chain = 3
+    with_chains = eval_rows(cfg)["math"]
+    assert with_chains[:6] == plain and [r["tier"] for r in with_chains[6:]] == [4, 4, 4]
