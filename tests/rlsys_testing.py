@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from rlsys.config.schema import learner_settings
@@ -140,3 +143,14 @@ class SoftJudgeServer(ChatServer):
         if "garble" in response:
             return "I am not sure."
         return "\n".join(lines[:1] if "half" in response else lines)
+
+
+def run_rlsys(args: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """`python -m rlsys.run *args` from the repo root with tests/ importable (plug-in rewards of the
+    tests); fails the test with the end of the output when the run fails."""
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo / "tests"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "rlsys.run", *args], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    return proc

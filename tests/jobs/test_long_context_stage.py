@@ -5,16 +5,12 @@ input length before and after, through real Ray, DeepSpeed and vLLM."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from rlsys_testing import SMALL
+from rlsys_testing import SMALL, run_rlsys
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 VISUAL = ["data.visual.tasks=[arith,count]", "data.visual.n_train_per_task=2", "data.visual.n_eval_per_task=3",
@@ -36,10 +32,7 @@ def test_long_context_stage_on_video_image_and_text(tmp_path: Path, tiny_vl_dir:
         f"{s}long_context.eval_rows=2", "eval.max_tokens=8", *VISUAL, *VIDEO, *SMALL, f"model.path={tiny_vl_dir}",
         f"artifacts_dir={tmp_path / 'artifacts'}", f"hydra.run.dir={tmp_path / 'run'}", "ray.num_cpus=2",
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "rlsys.run", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    run_rlsys(args)
     stage = tmp_path / "run" / "stages" / "long"
     summary = json.loads((stage / "summary.json").read_text())
     # Both phases trained, the second on longer sequences than the first could hold.

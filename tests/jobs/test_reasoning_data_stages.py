@@ -7,19 +7,15 @@ about half the time (tests/rl_test_rewards.py); each kept or dropped row is chec
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from rlsys_testing import SMALL
+from rlsys_testing import SMALL, run_rlsys
 
 from rewards.steps import check_statements
 from rlsys.data.loading import load_rows
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 K_FILTER, K_PATHS, MAX_TOKENS = 4, 5, 16
 
@@ -43,10 +39,7 @@ def test_sft_pass_filter_and_cold_start_stages(tmp_path: Path) -> None:
         f"rollout.max_tokens={MAX_TOKENS}", "rollout.stop=[e]", *SMALL,
         f"artifacts_dir={tmp_path / 'artifacts'}", f"hydra.run.dir={tmp_path / 'run'}", "ray.num_cpus=2",
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "rlsys.run", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    run_rlsys(args)
     stages = tmp_path / "run" / "stages"
 
     # sft_pass_filter: the rows at pass rate >= 2/4 are gone, every other row is written, as it was.

@@ -4,19 +4,15 @@ with their SlowFast streams, its pairs keep the videos, and MPO on them trains t
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from rlsys_testing import SMALL
+from rlsys_testing import SMALL, run_rlsys
 from safetensors.torch import load_file
 
 from rlsys.data.loading import load_rows
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -36,10 +32,7 @@ def test_pref_sample_and_mpo_on_video_rows(tmp_path: Path, tiny_vl_dir: str) -> 
         "rollout.stop=[e,a,o,t]", "eval.max_pairs=2", *SMALL, f"model.path={tiny_vl_dir}", f"artifacts_dir={tmp_path / 'artifacts'}",
         f"hydra.run.dir={tmp_path / 'run'}", "ray.num_cpus=2",
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "rlsys.run", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    proc = run_rlsys(args)
     stages = tmp_path / "run" / "stages"
     # The questions went out with their videos planned into SlowFast streams (one log line per planned video; the
     # pairs' own lines, planned again for MPO, carry a "-pair" id).

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from rlsys_testing import SMALL, draw_image
+from rlsys_testing import SMALL, draw_image, run_rlsys
 
 from rlsys.config.schema import Config
 from rlsys.config.validate import ConfigError
 from rlsys.jobs.train import input_processor
 from rlsys.stages.context import StageContext
 
-REPO = Path(__file__).resolve().parents[2]
 VISUAL = {"tasks": ["arith", "count"], "n_train_per_task": 2, "n_eval_per_task": 1, "n_sft_per_task": 4,
           "n_trap_train": 1, "n_trap_eval": 1, "image_size": 64}
 
@@ -74,10 +70,7 @@ def test_short_sft_and_mpo_stages_on_image_rows_train_the_vision_tower(tmp_path:
         f"model.path={tiny_vl_dir}", f"artifacts_dir={tmp_path / 'artifacts'}", f"hydra.run.dir={tmp_path / 'run'}",
         "ray.num_cpus=2", *(f"data.visual.{k}={json.dumps(v)}" for k, v in VISUAL.items()),
     ]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-m", "rlsys.run", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
+    run_rlsys(args)
     stages = tmp_path / "run" / "stages"
     summary = json.loads((stages / "vsft" / "summary.json").read_text())
     assert math.isfinite(summary["final_loss"]) and summary["steps"] == 3

@@ -131,9 +131,10 @@ def test_rows_with_malformed_hints_fail_naming_file_row_and_level(tmp_path: Path
 
 
 def test_hinted_sft_rows_render_as_rl_prompts_do() -> None:
+    from rlsys.data.loading import hint_sft_rows
     from rlsys.data.tasks.suite import SuiteSpec, sft_rows
 
-    rows = sft_rows(SuiteSpec(n_train_per_tier=40), [], [])
+    rows, _ = hint_sft_rows(sft_rows(SuiteSpec(n_train_per_tier=40), [], []), 0.15, seed=0)
     hinted = [r for r in rows if "\n\nHint: " in r["prompt"]]
     assert 0 < len(hinted) < len(rows)
     for r in hinted:
