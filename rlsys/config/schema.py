@@ -113,8 +113,9 @@ class DataConfig:
     max_prompt_tokens: int | None = setting(None, gt=0)
     # System turn put before every prompt (null = none).
     system_prompt: str | None = None
-    # Share of SFT rows with `hints` that carry one (uniform level) after the query, as RL prompts do.
-    sft_hint_share: float = setting(0.15, ge=0, le=1)
+    # Share of SFT rows with `hints` that carry one (uniform level) after the query, as RL prompts do
+    # (at 0.15 the model learnt to misuse hints: docs/benchmarks/rl.md, "Unconditional hint table").
+    sft_hint_share: float = setting(0.5, ge=0, le=1)
     # Sizes and seed of the embedded task suite (rlsys/data/tasks/suite.py SuiteSpec).
     suite: SuiteConfig = field(default_factory=SuiteConfig)
     # Sizes, seed and image size of the embedded visual suite, read by stages whose `data` names a vl_* split
