@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -117,6 +118,22 @@ def hf_logprobs(model_dir: str, batch: dict, device: torch.device) -> list[list[
     return out
 
 
+def timed_gspo_steps(worker: Any, batch: dict, steps: int) -> tuple[dict, dict, list[float], float | None]:
+    """One warm-up GSPO step (kl_coef KL_COEF) then `steps` timed ones: (first result, last result, step
+    seconds, peak GPU memory in GiB or None on CPU)."""
+    kwargs = {"eps_low": 3e-4, "eps_high": 4e-4, "kl_coef": KL_COEF}
+    if worker.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    first = worker.train_step(batch, "gspo", kwargs)
+    times, last = [], first
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        last = worker.train_step(batch, "gspo", kwargs)
+        times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if worker.device.type == "cuda" else None
+    return first, last, times, peak
+
+
 def one_run(args: argparse.Namespace) -> dict:
     """A single shape x ZeRO run in this process (rank 0 of 1)."""
     from transformers import AutoConfig
@@ -142,16 +159,7 @@ def one_run(args: argparse.Namespace) -> dict:
     start_lp = worker.compute_logprobs(probe)
     hf_lp = hf_logprobs(model_dir, probe, worker.device)
     batch = random_batch(vocab, args.seqs, args.seq_len, old=start_lp)
-    kwargs = {"eps_low": 3e-4, "eps_high": 4e-4, "kl_coef": KL_COEF}
-    if worker.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    first = worker.train_step(batch, "gspo", kwargs)
-    times, last = [], first
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        last = worker.train_step(batch, "gspo", kwargs)
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if worker.device.type == "cuda" else None
+    first, last, times, peak = timed_gspo_steps(worker, batch, args.steps)
     now_lp = worker.compute_logprobs(probe)
     saved = worker.save_hf(os.path.join(work, "saved"))
     saved_lp = hf_logprobs(saved, probe, worker.device)

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_learner_gpu import KL_COEF, ROOT, learner_cfg, mean_abs_diff, shaped_model  # noqa: E402
+from bench_learner_gpu import ROOT, learner_cfg, mean_abs_diff, shaped_model, timed_gspo_steps  # noqa: E402
 
 # TinyArch / tiny_texts (the test suite's tiny LM) live under tests/.
 sys.path.insert(0, str(ROOT / "tests"))
@@ -213,16 +213,7 @@ def one_run(args: argparse.Namespace) -> dict:
     hf_lp = hf_logprobs(model_dir, probe, worker.processor, worker.pad_id, worker.device)
     batch = {**probe, "fields": {**probe["fields"], "old_logprobs": start_lp}}
     before = probe_weights(worker)
-    kwargs = {"eps_low": 3e-4, "eps_high": 4e-4, "kl_coef": KL_COEF}
-    if worker.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    first = worker.train_step(batch, "gspo", kwargs)
-    times, last = [], first
-    for _ in range(args.steps):
-        t1 = time.perf_counter()
-        last = worker.train_step(batch, "gspo", kwargs)
-        times.append(time.perf_counter() - t1)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if worker.device.type == "cuda" else None
+    first, last, times, peak = timed_gspo_steps(worker, batch, args.steps)
     after = probe_weights(worker)
     now_lp = worker.compute_logprobs(probe)
     saved = worker.save_hf(str(work / "saved"))
