@@ -195,6 +195,25 @@ def one_run(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_each(script: str, runs: list[str], extra: list[str], timeout: float, out: str | None) -> None:
+    """Each run in its own `script --one RUN` subprocess (a clean CUDA context and process group per run);
+    prints each result line and rewrites `out` after every run, so a cut-off keeps the finished ones."""
+    results = []
+    for run in runs:
+        cmd = [sys.executable, script, *sys.argv[1:], *extra, "--one", run]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            result = json.loads(lines[-1][7:]) if lines else {"run": run, "rc": proc.returncode,
+                                                              "error": proc.stderr[-3000:]}
+        except subprocess.TimeoutExpired:
+            result = {"run": run, "error": f"timed out after {timeout} s"}
+        print(json.dumps(result), flush=True)
+        results.append(result)
+        if out:
+            Path(out).write_text(json.dumps(results, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True)
@@ -212,19 +231,7 @@ def main() -> None:
     if args.one:
         print("RESULT " + json.dumps(one_run(args)), flush=True)
         return
-    results = []
-    for run in args.runs.split(","):
-        cmd = [sys.executable, __file__, *sys.argv[1:], "--one", run]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            result = json.loads(lines[-1][7:]) if lines else {"run": run, "error": proc.stderr[-3000:]}
-        except subprocess.TimeoutExpired:
-            result = {"run": run, "error": f"timed out after {args.timeout} s"}
-        print(json.dumps(result), flush=True)
-        results.append(result)
-        if args.out:
-            Path(args.out).write_text(json.dumps(results, indent=1))
+    run_each(__file__, args.runs.split(","), [], args.timeout, args.out)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_learner_gpu import ROOT, learner_cfg, mean_abs_diff, shaped_model, timed_gspo_steps  # noqa: E402
+from bench_learner_gpu import ROOT, learner_cfg, mean_abs_diff, run_each, shaped_model, timed_gspo_steps  # noqa: E402
 
 # TinyArch / tiny_texts (the test suite's tiny LM) live under tests/.
 sys.path.insert(0, str(ROOT / "tests"))
@@ -301,20 +301,7 @@ def main() -> None:
 
 
 def run_all(args: argparse.Namespace, runs: list[str], cache: str) -> None:
-    results = []
-    for run in runs:
-        cmd = [sys.executable, __file__, *sys.argv[1:], "--model-cache", cache, "--one", run]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-            lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            result = json.loads(lines[-1][7:]) if lines else {"run": run, "rc": proc.returncode,
-                                                              "error": proc.stderr[-3000:]}
-        except subprocess.TimeoutExpired:
-            result = {"run": run, "error": f"timed out after {args.timeout} s"}
-        print(json.dumps(result), flush=True)
-        results.append(result)
-        if args.out:
-            Path(args.out).write_text(json.dumps(results, indent=1))
+    run_each(__file__, runs, ["--model-cache", cache], args.timeout, args.out)
 
 
 if __name__ == "__main__":
