@@ -7,6 +7,7 @@ import os
 import pickle
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from test_gspo_hints_run import _comparable, _finish, _records, _run
@@ -16,10 +17,8 @@ pytestmark = pytest.mark.slow
 ASYNC = ["stages.rl.rl.max_staleness=1"]
 
 
-def test_one_step_off_policy_run_trains_on_samples_one_version_old(tmp_path):
-    run = tmp_path / "run"
-    _finish(_run([*ASYNC, "stages.rl.rl.steps=4", "stages.rl.rl.save_every=0", "stages.rl.rl.eval_every=2"],
-                 tmp_path, run))
+def _check_one_step_off_policy(run: Path) -> None:
+    """A finished 4-step run with max_staleness=1 trained on samples one version old."""
     steps = [r for r in _records(run / "stages" / "rl") if "train/loss" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
     # Step 1 trains on the input model's samples; every later batch was sampled one version behind the learner
@@ -32,13 +31,15 @@ def test_one_step_off_policy_run_trains_on_samples_one_version_old(tmp_path):
     assert all(r["async/dropped_stale"] == 0.0 for r in steps)
     assert all(0.0 <= r["async/rollout_busy_share"] <= 1.0 and "time/rollout_wait_s" in r for r in steps)
     assert steps[-1]["policy_version"] == 4
-    assert any("eval/math_acc" in r for r in steps if r["step"] == 2)
+    assert any("eval/math_acc" in r for r in steps if r["step"] == 3)
 
 
-def test_async_kill_and_resume_trains_the_saved_batch_and_matches(tmp_path):
-    steps = [*ASYNC, "stages.rl.rl.steps=4", "stages.rl.rl.save_every=2", "stages.rl.rl.eval_every=0"]
+def test_one_step_off_policy_run_and_kill_and_resume_trains_the_saved_batch_and_matches(tmp_path):
+    # An evaluation at step 3, after the checkpoint the kill follows: the resumed run must redo it alike.
+    steps = [*ASYNC, "stages.rl.rl.steps=4", "stages.rl.rl.save_every=2", "stages.rl.rl.eval_every=3"]
     straight = tmp_path / "straight"
     _finish(_run(steps, tmp_path, straight))
+    _check_one_step_off_policy(straight)
 
     killed = tmp_path / "killed"
     proc = _run(steps, tmp_path, killed, start_new_session=True)

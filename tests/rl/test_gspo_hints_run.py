@@ -53,18 +53,17 @@ def _records(stage_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (stage_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_short_run_trains_logs_and_writes_tables(tmp_path):
-    run = tmp_path / "run"
-    _finish(_run(["stages.rl.rl.steps=3", "stages.rl.rl.save_every=3"], tmp_path, run))
+def _check_short_run(run: Path) -> None:
+    """What a finished 4-step run writes: per-step metrics, evaluations, hint tables, curves, changed weights."""
     stage = run / "stages" / "rl"
     records = _records(stage)
     steps = [r for r in records if r.get("step", 0) > 0 and "train/loss" in r]
-    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
     for key in ("rollout/accuracy", "rollout/response_length", "filter/sampled", "filter/kept", "train/loss",
                 "train/clip_frac", "train/mean_abs_log_ratio", "train/entropy", "time/rollout_s", "time/reward_s",
                 "time/train_s", "time/sync_s", "time/other_s", "policy_version"):
         assert all(key in r for r in steps), key
-    assert steps[-1]["policy_version"] == 3
+    assert steps[-1]["policy_version"] == 4
     # The suite's rows carry a tier: fresh-problem accuracy is also logged per tier.
     assert all(any(k.startswith("rollout/accuracy_tier") for k in r) for r in steps)
     assert any("eval/math_acc" in r for r in records if r.get("step") == 0)
@@ -88,10 +87,11 @@ def _comparable(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not any(t in k for t in volatile)} for r in records]
 
 
-def test_kill_and_resume_matches_uninterrupted(tmp_path):
+def test_a_short_run_trains_and_logs_and_kill_and_resume_matches_it(tmp_path):
     steps = ["stages.rl.rl.steps=4", "stages.rl.rl.save_every=2", "stages.rl.rl.eval_every=0"]
     straight = tmp_path / "straight"
     _finish(_run(steps, tmp_path, straight))
+    _check_short_run(straight)
 
     killed = tmp_path / "killed"
     proc = _run(steps, tmp_path, killed, start_new_session=True)

@@ -152,8 +152,10 @@ def _steps(metrics: Path) -> list[dict]:
     return [r for r in rows if r.get("step", 0) > 0 and "train/loss" in r]
 
 
-@pytest.mark.parametrize("lose_node", [False, True], ids=["rollouts_on_node", "node_lost_mid_run"])
-def test_gspo_hints_on_two_nodes(cluster, tmp_path, lose_node):
+def test_gspo_hints_on_two_nodes_rollouts_on_the_labelled_node_then_node_lost_mid_run(cluster, tmp_path):
+    # One run checks both: the rollout actor is placed on the labelled node (model and code brought there by
+    # Ray), then that node is lost while it generates. A later weight version reaching a remote actor through
+    # the object store is test_rollout_actor_on_the_labelled_node_gets_code_and_weights_through_ray.
     node = cluster.start_node()
     ids = _node_ids(cluster)
     run = tmp_path / "run"
@@ -166,7 +168,7 @@ def test_gspo_hints_on_two_nodes(cluster, tmp_path, lose_node):
          "rollout.pool.request_timeout_s=300", f"artifacts_dir={tmp_path / 'artifacts'}", f"hydra.run.dir={run}",
          *SMALL_RUN, f"stages.rl.rl.steps={steps}",
          # Rollouts long enough (seconds) that the node is lost while it holds groups.
-         *(["stages.rl.rl.batch_groups=16", "rollout.group_size=8"] if lose_node else [])],
+         "stages.rl.rl.batch_groups=16", "rollout.group_size=8"],
         cwd=REPO, env=env, stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True)
     metrics = run / "stages" / "rl" / "metrics.jsonl"
     head_models = cluster.head.temp_dir / "rlsys-models"
@@ -181,12 +183,11 @@ def test_gspo_hints_on_two_nodes(cluster, tmp_path, lose_node):
         # with the code Ray shipped there.
         assert list((node.temp_dir / "rlsys-models").glob("*/config.json")), f"no model copy under {node.temp_dir}"
         assert any("working_dir_files" in str(p) for p in node.temp_dir.rglob("rlsys/__init__.py"))
-        if lose_node:
-            # Lose it while it generates, so groups are in flight on it.
-            assert node.wait_busy("ray::RolloutWorker", timeout=120, window=0.1), "the rollout actor never got busy"
-            lost_at = time.monotonic()
-            print(f"node killed at {time.strftime('%H:%M:%S')}")
-            node.kill()  # the node is lost mid-run: its raylet, agents and the rollout actor, nothing else
+        # Lose it while it generates, so groups are in flight on it.
+        assert node.wait_busy("ray::RolloutWorker", timeout=120, window=0.1), "the rollout actor never got busy"
+        lost_at = time.monotonic()
+        print(f"node killed at {time.strftime('%H:%M:%S')}")
+        node.kill()  # the node is lost mid-run: its raylet, agents and the rollout actor, nothing else
         proc.wait(timeout=1500)
     finally:
         if proc.poll() is None:
@@ -200,15 +201,10 @@ def test_gspo_hints_on_two_nodes(cluster, tmp_path, lose_node):
     assert sum(r.get("pool/failed_groups", 0.0) for r in rows) == 0
     deaths = sum(r.get("pool/actor_deaths", 0.0) for r in rows)
     head_copy = set(head_models.glob("*/config.json")) - head_before
-    if lose_node:
-        # The dead actor was replaced on the head, which got its own copy of the model from the object store.
-        assert deaths >= 1 and sum(r.get("pool/actors_replaced", 0.0) for r in rows) >= 1 and head_copy
-        # The groups it held were sent again (to its replacement) and delivered once: the steps above are complete.
-        assert sum(r.get("pool/redispatched", 0.0) for r in rows) >= 1
-        print(f"run finished {time.monotonic() - lost_at:.0f} s after the node was lost")
-        # rlsys left the cluster as it was given (minus the node the test killed).
-        assert _node_ids(cluster) == {"head": ids["head"]}
-    else:
-        # Every step's rollouts ran on the second node (each weight version went there through the object store).
-        assert deaths == 0 and not head_copy
-        assert _node_ids(cluster) == ids
+    # The dead actor was replaced on the head, which got its own copy of the model from the object store.
+    assert deaths >= 1 and sum(r.get("pool/actors_replaced", 0.0) for r in rows) >= 1 and head_copy
+    # The groups it held were sent again (to its replacement) and delivered once: the steps above are complete.
+    assert sum(r.get("pool/redispatched", 0.0) for r in rows) >= 1
+    print(f"run finished {time.monotonic() - lost_at:.0f} s after the node was lost")
+    # rlsys left the cluster as it was given (minus the node the test killed).
+    assert _node_ids(cluster) == {"head": ids["head"]}
