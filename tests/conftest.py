@@ -1,9 +1,10 @@
-"""Shared fixtures: one local Ray per test session, the tiny models built once, and a small video suite."""
+"""Shared fixtures: one local Ray per test session, the tiny models built once, the base stages of the short\nreal runs built once, and a small video suite."""
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,22 @@ def tiny_model_dir(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("tiny-model")
     build_tiny_model(out, TinyArch, tiny_texts(), seed=0)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def base_artifacts(tmp_path_factory) -> Path:
+    """Artifacts of pretrain -> sft -> sft_more on the small suite (rlsys_testing.BASE_STAGES), built once."""
+    from rlsys_testing import build_base_artifacts
+
+    return build_base_artifacts(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture
+def seeded_artifacts(base_artifacts, tmp_path) -> Path:
+    """`tmp_path / "artifacts"` holding a copy of the base artifacts: a short real run there starts at RL."""
+    from rlsys_testing import seed_artifacts
+
+    return seed_artifacts(base_artifacts, tmp_path / "artifacts")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,29 @@ SMALL = [
     "data.suite.n_pretrain_docs=100", "data.suite.n_format_train=8", "data.suite.n_format_eval=4",
     "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.head_dim=32", "model.tiny.vocab_size=400",
 ]
+
+
+# The stages a short text run starts from, at the smallest settings that still train (3 steps each).
+BASE_STAGES = [f"stages.{s}.{k}" for s in ("pretrain", "sft", "sft_more")
+               for k in ("max_steps=3", "evaluate=false", "batch_size=8")]
+# The short runs' held-out evaluation (part of every stage's key, so the base artifacts are built with it).
+SHORT_EVAL = ["eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "eval.max_pairs=4"]
+
+
+def build_base_artifacts(dest: Path) -> Path:
+    """The small suite, the tiny model and pretrain -> sft -> sft_more (SMALL, BASE_STAGES, SHORT_EVAL) built
+    under `dest`; returns its artifacts directory."""
+    run_rlsys(["+exp=gspo_hints", "pipeline=[sft_more]", f"artifacts_dir={dest / 'artifacts'}",
+               f"hydra.run.dir={dest / 'run'}", *SMALL, *BASE_STAGES, *SHORT_EVAL])
+    return dest / "artifacts"
+
+
+def seed_artifacts(base: Path, dest: Path) -> Path:
+    """Copy the base artifacts into a run's `artifacts_dir`. Artifacts are found by their stage key, so a run
+    with the same data, model and base-stage settings reuses them and any other setting builds its own, as
+    in a fresh directory: the seed saves time and changes no result."""
+    shutil.copytree(base, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.lock"))
+    return dest
 
 
 class RecordingPool:

@@ -356,7 +356,7 @@ def run_judge_data(ctx: StageContext) -> dict[str, Any]:
         "eval_rows": len(held_out),
         "eval_pairs": len(held_out) // 2,
         "think": think,
-        "data_file": str(Path(ctx.out_dir) / DATA_FILE),
+        "data_file": DATA_FILE,  # in the stage's artifact directory
     }
     log.info("judge_data %s: %d train rows, %d held-out judgments", ctx.name, len(train), len(held_out))
     return summary

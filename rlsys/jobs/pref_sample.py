@@ -85,7 +85,7 @@ def run_pref_sample(ctx: StageContext) -> dict[str, Any]:
         "pairs": len(pairs),
         "problems_with_pairs": len({p["id"].rsplit("-pair", 1)[0] for p in pairs}),
         "correct_hist": hist,
-        "data_file": str(Path(ctx.out_dir) / DATA_FILE),
+        "data_file": DATA_FILE,  # in the stage's artifact directory
     }
     log.info("pref_sample %s: %d pairs from %d problems; correct-count histogram %s", ctx.name, len(pairs), len(ok), hist)
     return summary

@@ -174,7 +174,7 @@ def run_sft_pass_filter(ctx: StageContext) -> dict[str, Any]:
         "pass_hist": hist,
         "mean_pass_rate": sum(rates) / max(1, len(rates)),
         "gold_sources": dict(gold),
-        "data_file": str(Path(ctx.out_dir) / DATA_FILE),
+        "data_file": DATA_FILE,  # in the stage's artifact directory
     }
     log.info("sft_pass_filter %s: dropped %d of %d measured rows (pass rate >= %g), kept %d of %d; histogram %s",
              ctx.name, len(drop), len(measured), threshold, len(kept), len(rows), hist)
@@ -252,8 +252,8 @@ def run_cold_start(ctx: StageContext) -> dict[str, Any]:
                                         "up_sampled")},
         "rows_in_file": len(out_rows),
         "mean_quality": quality_sum / max(1, counts["rows"]),
-        "data_file": str(Path(ctx.out_dir) / DATA_FILE),
-        "paths_file": str(Path(ctx.out_dir) / PATHS_FILE),
+        "data_file": DATA_FILE,  # in the stage's artifact directory
+        "paths_file": PATHS_FILE,
     }
     if not out_rows:
         checks = {key: summary[key] for key in ("problems", "paths", "gold_ok", "majority_ok", "answer_ok", "steps_ok")}

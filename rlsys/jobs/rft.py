@@ -214,7 +214,7 @@ def run_rft_sample(ctx: StageContext) -> dict[str, Any]:
         "best_sample_primary_mean": sum(best_primary) / max(1, len(best_primary)),
         "gold_sources": dict(gold),
         "reward_metrics": {k_: v for k_, v in metrics.items() if not k_.endswith("time_s")},
-        "data_file": str(Path(ctx.out_dir) / DATA_FILE),
+        "data_file": DATA_FILE,  # in the stage's artifact directory
     }
     log.info("rft_sample %s: replaced %d of %d sampled rows (%s)", ctx.name, n_replaced, len(picked), dict(replaced))
     return summary
@@ -248,7 +248,7 @@ def run_pass_filter(ctx: StageContext) -> dict[str, Any]:
         "share_all_fail": hist[f"0/{k}"] / max(1, len(ok)),
         "share_all_pass": hist[f"{k}/{k}"] / max(1, len(ok)),
         "keep_range": [s.keep_low, s.keep_high, "inclusive" if s.keep_inclusive else "exclusive"],
-        "data_file": str(Path(ctx.out_dir) / DATA_FILE),
+        "data_file": DATA_FILE,  # in the stage's artifact directory
     }
     log.info("pass_filter %s: kept %d of %d problems; pass-rate histogram %s", ctx.name, len(kept), len(ok), hist)
     return summary

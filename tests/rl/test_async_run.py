@@ -34,7 +34,7 @@ def _check_one_step_off_policy(run: Path) -> None:
     assert any("eval/math_acc" in r for r in steps if r["step"] == 3)
 
 
-def test_one_step_off_policy_run_and_kill_and_resume_trains_the_saved_batch_and_matches(tmp_path):
+def test_one_step_off_policy_run_and_kill_and_resume_trains_the_saved_batch_and_matches(tmp_path, seeded_artifacts):
     # An evaluation at step 3, after the checkpoint the kill follows: the resumed run must redo it alike.
     steps = [*ASYNC, "stages.rl.rl.steps=4", "stages.rl.rl.save_every=2", "stages.rl.rl.eval_every=3"]
     straight = tmp_path / "straight"
@@ -66,7 +66,7 @@ def test_one_step_off_policy_run_and_kill_and_resume_trains_the_saved_batch_and_
     assert _comparable(_without(got, window)) == _comparable(_without(want, window))
 
 
-def test_background_eval_logs_each_snapshot_against_its_version(tmp_path):
+def test_background_eval_logs_each_snapshot_against_its_version(tmp_path, seeded_artifacts):
     # With partial rollouts on too: new weights go into the pool as soon as they are published.
     run = tmp_path / "run"
     _finish(_run([*ASYNC, "stages.rl.rl.steps=3", "stages.rl.rl.save_every=0", "stages.rl.rl.eval_every=1",

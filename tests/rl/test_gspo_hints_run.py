@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from rlsys_testing import SMALL
+from rlsys_testing import BASE_STAGES, SHORT_EVAL, SMALL
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,12 +24,10 @@ pytestmark = pytest.mark.slow
 
 TINY_RL = [
     *SMALL,
-    "stages.pretrain.max_steps=3", "stages.pretrain.evaluate=false", "stages.pretrain.batch_size=8",
-    "stages.sft.max_steps=3", "stages.sft.evaluate=false", "stages.sft.batch_size=8",
-    "stages.sft_more.max_steps=3", "stages.sft_more.evaluate=false", "stages.sft_more.batch_size=8",
+    *BASE_STAGES,
     "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=3",
     "stages.rl.rl.batch_groups=4", "stages.rl.rl.eval_every=2", "stages.rl.lr=1e-3",
-    "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "reward.correct_threshold=0.5",
+    *SHORT_EVAL, "reward.correct_threshold=0.5",
     "stages.rl.reward_fns=[{_target_: rl_test_rewards.even_length, weight: 1.0}]",
 ]
 
@@ -87,7 +85,7 @@ def _comparable(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not any(t in k for t in volatile)} for r in records]
 
 
-def test_a_short_run_trains_and_logs_and_kill_and_resume_matches_it(tmp_path):
+def test_a_short_run_trains_and_logs_and_kill_and_resume_matches_it(tmp_path, seeded_artifacts):
     steps = ["stages.rl.rl.steps=4", "stages.rl.rl.save_every=2", "stages.rl.rl.eval_every=0"]
     straight = tmp_path / "straight"
     _finish(_run(steps, tmp_path, straight))

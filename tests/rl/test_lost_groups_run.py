@@ -9,7 +9,7 @@ from test_gspo_hints_run import _run
 pytestmark = pytest.mark.slow
 
 
-def test_a_run_losing_more_groups_than_tolerated_stops_with_a_clear_error(tmp_path):
+def test_a_run_losing_more_groups_than_tolerated_stops_with_a_clear_error(tmp_path, seeded_artifacts):
     run = tmp_path / "run"
     proc = _run(["stages.rl.rl.steps=2", "stages.rl.rl.eval_before=false", "rollout.pool.max_attempts=1",
                  "rollout.pool.request_timeout_s=0.001"], tmp_path, run)

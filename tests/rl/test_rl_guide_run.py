@@ -39,7 +39,7 @@ def _reference_logprob(model_dir: Path, rows: list[dict]) -> float:
     return total / count
 
 
-def test_all_fail_groups_get_the_reference_and_learn_it(tmp_path):
+def test_all_fail_groups_get_the_reference_and_learn_it(tmp_path, seeded_artifacts):
     run = tmp_path / "run"
     _finish(_run(GUIDE, tmp_path, run))
     steps = [r for r in _records(run / "stages" / "rl") if "train/loss" in r]

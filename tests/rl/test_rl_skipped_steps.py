@@ -98,7 +98,7 @@ def test_a_run_that_keeps_no_group_stops_and_publishes_nothing(tmp_path: Path, m
 
 
 @pytest.mark.slow
-def test_a_real_run_that_keeps_no_group_stops_without_a_model(tmp_path: Path) -> None:
+def test_a_real_run_that_keeps_no_group_stops_without_a_model(tmp_path: Path, seeded_artifacts: Path) -> None:
     """A short real `+exp=gspo_hints` run (Ray, vLLM, DeepSpeed): the length penalty scores every short answer
     0, so with hints off every group fails and the (0, 1) filter drops it."""
     from test_gspo_hints_run import _run

@@ -61,7 +61,7 @@ def steps_done(stage: Path) -> list[dict]:
         return []
 
 
-def test_a_run_scaled_by_hand_1_3_1_completes_with_every_group_once(tmp_path):
+def test_a_run_scaled_by_hand_1_3_1_completes_with_every_group_once(tmp_path, seeded_artifacts):
     run = tmp_path / "run"
     stage = run / "stages" / "rl"
     log = tmp_path / "run.log"
@@ -111,7 +111,7 @@ AUTOSCALED = [a for a in SCALED if not a.startswith("stages.rl.rl.steps=")] + [
     f"+rollout.pool.autoscale_policy.for_s={BURST_S}"]
 
 
-def test_a_run_autoscaled_1_3_1_completes_with_every_group_once(tmp_path):
+def test_a_run_autoscaled_1_3_1_completes_with_every_group_once(tmp_path, seeded_artifacts):
     run = tmp_path / "run"
     log = tmp_path / "run.log"
     proc = start(tmp_path, run, log, AUTOSCALED)

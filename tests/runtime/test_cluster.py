@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from ray_cluster import TwoNodeCluster
+from rlsys_testing import BASE_STAGES, SHORT_EVAL, SMALL
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -131,16 +132,11 @@ def test_rollout_actor_on_the_labelled_node_gets_code_and_weights_through_ray(cl
 
 # ---------------------------------------------------------------- a real run
 SMALL_RUN = [
-    "data.suite.n_train_per_tier=60", "data.suite.n_eval_per_tier=10", "data.suite.n_if_train=20",
-    "data.suite.n_if_eval=5", "data.suite.n_pref_train=20", "data.suite.n_pref_eval=5",
-    "data.suite.n_pretrain_docs=100", "data.suite.n_format_train=8", "data.suite.n_format_eval=4",
-    "model.tiny.hidden_size=64", "model.tiny.num_layers=2", "model.tiny.head_dim=32", "model.tiny.vocab_size=400",
-    "stages.pretrain.max_steps=3", "stages.pretrain.evaluate=false", "stages.pretrain.batch_size=8",
-    "stages.sft.max_steps=3", "stages.sft.evaluate=false", "stages.sft.batch_size=8",
-    "stages.sft_more.max_steps=3", "stages.sft_more.evaluate=false", "stages.sft_more.batch_size=8",
+    *SMALL,
+    *BASE_STAGES,
     "rollout.group_size=4", "rollout.max_tokens=64", "hints.rollouts_per_level=4", "hints.max_level=3",
     "stages.rl.rl.batch_groups=4", "stages.rl.rl.eval_every=0", "stages.rl.rl.save_every=0", "stages.rl.lr=1e-3",
-    "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "reward.correct_threshold=0.5",
+    *SHORT_EVAL, "reward.correct_threshold=0.5",
     "stages.rl.reward_fns=[{_target_: rl_test_rewards.even_length, weight: 1.0}]",
 ]
 
@@ -152,7 +148,7 @@ def _steps(metrics: Path) -> list[dict]:
     return [r for r in rows if r.get("step", 0) > 0 and "train/loss" in r]
 
 
-def test_gspo_hints_on_two_nodes_rollouts_on_the_labelled_node_then_node_lost_mid_run(cluster, tmp_path):
+def test_gspo_hints_on_two_nodes_rollouts_on_the_labelled_node_then_node_lost_mid_run(cluster, tmp_path, seeded_artifacts):
     # One run checks both: the rollout actor is placed on the labelled node (model and code brought there by
     # Ray), then that node is lost while it generates. A later weight version reaching a remote actor through
     # the object store is test_rollout_actor_on_the_labelled_node_gets_code_and_weights_through_ray.

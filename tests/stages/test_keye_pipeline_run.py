@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
-from rlsys_testing import SMALL
+from rlsys_testing import BASE_STAGES, SHORT_EVAL, SMALL, seed_artifacts
 
 from rlsys.runtime.artifacts import DONE
 
@@ -26,8 +26,8 @@ RL_STAGES = ("rl", "rft_rl", "judge_check_rl", "align", "align_rules")
 TINY = [
     *SMALL,
     "rollout.group_size=4", "rollout.max_tokens=16", "hints.rollouts_per_level=4", "hints.max_level=2",
-    "eval.max_math=6", "eval.max_ifeval=2", "eval.max_tokens=16", "eval.max_pairs=4",
-    *(f"stages.{s}.{k}" for s in ("pretrain", "sft", "sft_more") for k in ("max_steps=3", "evaluate=false", "batch_size=8")),
+    *SHORT_EVAL,
+    *BASE_STAGES,
     "stages.mpo.max_steps=2", "stages.mpo.batch_size=4", "stages.mpo.evaluate=false",
     "stages.pref_sample.sample.max_rows=12", "stages.pref_sample.sample.drop_truncated=false",
     "stages.rm.max_steps=2", "stages.rm.batch_size=4", "stages.rm.length_anneal_epochs=0",
@@ -70,11 +70,12 @@ def _summary(run: Path, stage: str) -> dict:
     return json.loads((run / "stages" / stage / "summary.json").read_text())
 
 
-def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(tmp_path):
+def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(tmp_path, base_artifacts):
     proc = _run(tmp_path, tmp_path / "bad", "stages.align.reward_fns=[{_target_: no_such_module.reward_fn}]")
     assert proc.returncode != 0
     assert "config error: stages.align.reward_fns[0] ('no_such_module.reward_fn')" in proc.stderr + proc.stdout
     assert not (tmp_path / "artifacts").exists()
+    seed_artifacts(base_artifacts, tmp_path / "artifacts")
 
     first = tmp_path / "first"
     # pass_filter writes data, not a model: its `stage:` model directory does not exist.
