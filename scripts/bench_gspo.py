@@ -59,6 +59,9 @@ def summarize(run_dir: Path) -> dict:
 def print_tables(named: dict[str, dict]) -> None:
     tiers = ["eval/math_acc_tier1", "eval/math_acc_tier2", "eval/math_acc_tier3", "eval/math_acc",
              "eval/math_sampled_acc_tier3", "eval/math_sampled_acc"]
+    # Composed problems (tier 4) are scored only with eval.max_chain > 0.
+    if any("eval/math_acc_tier4" in s["after"] for s in named.values()):
+        tiers.insert(3, "eval/math_acc_tier4")
     print("\n| run | steps | wall s | " + " | ".join(t.split("/")[1] + " before→after" for t in tiers) + " | all-fail share |")
     print("|---|---|---|" + "---|" * len(tiers) + "---|")
     for name, s in named.items():
