@@ -1,4 +1,5 @@
-"""Shared fixtures: one local Ray per test session, the tiny models built once, the base stages of the short\nreal runs built once, and a small video suite."""
+"""Shared fixtures: one local Ray per test session, the tiny models built once, the base stages of the short
+real runs built once, and a small video suite."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ def _train_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_over_long_prompt_fails_at_start_or_is_dropped_and_counted(tmp_path: Path, seeded_artifacts: Path) -> None:
+def test_over_long_prompt_fails_at_start_or_is_dropped_and_counted(tmp_path: Path) -> None:
     train = _train_file(tmp_path)
     proc = _run([*ARGS, f"data.train_files=[{train}]"], tmp_path, tmp_path / "error")
     out, _ = proc.communicate(timeout=600)
