@@ -164,9 +164,32 @@ def build_rl(ctx: StageContext) -> RLSetup:
     reward_cfg = to_plain(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
     where = f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns"
     check_reward_coverage(reward_cfg, where, rows)
-    rewards = RewardWorkerPool(reward_cfg, where=where)
-    learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
-    pool = RolloutPool.from_config(cfg.rollout, ctx.input_model)
+    def start_pools() -> list[RolloutPool]:
+        pools = [RolloutPool.from_config(cfg.rollout, ctx.input_model, wait=False)]
+        if cfg.eval.background and rl.eval_every:
+            pools.append(RolloutPool.from_config(cfg.rollout, ctx.input_model, num_actors=1, name="eval",
+                                                 auto_scale=False, wait=False))
+        return pools
+
+    # On CPUs the engines start while the reward workers and learners set up, so their start-ups overlap. On a
+    # GPU they start after the learners: vLLM sizes its KV cache from the memory free when it starts.
+    overlap = not cfg.rollout.gpus_per_actor
+    pools: list[RolloutPool] = start_pools() if overlap else []
+    rewards = learners = None
+    try:
+        rewards = RewardWorkerPool(reward_cfg, where=where)
+        learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
+        pools = pools or start_pools()
+        for p in pools:
+            p.wait_ready(p.policy.start_timeout_s)
+    except BaseException:
+        for started in (*pools, learners):
+            if started is not None:
+                started.shutdown()
+        if rewards is not None:
+            rewards.close()
+        raise
+    pool, eval_pool = pools[0], (pools[1] if len(pools) > 1 else None)
     pool.listen_for_scaling(cfg.run_dir or ctx.out_dir)  # `python -m rlsys.scale <run dir> --rollout N`
     generator = None
     if cfg.hints.generator:
@@ -181,9 +204,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
         sampler=ProblemSampler(len(rows), ctx.stage.seed), metrics=None, eval_rows=eval_rows(cfg),
         out_dir=Path(ctx.out_dir), credit=credit, data_metrics=checked.metrics,
     )
-    if cfg.eval.background and rl.eval_every:
-        eval_pool = RolloutPool.from_config(cfg.rollout, ctx.input_model, num_actors=1, name="eval",
-                                            auto_scale=False)
+    if eval_pool is not None:
         setup.background_eval = BackgroundEval(eval_pool, lambda generate: background_scores(setup, cfg, generate))
     return setup
 
