@@ -14,12 +14,14 @@ import math
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+from rlsys.config.validate import ConfigError
 from rlsys.reward.correct import is_correct, parse_correct_by
 from rlsys.reward.manager import RewardError, RewardManager
 from rlsys.reward.plugins import (
@@ -146,6 +148,18 @@ def check_reward_config(reward_cfg: Any, where: str = "reward.fns", *,
             )
     check_time_budgets(specs, float(_cfg(reward_cfg, "timeout_s", 10.0)), where)
     return specs, parse_correct_by(_cfg(reward_cfg, "correct_by", None), specs)
+
+
+def check_reward_coverage(reward_cfg: dict, where: str, rows: list[dict]) -> None:
+    """Every row's data_source has a reward entry: a row none applies to would score 0 in every sample, so its
+    groups could never be kept and the run would train on nothing while looking merely unsolved."""
+    specs, _ = check_reward_config(reward_cfg, where)
+    counts = Counter(r.get("data_source") for r in rows)
+    missing = [s for s in counts if not any(spec.applies_to(s) for spec in specs)]
+    if missing:
+        raise ConfigError(f"config key '{where}': no reward entry applies to data_source {missing[0]!r} "
+                          f"({counts[missing[0]]} of the stage's {len(rows)} rows); add it to an entry's "
+                          "data_sources (or add an entry for it)")
 
 
 class RewardWorkerPool:

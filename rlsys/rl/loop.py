@@ -12,7 +12,6 @@ import json
 import logging
 import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,7 +148,7 @@ def check_kl_sources(rl: Any, key: str) -> None:
 def build_rl(ctx: StageContext) -> RLSetup:
     from transformers import AutoTokenizer
 
-    from rlsys.reward.workers import RewardWorkerPool
+    from rlsys.reward.workers import RewardWorkerPool, check_reward_coverage
     from rlsys.rollout.pool import RolloutPool
 
     cfg, rl = ctx.cfg, ctx.stage.rl
@@ -164,6 +163,7 @@ def build_rl(ctx: StageContext) -> RLSetup:
     reward_cfg = to_plain(cfg.reward) | ({"fns": as_dict_list(ctx.stage.reward_fns)} if ctx.stage.reward_fns else {})
     where = f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns"
     check_reward_coverage(reward_cfg, where, rows)
+
     def start_pools() -> list[RolloutPool]:
         pools = [RolloutPool.from_config(cfg.rollout, ctx.input_model, wait=False)]
         if cfg.eval.background and rl.eval_every:
@@ -173,21 +173,21 @@ def build_rl(ctx: StageContext) -> RLSetup:
 
     # On CPUs the engines start while the reward workers and learners set up, so their start-ups overlap. On a
     # GPU they start after the learners: vLLM sizes its KV cache from the memory free when it starts.
-    overlap = not cfg.rollout.gpus_per_actor
-    pools: list[RolloutPool] = start_pools() if overlap else []
-    rewards = learners = None
+    pools: list[RolloutPool] = [] if cfg.rollout.gpus_per_actor else start_pools()
+    closers: list[Callable[[], None]] = [p.shutdown for p in pools]
     try:
         rewards = RewardWorkerPool(reward_cfg, where=where)
+        closers.append(rewards.close)
         learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
-        pools = pools or start_pools()
+        closers.append(learners.shutdown)
+        if not pools:
+            pools = start_pools()
+            closers += [p.shutdown for p in pools]
         for p in pools:
             p.wait_ready(p.policy.start_timeout_s)
     except BaseException:
-        for started in (*pools, learners):
-            if started is not None:
-                started.shutdown()
-        if rewards is not None:
-            rewards.close()
+        for close in closers:
+            close()
         raise
     pool, eval_pool = pools[0], (pools[1] if len(pools) > 1 else None)
     pool.listen_for_scaling(cfg.run_dir or ctx.out_dir)  # `python -m rlsys.scale <run dir> --rollout N`
@@ -207,20 +207,6 @@ def build_rl(ctx: StageContext) -> RLSetup:
     if eval_pool is not None:
         setup.background_eval = BackgroundEval(eval_pool, lambda generate: background_scores(setup, cfg, generate))
     return setup
-
-
-def check_reward_coverage(reward_cfg: dict, where: str, rows: list[dict]) -> None:
-    """Every row's data_source has a reward entry: a row none applies to would score 0 in every sample, so its
-    groups could never be kept and the run would train on nothing while looking merely unsolved."""
-    from rlsys.reward.workers import check_reward_config
-
-    specs, _ = check_reward_config(reward_cfg, where)
-    counts = Counter(r.get("data_source") for r in rows)
-    missing = [s for s in counts if not any(spec.applies_to(s) for spec in specs)]
-    if missing:
-        raise ConfigError(f"config key '{where}': no reward entry applies to data_source {missing[0]!r} "
-                          f"({counts[missing[0]]} of the stage's {len(rows)} rows); add it to an entry's "
-                          "data_sources (or add an entry for it)")
 
 
 def check_rl_prompts(ctx: StageContext, tokenizer: Any, rows: list[dict]) -> PromptCheck:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlsys.config.validate import ConfigError
-from rlsys.rl.loop import check_reward_coverage
+from rlsys.reward.workers import check_reward_coverage
 
 MATH = {"_target_": "rewards.math.math_reward", "weight": 1.0, "data_sources": ["rlsys/math", "rlsys/visual"]}
 
