@@ -5,7 +5,7 @@
     # caption fine-tuning of the whole model in a plain torch loop, the swap gap every 150 steps
     .venv/bin/python scripts/diag_vision_reading.py train-captions MODEL --data DIR --steps 900 [--save OUT]
     # the vision tower + merger + a linear head trained to name the first digit of an arithmetic expression
-    .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --steps 1000 [--pool flat|mean]
+    .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --steps 1000 [--pool flat|mean] [--holdout N]
 
 DIR is a built visual suite (artifacts/data_visual/<hash>, or a bigger one from `build_visual_suite`). A model
 that reads a caption's content from the picture scores its tokens better with its own image than with
@@ -109,6 +109,8 @@ def cmd_digit(args: argparse.Namespace) -> None:
     train, evals = load_split(args.data, "vl_caption_train"), load_split(args.data, "vl_caption_eval", 60)
     train = [r for r in train if r["scene"].get("kind") == "expression"]
     evals = [r for r in evals if r["scene"].get("kind") == "expression"]
+    if args.holdout:  # the eval split holds few expressions: hold out the last training scenes instead
+        train, evals = train[: -args.holdout], train[-args.holdout:]
     label = lambda r: int(str(r["scene"]["a"])[0])  # noqa: E731 (the first digit of the first operand)
     dim = model.config.text_config.hidden_size
     width = dim if args.pool == "mean" else None
@@ -159,6 +161,7 @@ def main() -> None:
             p.add_argument("--save", default=None)
         if name == "digit-probe":
             p.add_argument("--pool", choices=("flat", "mean"), default="flat")
+            p.add_argument("--holdout", type=int, default=0, help="held-out scenes taken from the training split")
     torch.set_num_threads(1)
     args = parser.parse_args()
     args.run(args)
