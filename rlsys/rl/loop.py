@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,31 +165,27 @@ def build_rl(ctx: StageContext) -> RLSetup:
     where = f"stages.{ctx.name}.reward_fns" if ctx.stage.reward_fns else "reward.fns"
     check_reward_coverage(reward_cfg, where, rows)
 
-    def start_pools() -> list[RolloutPool]:
+    def start_pools(started: ExitStack) -> list[RolloutPool]:
         pools = [RolloutPool.from_config(cfg.rollout, ctx.input_model, wait=False)]
+        started.callback(pools[0].shutdown)
         if cfg.eval.background and rl.eval_every:
             pools.append(RolloutPool.from_config(cfg.rollout, ctx.input_model, num_actors=1, name="eval",
                                                  auto_scale=False, wait=False))
+            started.callback(pools[1].shutdown)
         return pools
 
     # On CPUs the engines start while the reward workers and learners set up, so their start-ups overlap. On a
     # GPU they start after the learners: vLLM sizes its KV cache from the memory free when it starts.
-    pools: list[RolloutPool] = [] if cfg.rollout.gpus_per_actor else start_pools()
-    closers: list[Callable[[], None]] = [p.shutdown for p in pools]
-    try:
+    with ExitStack() as started:  # a part that fails to start shuts down the parts started before it
+        pools = [] if cfg.rollout.gpus_per_actor else start_pools(started)
         rewards = RewardWorkerPool(reward_cfg, where=where)
-        closers.append(rewards.close)
+        started.callback(rewards.close)
         learners = build_stage_learners(ctx, rl.steps * rl.mini_batches)
-        closers.append(learners.shutdown)
-        if not pools:
-            pools = start_pools()
-            closers += [p.shutdown for p in pools]
+        started.callback(learners.shutdown)
+        pools = pools or start_pools(started)
         for p in pools:
             p.wait_ready(p.policy.start_timeout_s)
-    except BaseException:
-        for close in closers:
-            close()
-        raise
+        started.pop_all()
     pool, eval_pool = pools[0], (pools[1] if len(pools) > 1 else None)
     pool.listen_for_scaling(cfg.run_dir or ctx.out_dir)  # `python -m rlsys.scale <run dir> --rollout N`
     generator = None
