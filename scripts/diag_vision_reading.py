@@ -138,8 +138,11 @@ def cmd_digit(args: argparse.Namespace) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 200 == 0:
+        if step % args.eval_every == 0:
             print(f"step {step} ({time.time() - t0:.0f} s): loss {loss.item():.3f} acc {accuracy():.3f}", flush=True)
+    if args.save:  # the trained tower inside the whole VLM, for a chain to start from (the head is not kept)
+        model.save_pretrained(args.save)
+        proc.save_pretrained(args.save)
 
 
 def main() -> None:
@@ -156,12 +159,14 @@ def main() -> None:
         else:
             p.add_argument("--steps", type=int, default=900)
             p.add_argument("--lr", type=float, default=5e-4 if name == "train-captions" else 1e-3)
+        if name != "swap":
+            p.add_argument("--save", default=None, help="write the trained model here")
         if name == "train-captions":
             p.add_argument("--batch", type=int, default=8)
-            p.add_argument("--save", default=None)
         if name == "digit-probe":
             p.add_argument("--pool", choices=("flat", "mean"), default="flat")
             p.add_argument("--holdout", type=int, default=0, help="held-out scenes taken from the training split")
+            p.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
     torch.set_num_threads(1)
     args = parser.parse_args()
     args.run(args)

@@ -275,6 +275,19 @@ class RewardManager:
             self._run_request(spec, samples, queue.popleft(), results, queue)
         return results
 
+    def _send(self, spec: RewardSpec, payload: list) -> tuple | None:
+        """Send one request (the worker builds the entry first if it has not yet) and return its load
+        status: ("loaded",), ("load_error", kind, text), _DIED, or None when loading timed out."""
+        if self._proc is None or not self._proc.is_alive():
+            self._kill()
+            self._start()
+        assert self._conn is not None
+        try:
+            self._conn.send((spec, list(sys.path), payload, self.timeout_s))
+            return self._recv(self.load_timeout_s)
+        except OSError:
+            return _DIED
+
     def _run_request(
         self,
         spec: RewardSpec,
@@ -283,16 +296,8 @@ class RewardManager:
         results: dict[int, _Outcome],
         queue: deque[list[int]],
     ) -> None:
-        if self._proc is None or not self._proc.is_alive():
-            self._kill()
-            self._start()
-        assert self._conn is not None
         payload = [(i, samples[i]["prompt"], samples[i]["completion"], _fields(samples[i])) for i in chunk]
-        try:
-            self._conn.send((spec, list(sys.path), payload, self.timeout_s))
-            status = self._recv(self.load_timeout_s)
-        except OSError:
-            status = _DIED
+        status = self._send(spec, payload)
         if status is None or status == _DIED:
             what = "timed out" if status is None else "died"
             self._kill()
@@ -340,6 +345,24 @@ class RewardManager:
             queue.extendleft([i] for i in reversed(missing))
 
     # -- public API
+
+    def preload(self) -> dict[str, str]:
+        """Start the scoring process and build every entry now (a served judge, a reward model), so that
+        the first batch does not wait for them. Returns {entry name: problem} for entries that did not
+        build; the first batch tries again and reports them per sample, as without a preload."""
+        problems: dict[str, str] = {}
+        with self._lock:
+            for spec in self.specs:
+                status = self._send(spec, [])
+                if status is None or status == _DIED:
+                    self._kill()
+                    problems[spec.name] = "timed out loading" if status is None else "worker died loading"
+                elif status[0] == "load_error":
+                    problems[spec.name] = f"{status[1]}: {status[2]}"
+                elif self._recv(self.timeout_s + self.kill_grace_s) != ("done",):
+                    self._kill()
+                    problems[spec.name] = "no answer to an empty request"
+        return problems
 
     def score_batch(self, samples: list[dict]) -> tuple[list[float], list[dict], dict]:
         """Score `samples` (dicts with `prompt`, `completion` and row fields such as `data_source`).

@@ -60,6 +60,13 @@ class RewardActor:
             check_static(spec, where)
         return os.getpid()
 
+    def preload(self) -> dict[str, str]:
+        problems = self.manager.preload()
+        for name, problem in problems.items():
+            logger.warning("reward entry %r did not build ahead of the first batch (%s); that batch tries again",
+                           name, problem)
+        return problems
+
     def score(self, samples: list[dict]) -> tuple[list[float], list[dict], dict[str, float]]:
         return self.manager.score_batch(samples)
 
@@ -208,9 +215,13 @@ class RewardWorkerPool:
             init_ray()
         self._remote = ray.remote(RewardActor)
         self.actors: list[Any] = []
+        self._preloads: list[Any] = []
         try:
             self.actors = [self._spawn() for _ in range(self.num_workers)]
             self._wait_ready(self.actors)
+            # Entries build in the background (a served judge takes ~25 s on CPU) while the caller starts
+            # its engines and learners; a batch sent meanwhile waits for them, as it would have built them.
+            self._preloads = [actor.preload.remote() for actor in self.actors]
         except BaseException:
             self.close()
             raise

@@ -72,6 +72,22 @@ class Scaled:
         return self.factor * len(completion)
 
 
+class Built:
+    """Appends a line to `log` each time it is built (its setup runs), and scores 1."""
+
+    def __init__(self, log, fail=False):
+        self.log, self.fail = log, fail
+
+    def setup(self):
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        if self.fail:
+            raise ValueError("no judge here")
+
+    def __call__(self, prompt, completion, **fields):
+        return 1.0
+
+
 def typed(prompt, completion, **fields):
     return {"true": True, "false": False, "none": None, "text": "0.5", "list": [1.0], "dict_bool": {"score": True},
             "no_score": {"value": 1.0}, "int": 2, "float": 0.5, "dict": {"score": 0.25, "flag": True}}[completion]
@@ -172,6 +188,23 @@ def test_worker_is_reused_across_batches_and_replaced_after_a_kill(plugin_dir: P
     assert manager.restarts == 1
     # Counted in the batch that paid for it, not again in the next one.
     assert killed["reward/scorer_restarts"] == 1.0 and after["reward/scorer_restarts"] == 0.0
+
+
+def test_preload_builds_each_entry_once_ahead_of_the_first_batch(plugin_dir: Path, tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.log", tmp_path / "bad.log"
+    entries = [{"_target_": "my_rewards_plugin.Built", "name": "good", "kwargs": {"log": str(good)}},
+               {"_target_": "my_rewards_plugin.Built", "name": "bad", "kwargs": {"log": str(bad), "fail": True}}]
+    with _manager(entries) as manager:
+        problems = manager.preload()
+        assert list(problems) == ["bad"] and "ValueError: no judge here" in problems["bad"]
+        assert len(good.read_text().splitlines()) == 1 and len(bad.read_text().splitlines()) == 1
+        scores, extras, metrics = manager.score_batch(_samples(["a", "b"]))
+    # The built entry is reused in the same process; the broken one is tried again and fails per sample.
+    assert len(good.read_text().splitlines()) == 1
+    assert len(bad.read_text().splitlines()) == 2
+    assert [e["good"] for e in extras] == [1.0, 1.0] and [e["bad"] for e in extras] == [-1.0, -1.0]
+    assert extras[0]["bad/error"] == "ValueError" and metrics["reward/errors/ValueError"] == 2.0
+    assert manager.restarts == 0
 
 
 def test_fail_on_error_names_function_and_sample(plugin_dir: Path) -> None:

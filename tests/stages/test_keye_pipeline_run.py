@@ -37,11 +37,11 @@ TINY = [
     *(f"stages.{s}.rl.max_skipped_share=1" for s in RL_STAGES),
     "stages.rft_sample.sample.max_rows=12", "stages.rft_sample.sample.num_samples=2",
     "stages.rft_sft.max_steps=2", "stages.rft_sft.batch_size=8", "stages.rft_sft.evaluate=false",
-    *(f"stages.{s}.sample.{k}" for s in ("pass_before", "pass_filter") for k in ("max_rows=12", "num_samples=4")),
+    "stages.pass_filter.sample.max_rows=12", "stages.pass_filter.sample.num_samples=4",
     # An untrained model never solves the math: a plug-in it passes about half the time gives mixed pass
     # rates, so the (0, 1) filter keeps some problems and drops others.
     *(f"stages.{s}.reward_fns=[{{_target_: rl_test_rewards.even_length}}]"
-      for s in ("pref_sample", "pass_before", "pass_filter", "rft_rl", "judge_data")),
+      for s in ("pref_sample", "pass_filter", "rft_rl", "judge_data")),
     # The chain's judge checks one response at a time, on the suite's IF pairs plus a few drawn for held-out.
     "stages.judge_check_data.sample.train_pairs=0", "stages.judge_check_data.sample.eval_if_pairs=4",
     "stages.judge_check_sft.max_steps=3", "stages.judge_check_sft.batch_size=8",
@@ -52,9 +52,11 @@ TINY = [
     # The small suite has few IF rows: keep align's math share small so its steps see IF prompts.
     "stages.align.data=ifeval_train+format_train+math_train:4", "stages.align.overrides.rollout.max_tokens=16",
 ]
-# The default chain, then the pairwise judge's data (align_rules, the rule checkers' RL, differs from align by its
-# reward entries only, which the start-up check covers: tests/stages/test_validate_chain.py).
-PIPELINE = [*OmegaConf.load(REPO / "conf" / "exp" / "keye_pipeline.yaml").pipeline, "judge_data"]
+# The default chain without pass_before (a measurement: pass_filter's kind on another model, nothing reads it), then
+# the pairwise judge's data. align_rules, the rule checkers' RL, differs from align by its reward entries only; the
+# start-up check covers both (tests/stages/test_validate_chain.py), as it covers pass_before.
+CHAIN = [s for s in OmegaConf.load(REPO / "conf" / "exp" / "keye_pipeline.yaml").pipeline if s != "pass_before"]
+PIPELINE = [*CHAIN, "judge_data"]
 
 
 def _run(tmp: Path, run_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -79,7 +81,7 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
 
     first = tmp_path / "first"
     # pass_filter writes data, not a model: its `stage:` model directory does not exist.
-    proc = _run(tmp_path, first,
+    proc = _run(tmp_path, first, f"pipeline=[{','.join(CHAIN)}]",
                 'stages.align.reward_fns=[{_target_: reward_model, kwargs: {model_path: "stage:pass_filter"}}]')
     assert proc.returncode != 0
     assert "stage 'align' (rl) failed" in proc.stderr + proc.stdout
@@ -94,7 +96,7 @@ def test_keye_pipeline_fails_naming_the_stage_then_resumes_and_writes_the_table(
     status = {r["stage"]: r["status"] for r in table["stages"]}
     assert status.pop("align") == status.pop("judge_data") == "trained"
     assert set(status.values()) == {"reused"}, status
-    assert set(status) >= {"pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_before", "pass_filter",
+    assert set(status) >= {"pretrain", "sft", "sft_more", "pref_sample", "mpo", "rl", "rm", "rft_sample", "rft_sft", "pass_filter",
                            "rft_rl", "judge_check_data", "judge_check_sft", "judge_check_rl"}
     for name in ("pipeline_table.md", "pipeline_curves.png", "rl_curves.png", "constraint_rates.md"):
         assert (run / name).is_file(), name
