@@ -16,6 +16,7 @@ A split the model cannot read (pictures or videos on a text-only model) is skipp
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from typing import Any
 
@@ -78,11 +79,13 @@ def long_eval_buckets(cfg: Any, lc: Any, model_dir: str, seed: int) -> dict[str,
     return buckets
 
 
-def long_context_eval(cfg: Any, lc: Any, model_dir: str, context: int, seed: int) -> dict[str, float]:
-    """`eval/long/...` metrics of `model_dir` (served with max_model_len = `context`) on the held-out buckets."""
+def long_context_eval(cfg: Any, lc: Any, model_dir: str, context: int, seed: int,
+                      short: bool = False) -> dict[str, float]:
+    """`eval/long/...` metrics of `model_dir` (served with max_model_len = `context`) on the held-out buckets;
+    with `short`, also the usual held-out evaluation (`evaluate_model`'s metrics), answered by the same engine."""
     from omegaconf import OmegaConf
 
-    from rlsys.eval.scoring import greedy_completions
+    from rlsys.eval.scoring import check_visual_model, eval_prompts, eval_rows, greedy_completions, score_eval
     from rlsys.eval.visual import visual_hits
 
     buckets = long_eval_buckets(cfg, lc, model_dir, seed)
@@ -96,8 +99,19 @@ def long_context_eval(cfg: Any, lc: Any, model_dir: str, context: int, seed: int
         out[f"eval/long/{name}_tokens"] = sum(sizes) / len(sizes)
         out[f"eval/long/{name}_too_long"] = float(len(rows) - len(kept))
         asked += [(name, r, s) for r, s in kept]
+    short_rows: dict[str, list[dict]] = {}
+    if short:
+        check_visual_model(cfg, model_dir)
+        short_rows = eval_rows(cfg)
+    prompts = [r for _, r, _ in asked] + (eval_prompts(short_rows) if short else [])
     served = OmegaConf.merge(cfg, {"rollout": {"max_model_len": int(context)}})
-    texts = greedy_completions(served, model_dir, [r for _, r, _ in asked]) if asked else []
+    # One engine start per model for both evaluations (each start costs ~15 s on CPU).
+    texts = greedy_completions(served, model_dir, prompts) if prompts else []
+    if short:
+        short_out = score_eval(short_rows, texts[len(asked):])
+        log.info("eval %s: %s", model_dir, {k: round(v, 3) for k, v in short_out.items()})
+        out |= {k: v for k, v in short_out.items() if not math.isnan(v)}
+    texts = texts[: len(asked)]
     hits = visual_hits([r for _, r, _ in asked], texts) if asked else []
     for name in buckets:
         got = [h for (n, _, _), h in zip(asked, hits) if n == name]

@@ -83,7 +83,6 @@ def run_long_context(ctx: StageContext) -> dict[str, Any]:
     from rlsys.data.encode import encode_sft_rows
     from rlsys.data.videos import RowVideoItems
     from rlsys.eval.long_context import long_context_eval, long_table
-    from rlsys.eval.scoring import evaluate_model
     from rlsys.jobs.train import epoch_batches, input_processor, stage_parts, train_loop
     from rlsys.stages.builders import build_metrics_at, build_stage_learners
     from rlsys.stages.validate import check_long_context
@@ -106,9 +105,7 @@ def run_long_context(ctx: StageContext) -> dict[str, Any]:
     if lc.eval_before:
         # The input model with room for long prompts but its own RoPE base: what it does past its training length.
         before_model = write_scaled_model(ctx.input_model, out / "before_model", 1.0, positions)
-        before = long_context_eval(ctx.cfg, lc, before_model, positions, ctx.stage.seed)
-        if ctx.stage.evaluate:
-            before |= evaluate_model(ctx.cfg, before_model)
+        before = long_context_eval(ctx.cfg, lc, before_model, positions, ctx.stage.seed, short=ctx.stage.evaluate)
         summary["eval_before"] = before
 
     steps = phase_steps(phases, ctx.stage.max_steps)
@@ -147,9 +144,7 @@ def run_long_context(ctx: StageContext) -> dict[str, Any]:
     model_dir = str(out / "model")
     learners.save_hf(model_dir)
     learners.shutdown()
-    after = long_context_eval(ctx.cfg, lc, model_dir, positions, ctx.stage.seed)
-    if ctx.stage.evaluate:
-        after |= evaluate_model(ctx.cfg, model_dir)
+    after = long_context_eval(ctx.cfg, lc, model_dir, positions, ctx.stage.seed, short=ctx.stage.evaluate)
     summary |= {"steps": offset, "final_loss": last.get("final_loss"), "eval": after}
     metrics.log(after, step=offset)
     metrics.close(plots=ctx.cfg.logging.plots)
