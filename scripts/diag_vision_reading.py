@@ -6,6 +6,8 @@
     .venv/bin/python scripts/diag_vision_reading.py train-captions MODEL --data DIR --steps 900 [--save OUT]
     # the vision tower + merger + a linear head trained to name the first digit of an arithmetic expression
     .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --steps 1000 [--pool flat|mean] [--holdout N]
+    # the same head on one rendered digit per picture (DIR is where the pictures are written), at the centre or anywhere
+    .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --digits centre|anywhere --holdout 400
 
 DIR is a built visual suite (artifacts/data_visual/<hash>, or a bigger one from `build_visual_suite`). A model
 that reads a caption's content from the picture scores its tokens better with its own image than with
@@ -101,17 +103,46 @@ def cmd_train(args: argparse.Namespace) -> None:
         proc.save_pretrained(args.save)
 
 
+def digit_rows(out: Path, n: int, place: str, size: int = 224) -> list[dict]:
+    """`n` pictures of one digit each, in the expression task's inks, backgrounds and font sizes (30-44 px), at the
+    centre or anywhere the glyph fits; written under `out`, reused when already there."""
+    from PIL import Image, ImageDraw
+
+    from rlsys.data.tasks.visual.render import font
+    from rlsys.data.tasks.visual.scene import BACKGROUNDS, INKS
+
+    rng, rows = random.Random(f"digits-{place}"), []
+    (out / place).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        digit, font_size = rng.randrange(10), rng.randint(30, 44)
+        room = size // 2 - font_size if place == "anywhere" else 0
+        centre = (size // 2 + rng.randint(-room, room), size // 2 + rng.randint(-room, room))
+        path = out / place / f"{i:05d}-{digit}.png"
+        if not path.exists():
+            image = Image.new("RGB", (size, size), BACKGROUNDS[rng.choice(sorted(BACKGROUNDS))])
+            ImageDraw.Draw(image).text(centre, str(digit), fill=INKS[rng.choice(sorted(INKS))], font=font(font_size),
+                                       anchor="mm")
+            image.save(path)
+        rows.append({"images": [str(path)], "digit": digit})
+    return rows
+
+
 def cmd_digit(args: argparse.Namespace) -> None:
     from rlsys.learner.vl_inputs import image_inputs
 
     torch.manual_seed(0)
     proc, model = load(args.model)
-    train, evals = load_split(args.data, "vl_caption_train"), load_split(args.data, "vl_caption_eval", 60)
-    train = [r for r in train if r["scene"].get("kind") == "expression"]
-    evals = [r for r in evals if r["scene"].get("kind") == "expression"]
-    if args.holdout:  # the eval split holds few expressions: hold out the last training scenes instead
+    if args.digits:
+        train = digit_rows(args.data, 4000 + args.holdout, args.digits)
+        label = lambda r: r["digit"]  # noqa: E731
         train, evals = train[: -args.holdout], train[-args.holdout:]
-    label = lambda r: int(str(r["scene"]["a"])[0])  # noqa: E731 (the first digit of the first operand)
+    else:
+        train, evals = load_split(args.data, "vl_caption_train"), load_split(args.data, "vl_caption_eval", 60)
+        train = [r for r in train if r["scene"].get("kind") == "expression"]
+        evals = [r for r in evals if r["scene"].get("kind") == "expression"]
+        if args.holdout:  # the eval split holds few expressions: hold out the last training scenes instead
+            train, evals = train[: -args.holdout], train[-args.holdout:]
+        label = lambda r: int(str(r["scene"]["a"])[0])  # noqa: E731 (the first digit of the first operand)
     dim = model.config.text_config.hidden_size
     width = dim if args.pool == "mean" else None
     head: torch.nn.Module | None = torch.nn.Linear(width, 10) if width else None
@@ -167,6 +198,8 @@ def main() -> None:
             p.add_argument("--pool", choices=("flat", "mean"), default="flat")
             p.add_argument("--holdout", type=int, default=0, help="held-out scenes taken from the training split")
             p.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
+            p.add_argument("--digits", choices=("centre", "anywhere"), default=None,
+                           help="one rendered digit per picture (written under --data) instead of the suite's")
     torch.set_num_threads(1)
     args = parser.parse_args()
     args.run(args)
