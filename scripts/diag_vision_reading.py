@@ -103,21 +103,24 @@ def cmd_train(args: argparse.Namespace) -> None:
         proc.save_pretrained(args.save)
 
 
-def digit_rows(out: Path, n: int, place: str, size: int = 224) -> list[dict]:
+def digit_rows(out: Path, n: int, place: str, jitter: int | None = None, size: int = 224) -> list[dict]:
     """`n` pictures of one digit each, in the expression task's inks, backgrounds and font sizes (30-44 px), at the
-    centre or anywhere the glyph fits; written under `out`, reused when already there."""
+    centre or anywhere the glyph fits (or at most `jitter` px off the centre each way); written under `out`, reused
+    when already there."""
     from PIL import Image, ImageDraw
 
     from rlsys.data.tasks.visual.render import font
     from rlsys.data.tasks.visual.scene import BACKGROUNDS, INKS
 
-    rng, rows = random.Random(f"digits-{place}"), []
-    (out / place).mkdir(parents=True, exist_ok=True)
+    name = place if jitter is None else f"jitter{jitter}"
+    rng, rows = random.Random(f"digits-{name}"), []
+    (out / name).mkdir(parents=True, exist_ok=True)
     for i in range(n):
         digit, font_size = rng.randrange(10), rng.randint(30, 44)
         room = size // 2 - font_size if place == "anywhere" else 0
+        room = room if jitter is None else jitter
         centre = (size // 2 + rng.randint(-room, room), size // 2 + rng.randint(-room, room))
-        path = out / place / f"{i:05d}-{digit}.png"
+        path = out / name / f"{i:05d}-{digit}.png"
         if not path.exists():
             image = Image.new("RGB", (size, size), BACKGROUNDS[rng.choice(sorted(BACKGROUNDS))])
             ImageDraw.Draw(image).text(centre, str(digit), fill=INKS[rng.choice(sorted(INKS))], font=font(font_size),
@@ -133,7 +136,7 @@ def cmd_digit(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     proc, model = load(args.model)
     if args.digits:
-        train = digit_rows(args.data, 4000 + args.holdout, args.digits)
+        train = digit_rows(args.data, 4000 + args.holdout, args.digits, args.jitter)
         label = lambda r: r["digit"]  # noqa: E731
         train, evals = train[: -args.holdout], train[-args.holdout:]
     else:
@@ -200,6 +203,7 @@ def main() -> None:
             p.add_argument("--eval-every", type=int, default=200, help="steps between held-out evaluations")
             p.add_argument("--digits", choices=("centre", "anywhere"), default=None,
                            help="one rendered digit per picture (written under --data) instead of the suite's")
+            p.add_argument("--jitter", type=int, default=None, help="with --digits: at most this many px off the centre")
     torch.set_num_threads(1)
     args = parser.parse_args()
     args.run(args)
