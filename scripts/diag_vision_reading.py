@@ -7,7 +7,7 @@
     # the vision tower + merger + a linear head trained to name the first digit of an arithmetic expression
     .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --steps 1000 [--pool flat|mean] [--holdout N]
     # the same head on one rendered digit per picture (DIR is where the pictures are written), at the centre or anywhere
-    .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --digits centre|anywhere --holdout 400
+    .venv/bin/python scripts/diag_vision_reading.py digit-probe MODEL --data DIR --digits centre|anywhere [--jitter PX] [--fresh] --holdout 400
 
 DIR is a built visual suite (artifacts/data_visual/<hash>, or a bigger one from `build_visual_suite`). A model
 that reads a caption's content from the picture scores its tokens better with its own image than with
@@ -103,29 +103,33 @@ def cmd_train(args: argparse.Namespace) -> None:
         proc.save_pretrained(args.save)
 
 
-def digit_rows(out: Path, n: int, place: str, jitter: int | None = None, size: int = 224) -> list[dict]:
-    """`n` pictures of one digit each, in the expression task's inks, backgrounds and font sizes (30-44 px), at the
-    centre or anywhere the glyph fits (or at most `jitter` px off the centre each way); written under `out`, reused
-    when already there."""
+def render_digit(rng: random.Random, place: str, jitter: int | None = None, size: int = 224) -> tuple:
+    """One digit in the expression task's inks, backgrounds and font sizes (30-44 px), at the centre or anywhere the
+    glyph fits (or at most `jitter` px off the centre each way): (PIL image, digit)."""
     from PIL import Image, ImageDraw
 
     from rlsys.data.tasks.visual.render import font
     from rlsys.data.tasks.visual.scene import BACKGROUNDS, INKS
 
+    digit, font_size = rng.randrange(10), rng.randint(30, 44)
+    room = size // 2 - font_size if place == "anywhere" else 0
+    room = room if jitter is None else jitter
+    centre = (size // 2 + rng.randint(-room, room), size // 2 + rng.randint(-room, room))
+    background, ink = rng.choice(sorted(BACKGROUNDS)), rng.choice(sorted(INKS))
+    image = Image.new("RGB", (size, size), BACKGROUNDS[background])
+    ImageDraw.Draw(image).text(centre, str(digit), fill=INKS[ink], font=font(font_size), anchor="mm")
+    return image, digit
+
+
+def digit_rows(out: Path, n: int, place: str, jitter: int | None = None) -> list[dict]:
+    """`n` pictures from `render_digit`, written under `out` (the same ones on every call)."""
     name = place if jitter is None else f"jitter{jitter}"
     rng, rows = random.Random(f"digits-{name}"), []
     (out / name).mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        digit, font_size = rng.randrange(10), rng.randint(30, 44)
-        room = size // 2 - font_size if place == "anywhere" else 0
-        room = room if jitter is None else jitter
-        centre = (size // 2 + rng.randint(-room, room), size // 2 + rng.randint(-room, room))
+        image, digit = render_digit(rng, place, jitter)
         path = out / name / f"{i:05d}-{digit}.png"
-        if not path.exists():
-            image = Image.new("RGB", (size, size), BACKGROUNDS[rng.choice(sorted(BACKGROUNDS))])
-            ImageDraw.Draw(image).text(centre, str(digit), fill=INKS[rng.choice(sorted(INKS))], font=font(font_size),
-                                       anchor="mm")
-            image.save(path)
+        image.save(path)
         rows.append({"images": [str(path)], "digit": digit})
     return rows
 
@@ -166,8 +170,13 @@ def cmd_digit(args: argparse.Namespace) -> None:
     print(f"start: acc {accuracy():.3f} on {len(evals)} held-out expressions", flush=True)
     opt = torch.optim.AdamW(list(model.model.visual.parameters()) + list(head.parameters()), lr=args.lr)
     rng, t0 = random.Random(0), time.time()
+    fresh = random.Random("fresh")
     for step in range(1, args.steps + 1):
-        batch = rng.sample(train, 16)
+        if args.fresh:  # a new picture every time: no picture is seen twice
+            batch = [dict(zip(("images", "digit"), ([im], d))) for im, d in
+                     (render_digit(fresh, args.digits, args.jitter) for _ in range(16))]
+        else:
+            batch = rng.sample(train, 16)
         loss = torch.nn.functional.cross_entropy(logits(batch), torch.tensor([label(r) for r in batch]))
         opt.zero_grad()
         loss.backward()
@@ -204,6 +213,7 @@ def main() -> None:
             p.add_argument("--digits", choices=("centre", "anywhere"), default=None,
                            help="one rendered digit per picture (written under --data) instead of the suite's")
             p.add_argument("--jitter", type=int, default=None, help="with --digits: at most this many px off the centre")
+            p.add_argument("--fresh", action="store_true", help="with --digits: train on new pictures every step")
     torch.set_num_threads(1)
     args = parser.parse_args()
     args.run(args)
