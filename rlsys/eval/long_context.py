@@ -16,7 +16,6 @@ A split the model cannot read (pictures or videos on a text-only model) is skipp
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from typing import Any
 
@@ -85,7 +84,7 @@ def long_context_eval(cfg: Any, lc: Any, model_dir: str, context: int, seed: int
     with `short`, also the usual held-out evaluation (`evaluate_model`'s metrics), answered by the same engine."""
     from omegaconf import OmegaConf
 
-    from rlsys.eval.scoring import check_visual_model, eval_prompts, eval_rows, greedy_completions, score_eval
+    from rlsys.eval.scoring import eval_prompts, greedy_completions, held_out_rows, held_out_scores
     from rlsys.eval.visual import visual_hits
 
     buckets = long_eval_buckets(cfg, lc, model_dir, seed)
@@ -99,18 +98,13 @@ def long_context_eval(cfg: Any, lc: Any, model_dir: str, context: int, seed: int
         out[f"eval/long/{name}_tokens"] = sum(sizes) / len(sizes)
         out[f"eval/long/{name}_too_long"] = float(len(rows) - len(kept))
         asked += [(name, r, s) for r, s in kept]
-    short_rows: dict[str, list[dict]] = {}
-    if short:
-        check_visual_model(cfg, model_dir)
-        short_rows = eval_rows(cfg)
-    prompts = [r for _, r, _ in asked] + (eval_prompts(short_rows) if short else [])
+    short_rows = held_out_rows(cfg, model_dir) if short else None
+    prompts = [r for _, r, _ in asked] + (eval_prompts(short_rows) if short_rows is not None else [])
     served = OmegaConf.merge(cfg, {"rollout": {"max_model_len": int(context)}})
     # One engine start per model for both evaluations (each start costs ~15 s on CPU).
     texts = greedy_completions(served, model_dir, prompts) if prompts else []
-    if short:
-        short_out = score_eval(short_rows, texts[len(asked):])
-        log.info("eval %s: %s", model_dir, {k: round(v, 3) for k, v in short_out.items()})
-        out |= {k: v for k, v in short_out.items() if not math.isnan(v)}
+    if short_rows is not None:
+        out |= held_out_scores(model_dir, short_rows, texts[len(asked):])
     texts = texts[: len(asked)]
     hits = visual_hits([r for _, r, _ in asked], texts) if asked else []
     for name in buckets:

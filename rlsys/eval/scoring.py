@@ -221,8 +221,18 @@ def model_completions(cfg: Any, model_path: str, rows: list[dict], n: int = 1, t
 def evaluate_model(cfg: Any, model_path: str) -> dict[str, float]:
     """Math accuracy per tier and IF pass rates (and with `eval.visual` visual accuracy) of `model_path` on the
     held-out rows."""
+    rows = held_out_rows(cfg, model_path)
+    return held_out_scores(model_path, rows, greedy_completions(cfg, model_path, eval_prompts(rows)))
+
+
+def held_out_rows(cfg: Any, model_path: str) -> dict[str, list[dict]]:
+    """`evaluate_model`'s rows, for a caller that asks its own engine (answer `eval_prompts(rows)`)."""
     check_visual_model(cfg, model_path)
-    rows = eval_rows(cfg)
-    out = score_eval(rows, greedy_completions(cfg, model_path, eval_prompts(rows)))
+    return eval_rows(cfg)
+
+
+def held_out_scores(model_path: str, rows: dict[str, list[dict]], texts: list[str]) -> dict[str, float]:
+    """`evaluate_model`'s metrics of `texts`, the answers to `eval_prompts(rows)` (metrics without rows left out)."""
+    out = score_eval(rows, texts)
     log.info("eval %s: %s", model_path, {k: round(v, 3) for k, v in out.items()})
     return {k: v for k, v in out.items() if not math.isnan(v)}

@@ -215,13 +215,13 @@ class RewardWorkerPool:
             init_ray()
         self._remote = ray.remote(RewardActor)
         self.actors: list[Any] = []
-        self._preloads: list[Any] = []
         try:
             self.actors = [self._spawn() for _ in range(self.num_workers)]
             self._wait_ready(self.actors)
             # Entries build in the background (a served judge takes ~25 s on CPU) while the caller starts
             # its engines and learners; a batch sent meanwhile waits for them, as it would have built them.
-            self._preloads = [actor.preload.remote() for actor in self.actors]
+            for actor in self.actors:
+                actor.preload.remote()  # nobody waits on it: problems are logged, the first batch reports them
         except BaseException:
             self.close()
             raise
