@@ -270,7 +270,8 @@ def serve_model(
     env = {k: v for k, v in os.environ.items() if k not in ("VLLM_API_KEY", "VLLM_SERVER_DEV_MODE")}
     env["TOKENIZERS_PARALLELISM"] = "false"
     if "VLLM_ENABLE_V1_MULTIPROCESSING" not in env and not _on_gpu():
-        # On CPU the engine runs inside the server process: up ~12 s sooner (tiny model: 36-39 s -> 25-26 s).
+        # On CPU the engine runs inside the server process: up sooner (tiny model: 26-32 s -> 20 s,
+        # scripts/bench_serve_start.py). A caller that sets the variable keeps its choice.
         # On a GPU it keeps its own process, so the HTTP and tokenizer work overlaps the forward passes.
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     if key:
