@@ -113,7 +113,7 @@ def render_digit(rng: random.Random, place: str, jitter: int | None = None, size
 
     digit, font_size = rng.randrange(10), rng.randint(30, 44)
     room = size // 2 - font_size if place == "anywhere" else 0
-    room = room if jitter is None else jitter
+    room = room if jitter is None else min(jitter, size // 2 - font_size)
     centre = (size // 2 + rng.randint(-room, room), size // 2 + rng.randint(-room, room))
     background, ink = rng.choice(sorted(BACKGROUNDS)), rng.choice(sorted(INKS))
     image = Image.new("RGB", (size, size), BACKGROUNDS[background])
@@ -188,10 +188,65 @@ def cmd_digit(args: argparse.Namespace) -> None:
         proc.save_pretrained(args.save)
 
 
+def cmd_read(args: argparse.Namespace) -> None:
+    """The whole VLM trained with its LM loss to answer which digit a fresh picture shows; the digit's place
+    widens from `--jitter-start` to `--jitter` px off the centre over `--ramp` steps (a curriculum)."""
+    torch.manual_seed(0)
+    proc, model = load(args.model)
+    question = "Which digit is written in the picture? Answer with the digit only."
+
+    def row(image, digit: int) -> dict:
+        return {"prompt": question, "response": str(digit), "images": [image]}
+
+    held = random.Random("read-held-out")
+    evals = [row(*render_digit(held, "anywhere", args.jitter)) for _ in range(args.holdout)]
+    centre = [row(*render_digit(held, "centre")) for _ in range(args.holdout // 2)]
+
+    digit_ids = [proc.tokenizer(str(d), add_special_tokens=False)["input_ids"] for d in range(10)]
+    assert all(len(i) == 1 for i in digit_ids) and len({i[0] for i in digit_ids}) == 10, "a digit must be one token"
+
+    def accuracy(rows: list[dict], images: bool = True) -> float:
+        """Right when the digit's token is the likeliest of the ten digits' tokens after the prompt."""
+        from PIL import Image
+
+        from rlsys.data.encode import encode_vl_prompt
+        from rlsys.learner.vl_inputs import build_vl_inputs
+
+        model.eval()
+        right = 0
+        with torch.no_grad():
+            for r in rows:
+                shown = r["images"] if images else [Image.new("RGB", (224, 224), (128, 128, 128))]
+                inputs = build_vl_inputs(proc, encode_vl_prompt(proc, r), shown, digit_ids[0])
+                start = inputs.pop("completion_start")
+                logits = model(**{k: v for k, v in inputs.items() if v is not None}).logits[0, start - 1]
+                right += int(logits[[i[0] for i in digit_ids]].argmax()) == int(r["response"])
+        return right / len(rows)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+    fresh, t0 = random.Random("fresh"), time.time()
+    print(f"start: held-out {accuracy(evals):.3f} centre {accuracy(centre):.3f}", flush=True)
+    for step in range(1, args.steps + 1):
+        jitter = round(args.jitter_start + (args.jitter - args.jitter_start) * min(1.0, step / max(args.ramp, 1)))
+        model.train()
+        opt.zero_grad()
+        for _ in range(args.batch):
+            r = row(*render_digit(fresh, "anywhere", jitter))
+            (caption_nll(proc, model, r, r["images"]).mean() / args.batch).backward()
+        opt.step()
+        if step % args.eval_every == 0:
+            print(f"step {step} ({time.time() - t0:.0f} s): jitter {jitter} held-out (±{args.jitter} px) "
+                  f"{accuracy(evals):.3f} centre {accuracy(centre):.3f} blank {accuracy(centre, False):.3f}", flush=True)
+    if args.save:
+        model.save_pretrained(args.save)
+        proc.save_pretrained(args.save)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name, fn in (("swap", cmd_swap), ("train-captions", cmd_train), ("digit-probe", cmd_digit)):
+    for name, fn in (("swap", cmd_swap), ("train-captions", cmd_train), ("digit-probe", cmd_digit),
+                     ("read", cmd_read)):
         p = sub.add_parser(name)
         p.add_argument("model")
         p.add_argument("--data", type=Path, required=True)
@@ -204,8 +259,14 @@ def main() -> None:
             p.add_argument("--lr", type=float, default=5e-4 if name == "train-captions" else 1e-3)
         if name != "swap":
             p.add_argument("--save", default=None, help="write the trained model here")
-        if name == "train-captions":
+        if name in ("train-captions", "read"):
             p.add_argument("--batch", type=int, default=8)
+        if name == "read":
+            p.add_argument("--jitter", type=int, default=64, help="px off the centre at the end (and held out)")
+            p.add_argument("--jitter-start", type=int, default=0, help="px off the centre at step 0")
+            p.add_argument("--ramp", type=int, default=0, help="steps over which the place widens (0: at once)")
+            p.add_argument("--holdout", type=int, default=200)
+            p.add_argument("--eval-every", type=int, default=250)
         if name == "digit-probe":
             p.add_argument("--pool", choices=("flat", "mean"), default="flat")
             p.add_argument("--holdout", type=int, default=0, help="held-out scenes taken from the training split")

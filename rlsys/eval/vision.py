@@ -3,6 +3,9 @@
     .venv/bin/python -m rlsys.eval vision vl_init=runs/vl_pipeline/<time>/stages/vl_init/model \
         vl_sft=runs/vl_pipeline/<time>/stages/vl_sft/model [...] [--max-visual 90] [--exp vl_pipeline]
     .venv/bin/python -m rlsys.eval vision --from-run runs/vl_pipeline/<time>
+    # one task on a larger held-out draw (held-out keys stay held-out: the split hashes the problem, not the seed)
+    .venv/bin/python -m rlsys.eval vision --from-run RUN --max-visual 100 \
+        --set 'data.visual.tasks=[identify]' --set data.visual.n_eval_per_task=100
 
 `--from-run` takes every stage model of a pipeline run (its `stages/stages.jsonl`, in run order) whose model is a
 vision-language one. Each model answers the visual suite's held-out rows (`vl_eval`, spread over the tasks, and
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,10 +46,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-run", type=Path, default=None, help="a pipeline run directory: every stage's VL model")
     parser.add_argument("--max-visual", type=int, default=90, help="held-out task rows (and at most as many traps)")
     parser.add_argument("--exp", default="vl_pipeline", help="the exp whose data.visual and prompts are used")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override on top of the exp (e.g. data.visual.n_eval_per_task=100); repeatable")
+
+
+def eval_config(args: argparse.Namespace) -> Any:
+    """The exp's config with the visual evaluation on, `--max-visual` rows and the `--set` overrides."""
+    from rlsys.config.store import compose_config
+
+    cfg = compose_config([f"+exp={args.exp}", "eval.visual=true", f"eval.max_visual={args.max_visual}", *args.set])
+    cfg.artifacts_dir = str(REPO / cfg.artifacts_dir)
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
-    from rlsys.config.store import compose_config
     from rlsys.eval.scoring import model_completions, paired_difference
     from rlsys.eval.visual import score_visual, visual_eval_rows, visual_hits, without_images
     from rlsys.runtime.ray_utils import init_ray
@@ -57,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
         models += run_models(args.from_run)
     if not models:
         raise SystemExit("name at least one model (name=model_dir) or a run (--from-run)")
-    cfg = compose_config([f"+exp={args.exp}", "eval.visual=true", f"eval.max_visual={args.max_visual}"])
-    cfg.artifacts_dir = str(REPO / cfg.artifacts_dir)
+    cfg = eval_config(args)
     rows = visual_eval_rows(cfg)
     pictured = rows["visual"] + rows["visual_trap"]
     blind = [without_images(r) for r in pictured]

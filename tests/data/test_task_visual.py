@@ -36,6 +36,7 @@ SPEC = VisualSuiteSpec(
 TIERS = {
     "arith": 1,
     "count": 1,
+    "identify": 1,
     "chart_value": 2,
     "chart_diff": 2,
     "chart_max": 2,
@@ -79,6 +80,9 @@ def gold(row: dict) -> int:
             (query.get("color") in (None, o["color"])) and (query.get("shape") in (None, o["shape"]))
             for o in scene["objects"]
         )
+    if task == "identify":
+        (color,) = [o["color"] for o in scene["objects"] if o["shape"] == query["shape"]]
+        return query["options"].index(color) + 1
     values = {b["label"]: b["value"] for b in scene["bars"]} if scene["kind"] == "bar_chart" else {}
     if task == "chart_value":
         return values[query["label"]]
@@ -191,6 +195,11 @@ def test_shape_images_show_each_object(suite: dict[str, str], rows: dict[str, li
             objs = [o for o in r["scene"]["objects"] if o["color"] == color]
             assert len(blobs) == len(objs), (r["id"], color)
             assert Counter(_shape_of(b) for b in blobs) == Counter(o["shape"] for o in objs), (r["id"], color)
+        if r["task"] == "identify":  # the asked-for shape's colour, read off the pixels, is the answer's option
+            (seen_color,) = [c for c in COLORS if any(_shape_of(b) == r["query"]["shape"]
+                                                      for b in _blobs(np.all(pix == COLORS[c], axis=-1)))]
+            assert r["query"]["options"][int(r["answer"]) - 1] == seen_color, r["id"]
+            continue
         # The asked-for count, read off the pixels.
         color, shape = r["query"].get("color"), r["query"].get("shape")
         seen = sum(
@@ -333,7 +342,7 @@ def test_same_seed_same_bytes_and_reuse(tmp_path: Path, suite: dict[str, str]) -
     assert all(x.read_bytes() == y.read_bytes() for x, y in zip(images_a, images_b))
     manifest = json.loads((tmp_path / "a" / MANIFEST).read_text())
     assert (
-        manifest["n_images"] == len(images_a) and manifest["counts"]["vl_train"] == 9 * SPEC.n_train_per_task
+        manifest["n_images"] == len(images_a) and manifest["counts"]["vl_train"] == len(TASKS) * SPEC.n_train_per_task
     )
     # A matching manifest means nothing is rewritten.
     stamp = os.stat(images_a[0]).st_mtime_ns

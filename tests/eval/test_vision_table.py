@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
 
-from rlsys.eval.vision import markdown, run_models
+from rlsys.eval.vision import add_arguments, eval_config, markdown, run_models
 
 
 def test_run_models_keeps_vision_language_stages_in_run_order(tmp_path):
@@ -37,3 +38,14 @@ def test_markdown_puts_each_model_with_its_blind_score_and_tasks():
     assert lines[0] == "| model | vl acc | blind | with − blind | tier1 | trap | trap blind |"
     assert lines[2] == "| a | 0.500 | 0.250 | +0.250 ± 0.100 | 0.750 | 0.100 | 0.000 |"
     assert lines[-1] == "| a | 1.000 |" and lines[-3] == "| model | count |"
+
+
+def test_set_overrides_reach_the_config_the_rows_come_from():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--max-visual", "100", "--set", "data.visual.tasks=[identify]",
+                              "--set", "data.visual.n_eval_per_task=100"])
+    cfg = eval_config(args)
+    assert (cfg.eval.visual, cfg.eval.max_visual) == (True, 100)
+    assert list(cfg.data.visual.tasks) == ["identify"] and cfg.data.visual.n_eval_per_task == 100
+    assert eval_config(parser.parse_args([])).data.visual.n_eval_per_task == 20

@@ -1,4 +1,5 @@
-"""Tier 1 visual tasks: work the expression written in the image (`arith`), count named shapes (`count`)."""
+"""Tier 1 visual tasks: work the expression written in the image (`arith`), count named shapes (`count`), name a
+shape's colour from numbered options (`identify`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from rlsys.data.tasks.visual.scene import (
     SHAPES,
     base,
     matches,
+    place,
     px,
+    reading_order,
     shapes_scene,
     what,
     where,
@@ -206,3 +209,60 @@ def count_of(scene: dict, query: dict) -> int:
     return sum(matches(o, query.get("color"), query.get("shape")) for o in scene["objects"])
 
 
+
+
+# ----------------------------------------------------------------------------- tier 1: a shape's colour
+
+
+class Identify(VisualTask):
+    """The colour of the one shape of a named kind, answered by its number among three shuffled colour options:
+    no digits and no counting in the picture, only a colour bound to a shape (blind, one answer in three)."""
+
+    name, tier = "identify", 1
+    prompts = (
+        "What colour is the {shape} in the picture? Options: {listed}. Answer with the option's number.",
+        "Which colour does the {shape} have? Choose from {listed} and answer with its number.",
+        "Look at the {shape} in the image. Is it {listed}? Give the number of the right colour.",
+    )
+
+    def sample(self, rng: random.Random, size: int) -> tuple[dict, dict]:
+        while True:  # one shape of each kind drawn, so "the {shape}" names exactly one; colours all differ
+            kinds = rng.sample(SHAPES, rng.randint(1, len(SHAPES)))
+            fills = rng.sample(sorted(COLORS), len(kinds))
+            scene = base("shapes", size, rng.choice(["white", "white", "light grey", "cream"]))
+            scene["objects"] = reading_order(place(rng, list(zip(fills, kinds)), size), scene["size"])
+            if len(scene["objects"]) < len(kinds):
+                continue
+            target = rng.choice(scene["objects"])
+            options = [target["color"], *rng.sample([c for c in sorted(COLORS) if c != target["color"]], 2)]
+            rng.shuffle(options)
+            return scene, {"type": "identify", "shape": target["shape"], "options": options}
+
+    def prompt(self, scene: dict, query: dict, rng: random.Random) -> str:
+        listed = ", ".join(f"{i} {c}" for i, c in enumerate(query["options"], 1))
+        return rng.choice(self.prompts).format(shape=query["shape"], listed=listed)
+
+    def key(self, scene: dict, query: dict) -> str:
+        present = ",".join(sorted(f"{o['color']} {o['shape']}" for o in scene["objects"]))
+        return f"identify:{query['shape']}:{','.join(query['options'])}:{present}"
+
+    def solve(self, scene: dict, query: dict) -> tuple[list[str], int]:
+        target = next(o for o in scene["objects"] if matches(o, None, query["shape"]))
+        answer = query["options"].index(target["color"]) + 1
+        lines = [
+            f"The {query['shape']} is {where(target['center'], scene['size'])}, and it is {target['color']}.",
+            f"Among the options, {target['color']} is number {answer}.",
+        ]
+        return lines, answer
+
+    def concept_hints(self, scene: dict, query: dict) -> tuple[str, str, str]:
+        return (
+            f"Only the {query['shape']}'s colour matters; the other shapes and their colours do not.",
+            f"Find the {query['shape']} in the picture, note the colour it is filled with, then find that colour "
+            "among the options.",
+            "The answer is the number written just before the matching colour in the options.",
+        )
+
+    def first_step(self, scene: dict, query: dict, lines: list[str]) -> str:
+        target = next(o for o in scene["objects"] if matches(o, None, query["shape"]))
+        return f"First step: the {query['shape']} is {where(target['center'], scene['size'])}."
