@@ -1,4 +1,4 @@
-"""Held-out visual accuracy of several models, each with its images and blind (the same rows, no image).
+"""Held-out visual accuracy of several models: with their pictures, blind (no picture) and with another row's picture.
 
     .venv/bin/python -m rlsys.eval vision vl_init=runs/vl_pipeline/<time>/stages/vl_init/model \
         vl_sft=runs/vl_pipeline/<time>/stages/vl_sft/model [...] [--max-visual 90] [--exp vl_pipeline]
@@ -9,9 +9,12 @@
 
 `--from-run` takes every stage model of a pipeline run (its `stages/stages.jsonl`, in run order) whose model is a
 vision-language one. Each model answers the visual suite's held-out rows (`vl_eval`, spread over the tasks, and
-the trap questions) greedily twice: with the pictures, and with the pictures removed from the prompt. A model
-that reads the pictures beats its own blind score; the gap is what the pictures are worth. Prints one markdown
-table (overall, per tier, trap; then per task) with the paired difference with − blind and its standard error.
+the trap questions) greedily three times: with the pictures, with the pictures removed from the prompt (blind),
+and with each task row given the next task row's pictures (swapped). A model that reads the pictures beats both.
+Blind changes the prompt's form as well (no image placeholder: a model may answer it as it answers trap
+questions); swapped keeps the form and only takes the information away, so with − swapped is the cleaner test.
+Prints one markdown table (overall, per tier, trap; then per task) with both paired differences and their
+standard errors.
 """
 
 from __future__ import annotations
@@ -75,34 +78,47 @@ def run(args: argparse.Namespace) -> int:
     rows = visual_eval_rows(cfg)
     pictured = rows["visual"] + rows["visual_trap"]
     blind = [without_images(r) for r in pictured]
+    swapped = other_pictures(rows["visual"])
     n = len(rows["visual"])
     print(f"rows: {n} held-out task rows, {len(rows['visual_trap'])} trap rows", flush=True)
     init_ray(num_cpus=4)
     table: dict[str, dict[str, float]] = {}
-    gaps: dict[str, str] = {}
+    gaps: dict[str, tuple[str, str]] = {}
     for name, path in models:
         seen = [t[0] if t else "" for t in model_completions(cfg, path, pictured)]
         unseen = [t[0] if t else "" for t in model_completions(cfg, path, blind)]
+        misled = [t[0] if t else "" for t in model_completions(cfg, path, swapped)]
         with_images = score_visual(rows["visual"], seen[:n], rows["visual_trap"], seen[n:])
         without = score_visual(rows["visual"], unseen[:n], rows["visual_trap"], unseen[n:])
-        table[name] = with_images | {k.replace("eval/vl_", "eval/blind_"): v for k, v in without.items()}
-        gaps[name] = paired_difference(visual_hits(rows["visual"], unseen[:n]), visual_hits(rows["visual"], seen[:n]))
+        hits = visual_hits(rows["visual"], seen[:n])
+        other = visual_hits(rows["visual"], misled)
+        table[name] = (with_images | {k.replace("eval/vl_", "eval/blind_"): v for k, v in without.items()}
+                       | {"eval/swapped_acc": sum(other) / max(1, n)})
+        gaps[name] = (paired_difference(visual_hits(rows["visual"], unseen[:n]), hits), paired_difference(other, hits))
         print(name, {k: round(v, 3) for k, v in table[name].items() if "_acc_" not in k}, flush=True)
     print(markdown(table, gaps))
     return 0
 
 
-def markdown(table: dict[str, dict[str, float]], gaps: dict[str, str]) -> str:
-    """Overall/tier/trap columns per model with and without images, the paired gap; then accuracy per task."""
+def other_pictures(rows: list[dict]) -> list[dict]:
+    """Each row with the next row's pictures (the last with the first's): the same prompt, another picture."""
+    return [dict(r, images=rows[(i + 1) % len(rows)]["images"]) for i, r in enumerate(rows)]
+
+
+def markdown(table: dict[str, dict[str, float]], gaps: dict[str, tuple[str, str]]) -> str:
+    """Overall/tier/trap columns per model with, without and with swapped images, the paired gaps (with − blind,
+    with − swapped); then accuracy per task."""
     def cell(scores: dict[str, float], key: str) -> str:
         return f"{scores[key]:.3f}" if key in scores else "—"
 
     tiers = sorted({k for s in table.values() for k in s if k.startswith("eval/vl_acc_tier")})
     tasks = sorted({k for s in table.values() for k in s if k.startswith("eval/vl_acc_") and k not in tiers})
-    head = ["model", "vl acc", "blind", "with − blind", *[t.rsplit("_", 1)[1] for t in tiers], "trap", "trap blind"]
+    head = ["model", "vl acc", "blind", "with − blind", "swapped", "with − swapped", *[t.rsplit("_", 1)[1] for t in tiers],
+            "trap", "trap blind"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, s in table.items():
-        cells = [name, cell(s, "eval/vl_acc"), cell(s, "eval/blind_acc"), gaps[name],
+        cells = [name, cell(s, "eval/vl_acc"), cell(s, "eval/blind_acc"), gaps[name][0], cell(s, "eval/swapped_acc"),
+                 gaps[name][1],
                  *[cell(s, t) for t in tiers], cell(s, "eval/vl_trap_acc"), cell(s, "eval/blind_trap_acc")]
         lines.append("| " + " | ".join(cells) + " |")
     names = [t.removeprefix("eval/vl_acc_") for t in tasks]

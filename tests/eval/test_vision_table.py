@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from rlsys.eval.vision import add_arguments, eval_config, markdown, run_models
+from rlsys.eval.vision import add_arguments, eval_config, markdown, other_pictures, run_models
 
 
 def test_run_models_keeps_vision_language_stages_in_run_order(tmp_path):
@@ -31,12 +31,12 @@ def test_run_models_refuses_a_directory_without_stages(tmp_path):
 
 
 def test_markdown_puts_each_model_with_its_blind_score_and_tasks():
-    table = {"a": {"eval/vl_acc": 0.5, "eval/blind_acc": 0.25, "eval/vl_acc_tier1": 0.75, "eval/vl_acc_count": 1.0,
-                   "eval/vl_trap_acc": 0.1, "eval/blind_trap_acc": 0.0}}
-    text = markdown(table, {"a": "+0.250 ± 0.100"})
+    table = {"a": {"eval/vl_acc": 0.5, "eval/blind_acc": 0.25, "eval/swapped_acc": 0.375, "eval/vl_acc_tier1": 0.75,
+                   "eval/vl_acc_count": 1.0, "eval/vl_trap_acc": 0.1, "eval/blind_trap_acc": 0.0}}
+    text = markdown(table, {"a": ("+0.250 ± 0.100", "+0.125 ± 0.050")})
     lines = text.splitlines()
-    assert lines[0] == "| model | vl acc | blind | with − blind | tier1 | trap | trap blind |"
-    assert lines[2] == "| a | 0.500 | 0.250 | +0.250 ± 0.100 | 0.750 | 0.100 | 0.000 |"
+    assert lines[0] == "| model | vl acc | blind | with − blind | swapped | with − swapped | tier1 | trap | trap blind |"
+    assert lines[2] == "| a | 0.500 | 0.250 | +0.250 ± 0.100 | 0.375 | +0.125 ± 0.050 | 0.750 | 0.100 | 0.000 |"
     assert lines[-1] == "| a | 1.000 |" and lines[-3] == "| model | count |"
 
 
@@ -49,3 +49,11 @@ def test_set_overrides_reach_the_config_the_rows_come_from():
     assert (cfg.eval.visual, cfg.eval.max_visual) == (True, 100)
     assert list(cfg.data.visual.tasks) == ["identify"] and cfg.data.visual.n_eval_per_task == 100
     assert eval_config(parser.parse_args([])).data.visual.n_eval_per_task == 20
+
+
+def test_other_pictures_gives_each_row_the_next_rows_pictures_and_keeps_the_rest():
+    rows = [{"id": i, "prompt": f"q{i}", "answer": str(i), "images": [f"{i}.png"]} for i in range(3)]
+    swapped = other_pictures(rows)
+    assert [r["images"] for r in swapped] == [["1.png"], ["2.png"], ["0.png"]]
+    assert [(r["id"], r["prompt"], r["answer"]) for r in swapped] == [(r["id"], r["prompt"], r["answer"]) for r in rows]
+    assert rows[0]["images"] == ["0.png"]

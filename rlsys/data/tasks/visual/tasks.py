@@ -4,9 +4,10 @@ Row schema (docs/DATA.md, "Image rows"): `{"id", "data_source": "rlsys/visual", 
 "answer", "solution", "hints", "images": ["images/<id>.png"], "scene", "query", "key"}`. `scene` is what is
 drawn (scene.py), `query` what is asked about it; answer, solution and hints are computed from the two.
 
-Tiers: 1 = read an expression and work it (`arith`), count shapes of a named colour / shape (`count`), pick
-a named shape's colour among three numbered options (`identify`: no digits or counting in the picture); 2 = read a bar chart: one bar's value (`chart_value`), the difference of two bars (`chart_diff`), the
-tallest bar's value (`chart_max`); 3 = a rectangle's area / perimeter and a right triangle's area from the
+Tiers: 1 = read an expression and work it (`arith`), count shapes of a named colour / shape (`count`), give
+a named shape's colour by its number in a fixed colour list (`identify`: no digits or counting in the
+picture); 2 = read a bar chart: one bar's value (`chart_value`), the difference of two bars (`chart_diff`),
+the tallest bar's value (`chart_max`); 3 = a rectangle's area / perimeter and a right triangle's area from the
 measures written beside them (`rect_area`, `rect_perimeter`, `triangle_area`), and two bars added minus a
 third (`chart_combo`). Every answer is a non-negative integer, so the math reward scores it.
 

@@ -1,5 +1,5 @@
 """Tier 1 visual tasks: work the expression written in the image (`arith`), count named shapes (`count`), name a
-shape's colour from numbered options (`identify`)."""
+shape's colour by its number in a fixed colour list (`identify`)."""
 
 from __future__ import annotations
 
@@ -215,14 +215,15 @@ def count_of(scene: dict, query: dict) -> int:
 
 
 class Identify(VisualTask):
-    """The colour of the one shape of a named kind, answered by its number among three shuffled colour options:
-    no digits and no counting in the picture, only a colour bound to a shape (blind, one answer in three)."""
+    """The colour of the one shape of a named kind, answered by its number in the fixed colour legend the question
+    lists (the palette's order, so a colour always has the same number): no digits and no counting in the picture,
+    only a colour bound to a shape (blind, one answer in six)."""
 
     name, tier = "identify", 1
     prompts = (
-        "What colour is the {shape} in the picture? Options: {listed}. Answer with the option's number.",
-        "Which colour does the {shape} have? Choose from {listed} and answer with its number.",
-        "Look at the {shape} in the image. Is it {listed}? Give the number of the right colour.",
+        "What colour is the {shape} in the picture? Answer with its number: {legend}.",
+        "Which colour does the {shape} have? Colours: {legend}. Give the colour's number.",
+        "Look at the {shape} in the image. Which of {legend} is it? Answer with the number.",
     )
 
     def sample(self, rng: random.Random, size: int) -> tuple[dict, dict]:
@@ -231,27 +232,23 @@ class Identify(VisualTask):
             fills = rng.sample(sorted(COLORS), len(kinds))
             scene = base("shapes", size, rng.choice(["white", "white", "light grey", "cream"]))
             scene["objects"] = reading_order(place(rng, list(zip(fills, kinds)), size), scene["size"])
-            if len(scene["objects"]) < len(kinds):
-                continue
-            target = rng.choice(scene["objects"])
-            options = [target["color"], *rng.sample([c for c in sorted(COLORS) if c != target["color"]], 2)]
-            rng.shuffle(options)
-            return scene, {"type": "identify", "shape": target["shape"], "options": options}
+            if len(scene["objects"]) == len(kinds):
+                return scene, {"type": "identify", "shape": rng.choice(scene["objects"])["shape"], "options": list(COLORS)}
 
     def prompt(self, scene: dict, query: dict, rng: random.Random) -> str:
-        listed = ", ".join(f"{i} {c}" for i, c in enumerate(query["options"], 1))
-        return rng.choice(self.prompts).format(shape=query["shape"], listed=listed)
+        legend = ", ".join(f"{i} {c}" for i, c in enumerate(query["options"], 1))
+        return rng.choice(self.prompts).format(shape=query["shape"], legend=legend)
 
     def key(self, scene: dict, query: dict) -> str:
         present = ",".join(sorted(f"{o['color']} {o['shape']}" for o in scene["objects"]))
-        return f"identify:{query['shape']}:{','.join(query['options'])}:{present}"
+        return f"identify:{query['shape']}:{present}"
 
     def solve(self, scene: dict, query: dict) -> tuple[list[str], int]:
         target = next(o for o in scene["objects"] if matches(o, None, query["shape"]))
         answer = query["options"].index(target["color"]) + 1
         lines = [
             f"The {query['shape']} is {where(target['center'], scene['size'])}, and it is {target['color']}.",
-            f"Among the options, {target['color']} is number {answer}.",
+            f"In the list of colours, {target['color']} is number {answer}.",
         ]
         return lines, answer
 
@@ -259,8 +256,8 @@ class Identify(VisualTask):
         return (
             f"Only the {query['shape']}'s colour matters; the other shapes and their colours do not.",
             f"Find the {query['shape']} in the picture, note the colour it is filled with, then find that colour "
-            "among the options.",
-            "The answer is the number written just before the matching colour in the options.",
+            "in the question's list.",
+            "The answer is the number written just before the matching colour in the list.",
         )
 
     def first_step(self, scene: dict, query: dict, lines: list[str]) -> str:
