@@ -44,6 +44,8 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 # Light grey of chart gridlines (not a fill colour, so bar pixels stay unambiguous).
 GRID = (205, 205, 205)
 SHAPES = ("circle", "square", "triangle")
+# Backgrounds of shape scenes, drawn uniformly from this list (white twice as often).
+SHAPE_BACKGROUNDS = ("white", "white", "light grey", "cream")
 PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles"}
 ALL_COLORS = {**COLORS, **INKS, **BACKGROUNDS}
 # Least distance in pixels between two shapes' bounding circles.
@@ -152,7 +154,7 @@ def shapes_scene(
         else:
             wanted.append(rng.choice(combos))
     rng.shuffle(wanted)
-    scene = base("shapes", size, rng.choice(["white", "white", "light grey", "cream"]))
+    scene = base("shapes", size, rng.choice(SHAPE_BACKGROUNDS))
     scene["objects"] = reading_order(place(rng, wanted, size), scene["size"])
     return scene
 

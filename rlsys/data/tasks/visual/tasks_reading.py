@@ -11,6 +11,7 @@ from rlsys.data.tasks.visual.scene import (
     BACKGROUNDS,
     COLORS,
     INKS,
+    SHAPE_BACKGROUNDS,
     SHAPES,
     base,
     matches,
@@ -209,8 +210,6 @@ def count_of(scene: dict, query: dict) -> int:
     return sum(matches(o, query.get("color"), query.get("shape")) for o in scene["objects"])
 
 
-
-
 # ----------------------------------------------------------------------------- tier 1: a shape's colour
 
 
@@ -230,7 +229,7 @@ class Identify(VisualTask):
         while True:  # one shape of each kind drawn, so "the {shape}" names exactly one; colours all differ
             kinds = rng.sample(SHAPES, rng.randint(1, len(SHAPES)))
             fills = rng.sample(sorted(COLORS), len(kinds))
-            scene = base("shapes", size, rng.choice(["white", "white", "light grey", "cream"]))
+            scene = base("shapes", size, rng.choice(SHAPE_BACKGROUNDS))
             scene["objects"] = reading_order(place(rng, list(zip(fills, kinds)), size), scene["size"])
             if len(scene["objects"]) == len(kinds):
                 return scene, {"type": "identify", "shape": rng.choice(scene["objects"])["shape"], "options": list(COLORS)}
@@ -244,7 +243,7 @@ class Identify(VisualTask):
         return f"identify:{query['shape']}:{present}"
 
     def solve(self, scene: dict, query: dict) -> tuple[list[str], int]:
-        target = next(o for o in scene["objects"] if matches(o, None, query["shape"]))
+        target = named_shape(scene, query)
         answer = query["options"].index(target["color"]) + 1
         lines = [
             f"The {query['shape']} is {where(target['center'], scene['size'])}, and it is {target['color']}.",
@@ -261,5 +260,10 @@ class Identify(VisualTask):
         )
 
     def first_step(self, scene: dict, query: dict, lines: list[str]) -> str:
-        target = next(o for o in scene["objects"] if matches(o, None, query["shape"]))
+        target = named_shape(scene, query)
         return f"First step: the {query['shape']} is {where(target['center'], scene['size'])}."
+
+
+def named_shape(scene: dict, query: dict) -> dict:
+    """The one object of the asked kind (an identify scene holds one shape of each kind drawn)."""
+    return next(o for o in scene["objects"] if matches(o, None, query["shape"]))
